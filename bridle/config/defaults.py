@@ -1,0 +1,233 @@
+"""Core defaults. Every key is declared here once, with a one-line comment.
+
+Modality plugins add their own keys (under ``INPUT.<MODALITY>`` / ``DATASETS.<MODALITY>``)
+through ``add_config(cfg)``. Defaults follow the paper's ViT-B recipes (SPEC §2-§5).
+"""
+from .config import CfgNode as CN
+
+_C = CN()
+_C.VERSION = 1
+
+# Directory for checkpoints, metrics.json, TensorBoard events and the merged config.yaml.
+_C.OUTPUT_DIR = "./output"
+# Global random seed; < 0 picks one from the clock (it is logged either way).
+_C.SEED = 0
+# Print a console metrics line (and write metrics.json / TensorBoard) every this many iterations.
+_C.LOG_PERIOD = 20
+# Show a tqdm progress bar on the main process.
+_C.PROGRESS_BAR = True
+# torch.backends.cudnn.benchmark
+_C.CUDNN_BENCHMARK = False
+
+_C.TRAINER = CN()
+# Entry of the TRAINER registry to run: "schedule" (interleaved BRIDLE pretraining),
+# "encoder", "tokenizer", "joint" (one pretraining phase), "finetune", "linear_probe".
+_C.TRAINER.NAME = "schedule"
+
+# ---------------------------------------------------------------------------- model
+_C.MODEL = CN()
+# "auto" (cuda if available, else cpu), "cpu", "cuda".
+_C.MODEL.DEVICE = "auto"
+# Checkpoint to initialise from (full BRIDLE checkpoint or exported encoder); "" = none.
+_C.MODEL.WEIGHTS = ""
+
+_C.MODEL.PATCH_EMBED = CN()
+# Entry of the PATCH_EMBED registry ("conv" is the core N-D conv embedder; plugins add theirs).
+_C.MODEL.PATCH_EMBED.NAME = "conv"
+# Input channels of the model input.
+_C.MODEL.PATCH_EMBED.IN_CHANS = 3
+# Size of the model input without batch/channel dims, e.g. [224, 224] or [16, 224, 224].
+_C.MODEL.PATCH_EMBED.INPUT_SIZE = [224, 224]
+# Patch (kernel = stride) size, one entry per input dim.
+_C.MODEL.PATCH_EMBED.PATCH_SIZE = [16, 16]
+
+_C.MODEL.ENCODER = CN()
+# Entry of the BACKBONE registry.
+_C.MODEL.ENCODER.NAME = "vit"
+# Preset "tiny" | "small" | "base" | "large"; EMBED_DIM/DEPTH/NUM_HEADS > 0 override it.
+_C.MODEL.ENCODER.SIZE = "base"
+# Width (0 = from SIZE).
+_C.MODEL.ENCODER.EMBED_DIM = 0
+# Number of blocks (0 = from SIZE).
+_C.MODEL.ENCODER.DEPTH = 0
+# Attention heads (0 = from SIZE).
+_C.MODEL.ENCODER.NUM_HEADS = 0
+# MLP hidden width / embed width.
+_C.MODEL.ENCODER.MLP_RATIO = 4.0
+# Stochastic depth rate (linearly increasing over blocks).
+_C.MODEL.ENCODER.DROP_PATH = 0.0
+# Activation checkpointing of every block (saves memory, costs ~30% compute).
+_C.MODEL.ENCODER.GRAD_CHECKPOINT = False
+
+_C.MODEL.DECODER = CN()
+# Decoder width.
+_C.MODEL.DECODER.EMBED_DIM = 512
+# Number of decoder blocks.
+_C.MODEL.DECODER.DEPTH = 16
+# Decoder attention heads.
+_C.MODEL.DECODER.NUM_HEADS = 16
+# "global" or "window" (Swin-style local windows over the patch grid, shifted on odd blocks).
+_C.MODEL.DECODER.ATTENTION = "global"
+# Window size per grid dim (window attention only).
+_C.MODEL.DECODER.WINDOW_SIZE = [4, 4]
+# Shift per grid dim applied on odd blocks (window attention only).
+_C.MODEL.DECODER.SHIFT_SIZE = [2, 0]
+
+_C.MODEL.TOKENIZER = CN()
+# Use the cold-start tokenizer (frozen random patch embed + pos embed + random projection).
+# The schedule sets this for the "encoder_cold" phase.
+_C.MODEL.TOKENIZER.COLD_START = False
+# Tokenizer ViT preset and overrides (same meaning as MODEL.ENCODER).
+_C.MODEL.TOKENIZER.SIZE = "base"
+_C.MODEL.TOKENIZER.EMBED_DIM = 0
+_C.MODEL.TOKENIZER.DEPTH = 0
+_C.MODEL.TOKENIZER.NUM_HEADS = 0
+
+_C.MODEL.ESTIMATOR = CN()
+# Tokenizer-estimator width.
+_C.MODEL.ESTIMATOR.EMBED_DIM = 768
+# Tokenizer-estimator blocks.
+_C.MODEL.ESTIMATOR.DEPTH = 3
+# Tokenizer-estimator heads.
+_C.MODEL.ESTIMATOR.NUM_HEADS = 12
+
+_C.MODEL.QUANTIZER = CN()
+# Entry of the QUANTIZER registry: "rq" (residual) or "vq" (single normalised codebook).
+_C.MODEL.QUANTIZER.NAME = "rq"
+# Residual levels ("codebook_set"); must be 1 for "vq".
+_C.MODEL.QUANTIZER.NUM_LEVELS = 4
+# Codes per level ("code_num").
+_C.MODEL.QUANTIZER.CODEBOOK_SIZE = 256
+# Dimension of each code ("code_dim").
+_C.MODEL.QUANTIZER.CODE_DIM = 256
+# Update codebooks by EMA of assigned inputs (True) or learn them by gradient (False).
+_C.MODEL.QUANTIZER.EMA = True
+# EMA decay.
+_C.MODEL.QUANTIZER.DECAY = 0.99
+# Commitment weight beta of the codebook loss.
+_C.MODEL.QUANTIZER.COMMITMENT = 0.25
+# Codebook init: "kmeans" (cosine k-means on the first batch), "uniform" or "normal".
+_C.MODEL.QUANTIZER.INIT = "kmeans"
+# Scale of the uniform/normal init.
+_C.MODEL.QUANTIZER.INIT_WEIGHT_MULTIPLIER = 1.0
+# k-means iterations for INIT = "kmeans".
+_C.MODEL.QUANTIZER.KMEANS_ITERS = 10
+# Replace dead codes with random inputs of the batch.
+_C.MODEL.QUANTIZER.RESTART_DEAD_CODES = True
+# A code is dead when its EMA usage count falls below this value.
+_C.MODEL.QUANTIZER.DEAD_CODE_THRESHOLD = 1e-3
+# Check for dead codes every this many training forwards.
+_C.MODEL.QUANTIZER.RESTART_PERIOD = 100
+# Top-k codes per input used as (soft) targets; 1 = hard codes.
+_C.MODEL.QUANTIZER.SOFT_CODES = 1
+
+_C.MODEL.MASK = CN()
+# Entry of the MASK_GENERATOR registry.
+_C.MODEL.MASK.NAME = "random"
+# Fraction of patches masked.
+_C.MODEL.MASK.RATIO = 0.8
+
+_C.MODEL.HEAD = CN()
+# Number of classes of the downstream task.
+_C.MODEL.HEAD.NUM_CLASSES = 1000
+# "ce" (single-label, soft targets allowed) or "bce" (multi-label).
+_C.MODEL.HEAD.LOSS = "ce"
+# Label smoothing for "ce".
+_C.MODEL.HEAD.LABEL_SMOOTHING = 0.0
+# Std of the trunc-normal init of the head weights.
+_C.MODEL.HEAD.INIT_STD = 2e-5
+# BatchNorm (no affine) before the head, as MAE's linear probe.
+_C.MODEL.HEAD.BATCHNORM = False
+# Dropout before the head.
+_C.MODEL.HEAD.DROPOUT = 0.0
+
+# ---------------------------------------------------------------------------- pretraining
+_C.PRETRAIN = CN()
+# Phases run in order by TRAINER.NAME = "schedule": "encoder_cold", "tokenizer", "encoder",
+# "joint". Each runs in OUTPUT_DIR/<k>_<phase>/.
+_C.PRETRAIN.SCHEDULE = ["encoder_cold", "tokenizer", "encoder"]
+# Joint phase: L = L_enc + RATIO * L_tok.
+_C.PRETRAIN.JOINT_RATIO = 0.1
+# Joint phase: a tokenizer step every this many iterations.
+_C.PRETRAIN.JOINT_TOKENIZER_PERIOD = 4
+# Per-phase solver settings; values < 0 inherit from SOLVER. OPTS are extra KEY VALUE
+# overrides applied to that phase only.
+_C.PRETRAIN.PHASES = CN()
+for _phase in ("ENCODER_COLD", "ENCODER", "TOKENIZER", "JOINT"):
+    _p = CN()
+    _p.EPOCHS = -1.0  # training epochs of the phase
+    _p.MAX_ITER = -1  # iterations of the phase (> 0 overrides EPOCHS)
+    _p.WARMUP_EPOCHS = -1.0  # linear warmup epochs
+    _p.BASE_LR = -1.0  # peak learning rate
+    _p.WEIGHT_DECAY = -1.0  # AdamW weight decay
+    _p.OPTS = []  # extra KEY VALUE overrides for this phase
+    _C.PRETRAIN.PHASES[_phase] = _p
+
+# ---------------------------------------------------------------------------- solver
+_C.SOLVER = CN()
+# Training length in epochs over DATASETS.TRAIN.
+_C.SOLVER.EPOCHS = 100.0
+# Training length in iterations (> 0 overrides EPOCHS).
+_C.SOLVER.MAX_ITER = 0
+# Linear warmup length in epochs.
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+# Linear warmup length in iterations (> 0 overrides WARMUP_EPOCHS).
+_C.SOLVER.WARMUP_ITERS = 0
+# Peak learning rate (absolute, for the effective batch).
+_C.SOLVER.BASE_LR = 5e-4
+# Learning rate at the end of the cosine schedule.
+_C.SOLVER.MIN_LR = 0.0
+# AdamW weight decay (never applied to biases, norms, positional/cls/mask tokens).
+_C.SOLVER.WEIGHT_DECAY = 0.05
+# AdamW betas.
+_C.SOLVER.BETAS = (0.9, 0.95)
+# AdamW eps.
+_C.SOLVER.EPS = 1e-8
+# Layer-wise lr decay for fine-tuning (1.0 = off).
+_C.SOLVER.LAYER_DECAY = 1.0
+# Clip the global gradient norm to this value (0 = off).
+_C.SOLVER.CLIP_GRAD = 0.0
+# "fp32", "bf16" or "fp16" (autocast; fp16 uses a GradScaler).
+_C.SOLVER.PRECISION = "fp32"
+# Samples per process per step.
+_C.SOLVER.BATCH_SIZE_PER_GPU = 32
+# Gradient accumulation steps; effective batch = BATCH_SIZE_PER_GPU * world size * ACCUM_STEPS.
+_C.SOLVER.ACCUM_STEPS = 1
+# Save a checkpoint every this many iterations (a final one is always saved).
+_C.SOLVER.CHECKPOINT_PERIOD = 1000
+# Keep at most this many periodic checkpoints (0 = all).
+_C.SOLVER.MAX_TO_KEEP = 2
+# torch.compile the model.
+_C.SOLVER.COMPILE = False
+
+# ---------------------------------------------------------------------------- data
+_C.DATASETS = CN()
+# DATASET registry entry used for training ("" = none).
+_C.DATASETS.TRAIN = ""
+# DATASET registry entry used for the final evaluation ("" = none).
+_C.DATASETS.TEST = ""
+# DATASET registry entry used for model selection, if any ("" = none).
+_C.DATASETS.VAL = ""
+
+_C.DATALOADER = CN()
+# Loader worker processes per process.
+_C.DATALOADER.NUM_WORKERS = 4
+# SAMPLER registry entry for training ("TrainingSampler": shuffled, sharded, resumable).
+_C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
+# Pin host memory.
+_C.DATALOADER.PIN_MEMORY = True
+# Batches prefetched per worker.
+_C.DATALOADER.PREFETCH_FACTOR = 2
+
+_C.INPUT = CN()
+# TRANSFORM registry entries applied to each training batch on the device (e.g. mixup).
+_C.INPUT.BATCH_TRANSFORMS = []
+
+# ---------------------------------------------------------------------------- evaluation
+_C.TEST = CN()
+# Evaluate every this many iterations during training (0 = only at the end).
+_C.TEST.EVAL_PERIOD = 0
+# EVALUATOR registry entries.
+_C.TEST.EVALUATORS = ["accuracy"]
+# Samples per process at evaluation.
+_C.TEST.BATCH_SIZE_PER_GPU = 64

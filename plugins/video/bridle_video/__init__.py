@@ -1,0 +1,1 @@
+"""Bridle video plugin."""
