@@ -109,13 +109,13 @@ TRAINER = Registry(
 )
 DATASET = Registry(
     "DATASET",
-    "fn(cfg, split: str, is_train: bool) -> torch Dataset; items are dicts with 'input' "
+    X
     "(tensor) and optionally 'label'; an item that cannot be read is returned as None.",
 )
 TRANSFORM = Registry(
     "TRANSFORM",
-    "fn(cfg, is_train) -> callable. Names listed in INPUT.BATCH_TRANSFORMS are applied by the "
-    "trainer to the whole batch (dict -> dict) on the device, during training only.",
+    "fn(cfg, mode) -> callable. Names listed in INPUT.BATCH_TRANSFORMS are applied by "
+    "fine-tuning trainers to the whole batch (dict -> dict) on the device, in training steps.",
 )
 SAMPLER = Registry(
     "SAMPLER",
