@@ -109,7 +109,8 @@ TRAINER = Registry(
 )
 DATASET = Registry(
     "DATASET",
-    X
+    "fn(cfg, split: str, mode: str) -> torch Dataset (mode: pretrain|finetune|linear_probe|eval); "
+    "items are dicts with 'input' "
     "(tensor) and optionally 'label'; an item that cannot be read is returned as None.",
 )
 TRANSFORM = Registry(
