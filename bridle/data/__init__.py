@@ -1,0 +1,11 @@
+from .build import build_batch_transforms, build_test_loader, build_train_loader, skip_none_collate
+from .samplers import InferenceSampler, TrainingSampler
+
+__all__ = [
+    "InferenceSampler",
+    "TrainingSampler",
+    "build_batch_transforms",
+    "build_test_loader",
+    "build_train_loader",
+    "skip_none_collate",
+]
