@@ -9,3 +9,4 @@ __all__ = [
     "build_patch_embed",
     "sincos_pos_embed",
 ]
+from .vit import VisionTransformer, build_encoder, vit_dims  # noqa: E402

@@ -1,0 +1,266 @@
+"""The pieces every run shares: argument parser, setup, and DefaultTrainer, whose build
+steps are overridable classmethods (detectron2's shape)."""
+import argparse
+import logging
+import os
+import random
+import time
+import weakref
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from fvcore.common.checkpoint import Checkpointer
+from iopath.common.file_io import PathManager
+from torch.nn.parallel import DistributedDataParallel
+
+from bridle.data.build import (
+    build_batch_transforms,
+    build_dataset,
+    build_test_loader,
+    build_train_loader,
+    iters_per_epoch,
+)
+from bridle.solver import WarmupCosineSchedule, build_optimizer
+from bridle.utils import comm
+from bridle.utils.logger import setup_logger
+
+from . import hooks
+from .events import ConsoleWriter, JSONWriter, TensorboardWriter
+from .train_loop import SimpleTrainer
+
+logger = logging.getLogger("bridle.engine")
+
+
+def default_argument_parser(description: str = "Bridle training") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n  python tools/train_net.py --config-file configs/audio/pretrain_rq.yaml\n"
+        "  python tools/train_net.py --config-file cfg.yaml --num-gpus 8 SOLVER.BASE_LR 1e-4\n"
+        "  torchrun --nproc-per-node 8 tools/train_net.py --config-file cfg.yaml",
+    )
+    p.add_argument("--config-file", default="", metavar="FILE", help="path to a config file")
+    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    p.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
+    p.add_argument("--num-machines", type=int, default=1, help="total machines")
+    p.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
+    p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (auto on one machine)")
+    p.add_argument("--list", action="store_true", help="print every registry with its entries and exit")
+    p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return p
+
+
+def resolve_device(cfg) -> torch.device:
+    dev = cfg.MODEL.DEVICE
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("MODEL.DEVICE asks for cuda but no CUDA device is available.")
+        if dev == "cuda":
+            return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(dev)
+
+
+def seed_all(seed: int) -> int:
+    if seed < 0:
+        seed = int(time.time() * 1000) % (2**31)
+    seed += comm.get_rank()
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return seed
+
+
+def default_setup(cfg, args=None) -> None:
+    """Output dir, logging, merged config dump, seeding."""
+    rank = comm.get_rank()
+    out = cfg.OUTPUT_DIR
+    PathManager().mkdirs(out)
+    setup_logger(out, rank, name="bridle")
+    for plugin in sorted(_plugin_names()):
+        setup_logger(out, rank, name=plugin)
+    logger.info(f"Rank {rank} of {comm.get_world_size()}; torch {torch.__version__}")
+    if args is not None:
+        logger.info(f"Command line arguments: {vars(args)}")
+    if comm.is_main_process():
+        path = os.path.join(out, "config.yaml")
+        with open(path, "w") as f:
+            f.write(cfg.dump())
+        logger.info(f"Full config saved to {path}")
+    seed = seed_all(cfg.SEED)
+    logger.info(f"Seed {seed}")
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+
+
+def _plugin_names() -> List[str]:
+    from bridle.plugins import loaded_plugins
+
+    return [m.__name__.split(".")[0] for m in loaded_plugins().values()]
+
+
+def create_ddp_model(model: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:
+    if comm.get_world_size() == 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    # Quantizers keep their buffers identical themselves (all-reduce at forward time).
+    return DistributedDataParallel(
+        model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=find_unused
+    )
+
+
+class TrainerCheckpointer(Checkpointer):
+    """fvcore's Checkpointer; saves only on the main process."""
+
+    def __init__(self, model, save_dir, **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=comm.is_main_process(), **checkpointables)
+
+
+class DefaultTrainer(SimpleTrainer):
+    """Builds everything from a config. Subclasses override the classmethods.
+
+    ``mode`` is the dataset mode of the training data ("pretrain", "finetune", ...).
+    Batch transforms (INPUT.BATCH_TRANSFORMS) are applied only when ``use_batch_transforms``."""
+
+    mode = "pretrain"
+    use_batch_transforms = False
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        device = resolve_device(cfg)
+        model = self.build_model(cfg)
+        model.to(device)
+        self.train_dataset = self.build_train_dataset(cfg)
+        self.iters_per_epoch = iters_per_epoch(cfg, len(self.train_dataset))
+        max_iter, warmup = self.schedule_lengths(cfg, self.iters_per_epoch)
+        optimizer = self.build_optimizer(cfg, model)
+        ddp = create_ddp_model(model, device, find_unused=getattr(model, "ddp_find_unused_parameters", False))
+        transforms = build_batch_transforms(cfg, self.mode) if self.use_batch_transforms else []
+        super().__init__(
+            ddp,
+            None,
+            optimizer,
+            precision=cfg.SOLVER.PRECISION,
+            accum_steps=cfg.SOLVER.ACCUM_STEPS,
+            clip_grad=cfg.SOLVER.CLIP_GRAD,
+            batch_transforms=transforms,
+            device=device,
+        )
+        self.model_without_ddp = model
+        self.max_iter = max_iter
+        self.lr_schedule = WarmupCosineSchedule(cfg.SOLVER.BASE_LR, max_iter, warmup, cfg.SOLVER.MIN_LR)
+        self.rng_states: Optional[list] = None
+        self.checkpointer = TrainerCheckpointer(
+            model, cfg.OUTPUT_DIR, optimizer=optimizer, trainer=weakref.proxy(self)
+        )
+        self.eval_hook: Optional[hooks.EvalHook] = None
+        self.register_hooks(self.build_hooks())
+        eff = cfg.SOLVER.BATCH_SIZE_PER_GPU * comm.get_world_size() * cfg.SOLVER.ACCUM_STEPS
+        logger.info(
+            f"{type(self).__name__}: {len(self.train_dataset)} training items, effective batch {eff}, "
+            f"{self.iters_per_epoch} iterations/epoch, {max_iter} iterations, {warmup} warmup"
+        )
+
+    # -- build steps (override in subclasses)
+    @classmethod
+    def build_model(cls, cfg) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def build_train_dataset(cls, cfg):
+        return build_dataset(cfg, cfg.DATASETS.TRAIN, "train", cls.mode)
+
+    @classmethod
+    def build_train_loader(cls, cfg, dataset, start_iter: int):
+        return build_train_loader(cfg, dataset, start_iter)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def schedule_lengths(cls, cfg, ipe: int):
+        s = cfg.SOLVER
+        max_iter = int(s.MAX_ITER) if s.MAX_ITER > 0 else int(round(s.EPOCHS * ipe))
+        warmup = int(s.WARMUP_ITERS) if s.WARMUP_ITERS > 0 else int(round(s.WARMUP_EPOCHS * ipe))
+        if max_iter <= 0:
+            raise ValueError("SOLVER.EPOCHS / SOLVER.MAX_ITER give zero training iterations.")
+        return max_iter, min(warmup, max_iter)
+
+    @classmethod
+    def test(cls, cfg, model: nn.Module) -> Dict[str, float]:
+        """Evaluate ``model`` on DATASETS.TEST; pretraining trainers have nothing to report."""
+        return {}
+
+    def has_evaluation(self) -> bool:
+        return False
+
+    def extra_hooks(self) -> list:
+        return []
+
+    def build_hooks(self) -> list:
+        cfg = self.cfg
+        hs = [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(self.optimizer, self.lr_schedule),
+            *self.extra_hooks(),
+            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_TO_KEEP),
+        ]
+        if self.has_evaluation():
+            self.eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, lambda: self.test(self.cfg, self.model_without_ddp))
+            hs.append(self.eval_hook)
+        hs.append(hooks.ProgressBar(cfg.PROGRESS_BAR))
+        hs.append(hooks.PeriodicWriter(self.build_writers(), cfg.LOG_PERIOD))
+        return hs
+
+    def build_writers(self) -> list:
+        if not comm.is_main_process():
+            return []
+        out = self.cfg.OUTPUT_DIR
+        return [
+            ConsoleWriter(self.max_iter),
+            JSONWriter(os.path.join(out, "metrics.json")),
+            TensorboardWriter(os.path.join(out, "tb")),
+        ]
+
+    # -- checkpoint state
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.rng_states is not None:
+            state["rng_states"] = self.rng_states
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        rngs = state.get("rng_states")
+        if rngs and comm.get_rank() < len(rngs):
+            hooks.set_rng_state(rngs[comm.get_rank()])
+
+    def load_initial_weights(self, path: str) -> None:
+        """Initialise from MODEL.WEIGHTS when not resuming; subclasses map foreign layouts."""
+        self.checkpointer.load(path, checkpointables=[])
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """With ``resume`` and a checkpoint in OUTPUT_DIR, continue from it (model, optimizer,
+        scaler, iteration, RNG); otherwise start from MODEL.WEIGHTS (if given)."""
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            self.checkpointer.load(path)
+            self.start_iter = self.iter + 1
+            logger.info(f"Resumed from {path} at iteration {self.start_iter}")
+        else:
+            if self.cfg.MODEL.WEIGHTS:
+                self.load_initial_weights(self.cfg.MODEL.WEIGHTS)
+            self.start_iter = 0
+
+    def train(self) -> Dict[str, float]:
+        if self.start_iter >= self.max_iter:
+            logger.info(f"Training already complete ({self.start_iter} >= {self.max_iter} iterations).")
+            return {}
+        self.data_loader = self.build_train_loader(self.cfg, self.train_dataset, self.start_iter)
+        self._data_iter = None
+        super().train(self.start_iter, self.max_iter)
+        return self.eval_hook.last_results if self.eval_hook is not None else {}

@@ -1,0 +1,209 @@
+"""The training loop: a small TrainerBase with hooks and one step implementation.
+
+The loop never knows what the model is: ``model(batch)`` returns a dict whose ``loss*``
+entries are summed and back-propagated; other entries are logged as metrics.
+"""
+import contextlib
+import logging
+import time
+import weakref
+from typing import Callable, Dict, Iterable, List, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .events import EventStorage
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class HookBase:
+    """Called by the trainer around each step; ``self.trainer`` is set on registration."""
+
+    trainer: "TrainerBase" = None
+
+    def before_train(self) -> None: ...
+
+    def after_train(self) -> None: ...
+
+    def before_step(self) -> None: ...
+
+    def after_step(self) -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+class TrainerBase:
+    def __init__(self) -> None:
+        self._hooks: List[HookBase] = []
+        self.iter = 0
+        self.start_iter = 0
+        self.max_iter = 0
+        self.storage: Optional[EventStorage] = None
+
+    def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
+        for h in hooks:
+            if h is None:
+                continue
+            h.trainer = weakref.proxy(self)
+            self._hooks.append(h)
+
+    def train(self, start_iter: int, max_iter: int) -> None:
+        logger.info(f"Starting training from iteration {start_iter} to {max_iter}")
+        self.iter = self.start_iter = start_iter
+        self.max_iter = max_iter
+        self.storage = EventStorage(start_iter)
+        try:
+            self.before_train()
+            for self.iter in range(start_iter, max_iter):
+                self.storage.iter = self.iter
+                self.before_step()
+                self.run_step()
+                self.after_step()
+            self.iter += 1  # the loop ended normally: all max_iter steps ran
+        finally:
+            self.after_train()
+
+    def before_train(self) -> None:
+        for h in self._hooks:
+            h.before_train()
+
+    def after_train(self) -> None:
+        self.storage.iter = self.iter
+        for h in self._hooks:
+            h.after_train()
+
+    def before_step(self) -> None:
+        for h in self._hooks:
+            h.before_step()
+
+    def after_step(self) -> None:
+        for h in self._hooks:
+            h.after_step()
+
+    def run_step(self) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"iteration": self.iter}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iter = int(state["iteration"])
+
+
+class SimpleTrainer(TrainerBase):
+    """One optimisation step: ``accum_steps`` micro-batches under autocast (fp32 / bf16 / fp16
+    with a GradScaler), optional batch transforms, gradient clipping. No host sync."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data_loader: Optional[Iterable] = None,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        precision: str = "fp32",
+        accum_steps: int = 1,
+        clip_grad: float = 0.0,
+        batch_transforms: Optional[List[Callable[[dict], dict]]] = None,
+        device: Optional[torch.device] = None,
+    ) -> None:
+        super().__init__()
+        if precision not in _DTYPES:
+            raise ValueError(f"SOLVER.PRECISION must be one of {list(_DTYPES)}; got '{precision}'.")
+        self.model = model
+        self.data_loader = data_loader
+        self._data_iter = None
+        self.optimizer = optimizer
+        self.precision = precision
+        self.accum_steps = max(1, int(accum_steps))
+        self.clip_grad = float(clip_grad)
+        self.batch_transforms = batch_transforms or []
+        self.device = device or next(model.parameters()).device
+        self.amp_dtype = _DTYPES[precision]
+        enabled = precision == "fp16"
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=enabled) if enabled else None
+
+    # -- data
+    def _next_batch(self) -> dict:
+        if self._data_iter is None:
+            self._data_iter = iter(self.data_loader)
+        while True:
+            batch = next(self._data_iter)
+            skipped = batch.get("num_skipped")
+            if skipped is not None:
+                self.storage.put_scalar("data/skipped", skipped)
+            if not batch.get("empty", False):
+                return batch
+
+    def to_device(self, batch: dict) -> dict:
+        return {
+            k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()
+        }
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    # -- step
+    def run_step(self) -> None:
+        assert self.model.training, "SimpleTrainer: the model was switched to eval mode"
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: Dict[str, torch.Tensor] = {}
+        for micro in range(self.accum_steps):
+            batch = self._next_batch()
+            data_time = time.perf_counter() - start
+            batch = self.to_device(batch)
+            for t in self.batch_transforms:
+                batch = t(batch)
+            sync = (
+                self.model.no_sync()
+                if isinstance(self.model, DistributedDataParallel) and micro < self.accum_steps - 1
+                else contextlib.nullcontext()
+            )
+            with sync:
+                with self.autocast():
+                    out = self.model(batch)
+                losses = {k: v for k, v in out.items() if k.startswith("loss")}
+                if not losses:
+                    raise KeyError("The model returned no 'loss*' entry in training mode.")
+                total = sum(losses.values()) / self.accum_steps
+                if self.grad_scaler is not None:
+                    self.grad_scaler.scale(total).backward()
+                else:
+                    total.backward()
+            for k, v in out.items():
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    v = v.detach().float() / self.accum_steps
+                    sums[k] = sums[k] + v if k in sums else v
+        if self.clip_grad > 0:
+            if self.grad_scaler is not None:
+                self.grad_scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        total_loss = sum(v for k, v in sums.items() if k.startswith("loss"))
+        self.storage.put_scalar("total_loss", total_loss, is_loss=True)
+        for k, v in sums.items():
+            self.storage.put_scalar(k, v, is_loss=k.startswith("loss"))
+        self.storage.put_scalar("data_time", data_time)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.grad_scaler is not None:
+            state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.grad_scaler is not None and "grad_scaler" in state:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])

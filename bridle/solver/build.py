@@ -1,0 +1,61 @@
+"""AdamW with parameter groups: no weight decay on biases, norms and tokens; optional
+layer-wise lr decay (each group carries an ``lr_scale`` the schedule multiplies in)."""
+import logging
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+
+# Parameters whose name ends with one of these never get weight decay.
+NO_DECAY_SUFFIXES = ("cls_token", "mask_token", "pos_embed", "dist_token")
+
+
+def is_no_decay(name: str, param: torch.Tensor) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in NO_DECAY_SUFFIXES
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    layer_id_fn: Optional[Callable[[str], int]] = None,
+    num_layers: int = 0,
+    layer_decay: float = 1.0,
+) -> List[Dict]:
+    """Trainable parameters grouped by (decay?, layer). ``layer_id_fn(name)`` maps a parameter
+    to a layer in [0, num_layers]; its lr scale is ``layer_decay ** (num_layers - id)``."""
+    groups: Dict[tuple, Dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = is_no_decay(name, p)
+        layer = layer_id_fn(name) if layer_id_fn is not None else num_layers
+        scale = layer_decay ** (num_layers - layer) if layer_id_fn is not None else 1.0
+        key = (no_decay, layer)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "lr_scale": scale,
+                "layer_id": layer,
+            }
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return list(groups.values())
+
+
+def build_optimizer(cfg, model: nn.Module, groups: Optional[List[Dict]] = None) -> torch.optim.Optimizer:
+    s = cfg.SOLVER
+    if groups is None:
+        groups = param_groups(model, s.WEIGHT_DECAY)
+    if not groups:
+        raise ValueError("The model has no trainable parameters: nothing to optimise.")
+    for g in groups:
+        g.pop("names", None)
+    kwargs = dict(lr=s.BASE_LR, betas=tuple(s.BETAS), eps=s.EPS)
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    if on_cuda:
+        kwargs["fused"] = True  # one kernel for the whole update
+    return torch.optim.AdamW(groups, **kwargs)
