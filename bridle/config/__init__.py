@@ -4,6 +4,8 @@ from .defaults import _C
 
 def get_cfg(load_plugins: bool = True) -> CfgNode:
     """Core defaults plus the keys of every loaded plugin (their ``add_config``)."""
+    import bridle.trainers  # noqa: F401  (registers the core trainers)
+
     cfg = _C.clone()
     if load_plugins:
         from bridle.plugins import load_plugins as _load

@@ -113,10 +113,17 @@ def create_ddp_model(model: nn.Module, device: torch.device, find_unused: bool =
 
 
 class TrainerCheckpointer(Checkpointer):
-    """fvcore's Checkpointer; saves only on the main process."""
+    """fvcore's Checkpointer; saves only on the main process, and stores the run's config
+    (YAML text under key ``cfg``) in every checkpoint so tools can rebuild the model."""
 
-    def __init__(self, model, save_dir, **checkpointables):
+    def __init__(self, model, save_dir, cfg=None, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=comm.is_main_process(), **checkpointables)
+        self.cfg_text = cfg.dump() if cfg is not None else None
+
+    def save(self, name: str, **kwargs) -> None:
+        if self.cfg_text is not None:
+            kwargs.setdefault("cfg", self.cfg_text)
+        super().save(name, **kwargs)
 
 
 class DefaultTrainer(SimpleTrainer):
@@ -154,7 +161,7 @@ class DefaultTrainer(SimpleTrainer):
         self.lr_schedule = WarmupCosineSchedule(cfg.SOLVER.BASE_LR, max_iter, warmup, cfg.SOLVER.MIN_LR)
         self.rng_states: Optional[list] = None
         self.checkpointer = TrainerCheckpointer(
-            model, cfg.OUTPUT_DIR, optimizer=optimizer, trainer=weakref.proxy(self)
+            model, cfg.OUTPUT_DIR, cfg=cfg, optimizer=optimizer, trainer=weakref.proxy(self)
         )
         self.eval_hook: Optional[hooks.EvalHook] = None
         self.register_hooks(self.build_hooks())
@@ -194,6 +201,19 @@ class DefaultTrainer(SimpleTrainer):
     def test(cls, cfg, model: nn.Module) -> Dict[str, float]:
         """Evaluate ``model`` on DATASETS.TEST; pretraining trainers have nothing to report."""
         return {}
+
+    @classmethod
+    def eval_only(cls, cfg) -> Dict[str, float]:
+        """Build the model, load MODEL.WEIGHTS (strictly reported) and run :meth:`test`."""
+        if not cfg.MODEL.WEIGHTS:
+            raise ValueError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate).")
+        model = cls.build_model(cfg).to(resolve_device(cfg))
+        cls.load_eval_weights(cfg, model)
+        return cls.test(cfg, model)
+
+    @classmethod
+    def load_eval_weights(cls, cfg, model: nn.Module) -> None:
+        TrainerCheckpointer(model, cfg.OUTPUT_DIR).load(cfg.MODEL.WEIGHTS, checkpointables=[])
 
     def has_evaluation(self) -> bool:
         return False
