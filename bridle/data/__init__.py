@@ -9,3 +9,4 @@ __all__ = [
     "build_train_loader",
     "skip_none_collate",
 ]
+from . import weighted_sampler  # noqa: F401,E402  registers the "WeightedSampler" SAMPLER entry
