@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 PLUGINS = {"audio": "bridle_audio", "image": "bridle_image", "video": "bridle_video"}
 
 packages = find_packages(include=["bridle", "bridle.*"])
-package_dir = {}
+package_dir = {"bridle": "bridle"}
 for modality, pkg in PLUGINS.items():
     root = f"plugins/{modality}"
     for sub in find_packages(where=root, include=[pkg, pkg + ".*"]):

@@ -9,7 +9,7 @@ datasets, transforms, ...). If the module has ``add_config(cfg)``, it is called 
 :func:`bridle.config.get_cfg` to declare the plugin's config keys.
 
 The environment variable ``BRIDLE_PLUGINS`` chooses what is loaded: unset or ``all``
-loads every installed plugin, ``audio,image`` only those, ``none`` nothing.
+loads every installed plugin, ``a,b`` only plugins a and b, ``none`` nothing.
 """
 import logging
 import os

@@ -74,7 +74,7 @@ class Registry(_FvRegistry):
 
 
 def _origin_of(obj: Any) -> str:
-    """The top-level package an object was defined in (``bridle``, ``bridle_audio``, ...)."""
+    """The top-level package an object was defined in (``bridle`` or a plugin package)."""
     module = getattr(obj, "__module__", None) or "?"
     return module.split(".")[0]
 

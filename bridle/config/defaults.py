@@ -6,6 +6,7 @@ through ``add_config(cfg)``. Defaults follow the paper's ViT-B recipes (SPEC §2
 from .config import CfgNode as CN
 
 _C = CN()
+# Config format version.
 _C.VERSION = 1
 
 # Directory for checkpoints, metrics.json, TensorBoard events and the merged config.yaml.
@@ -150,6 +151,9 @@ _C.PRETRAIN.SCHEDULE = ["encoder_cold", "tokenizer", "encoder"]
 _C.PRETRAIN.JOINT_RATIO = 0.1
 # Joint phase: a tokenizer step every this many iterations.
 _C.PRETRAIN.JOINT_TOKENIZER_PERIOD = 4
+# Tokenizer phases after the first warm-start T and TE from the previous tokenizer
+# (codebooks are always re-initialised).
+_C.PRETRAIN.TOKENIZER_WARM_START = True
 # Per-phase solver settings; values < 0 inherit from SOLVER. OPTS are extra KEY VALUE
 # overrides applied to that phase only.
 _C.PRETRAIN.PHASES = CN()

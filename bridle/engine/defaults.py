@@ -37,7 +37,7 @@ def default_argument_parser(description: str = "Bridle training") -> argparse.Ar
     p = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Examples:\n  python tools/train_net.py --config-file configs/audio/pretrain_rq.yaml\n"
+        epilog="Examples:\n  python tools/train_net.py --config-file configs/<modality>/pretrain_rq.yaml\n"
         "  python tools/train_net.py --config-file cfg.yaml --num-gpus 8 SOLVER.BASE_LR 1e-4\n"
         "  torchrun --nproc-per-node 8 tools/train_net.py --config-file cfg.yaml",
     )

@@ -1,0 +1,35 @@
+# Quickstart: `make demo` and `make test` each set up .venv when missing, then run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch stack installed into a new venv (override, e.g. TORCH_PKGS="torch==2.11.0 ...").
+TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
+PYTEST_ARGS ?= -q
+
+.PHONY: setup test demo apt clean
+
+$(VENV)/.installed: setup.py
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch, torchvision, torchaudio" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PKGS)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed apt
+
+# Debian packages that make real test audio (espeak-ng speech, sox tones, sound themes).
+apt:
+	@missing=""; for b in espeak-ng sox; do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$(cat requirements-apt.txt)) >/dev/null \
+	    || echo "warning: could not apt-get install $$(cat requirements-apt.txt | tr '\n' ' ')"; \
+	  else echo "note: install $$(cat requirements-apt.txt | tr '\n' ' ') for the audio tests/demo"; fi; \
+	fi
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+demo: setup
+	$(PY) tools/demo.py --output-dir output/demo
+
+clean:
+	rm -rf output build *.egg-info

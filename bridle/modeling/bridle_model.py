@@ -1,0 +1,156 @@
+"""The BRIDLE pretraining model: encoder E, decoder D, tokenizer T, estimator TE.
+
+``phase`` decides what trains and what is a frozen teacher:
+- "encoder":   E + D learn to predict T's codes of the masked patches (masked CE); T frozen.
+- "tokenizer": T + TE learn L_cos(TE(z_q), E(x)) + L_cb with E a frozen teacher on the
+               unmasked input; D unused.
+- "joint":     both losses, L_enc + ratio * L_tok, the tokenizer part every ``period`` steps.
+Frozen modules have ``requires_grad=False`` and stay in eval mode (no dropout, no codebook
+updates) whatever ``.train()`` is called with.
+"""
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bridle.registry import META_ARCH
+
+from .masking import build_mask_generator
+from .decoder import MaskedTokenDecoder
+from .tokenizer import build_estimator, build_tokenizer
+from .vit import build_encoder, gather_tokens, visible_ids
+
+PHASES = ("encoder", "tokenizer", "joint")
+
+
+def masked_ids(mask: torch.Tensor, num_masked: int) -> torch.Tensor:
+    """Indices [B, num_masked] of the masked tokens (no host sync)."""
+    order = torch.argsort(mask.to(torch.int8), dim=1, descending=True, stable=True)
+    return order[:, :num_masked]
+
+
+@META_ARCH.register(name="Bridle")
+class BridleModel(nn.Module):
+    def __init__(self, cfg, phase: str) -> None:
+        super().__init__()
+        if phase not in PHASES:
+            raise ValueError(f"Unknown BRIDLE phase '{phase}'; expected one of {PHASES}.")
+        self.phase = phase
+        self.encoder = build_encoder(cfg)
+        grid = self.encoder.grid_size
+        dim = self.encoder.embed_dim
+        self.tokenizer = build_tokenizer(cfg, dim)
+        q = self.tokenizer.quantizer
+        self.num_levels, self.codebook_size = int(q.num_levels), int(q.codebook_size)
+        d = cfg.MODEL.DECODER
+        self.decoder = MaskedTokenDecoder(
+            dim, grid, self.num_levels * self.codebook_size, int(d.EMBED_DIM), int(d.DEPTH),
+            int(d.NUM_HEADS), d.ATTENTION, d.WINDOW_SIZE, d.SHIFT_SIZE,
+        )
+        self.estimator = build_estimator(cfg, grid, dim)
+        self.mask_generator = build_mask_generator(cfg, grid)
+        self.num_masked = int(self.mask_generator.num_masked)
+        if self.num_masked <= 0:
+            raise ValueError("MODEL.MASK.RATIO masks no token: masked prediction needs masked tokens.")
+        self.joint_ratio = float(cfg.PRETRAIN.JOINT_RATIO)
+        self.joint_period = max(1, int(cfg.PRETRAIN.JOINT_TOKENIZER_PERIOD))
+        self.global_step = 0  # set by the trainer (joint phase schedules tokenizer steps on it)
+        # The joint phase skips the tokenizer on most steps: DDP must tolerate unused params.
+        self.ddp_find_unused_parameters = phase == "joint"
+        if cfg.MODEL.TOKENIZER.COLD_START and phase != "encoder":
+            raise ValueError("MODEL.TOKENIZER.COLD_START is only for the encoder phase (encoder_cold).")
+        for m in self.frozen_modules():
+            m.requires_grad_(False)
+        for p in self.tokenizer.parameters() if self.tokenizer.cold_start else []:
+            p.requires_grad_(False)
+
+    # -- which parts train
+    def trained_modules(self) -> List[nn.Module]:
+        return {
+            "encoder": [self.encoder, self.decoder],
+            "tokenizer": [self.tokenizer, self.estimator],
+            "joint": [self.encoder, self.decoder, self.tokenizer, self.estimator],
+        }[self.phase]
+
+    def frozen_modules(self) -> List[nn.Module]:
+        trained = {id(m) for m in self.trained_modules()}
+        return [m for m in (self.encoder, self.decoder, self.tokenizer, self.estimator) if id(m) not in trained]
+
+    def train(self, mode: bool = True) -> "BridleModel":
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        if self.tokenizer.cold_start:
+            self.tokenizer.eval()
+        return self
+
+    # -- losses
+    def masked_prediction(self, x: torch.Tensor, codes: torch.Tensor, soft_codes=None) -> Dict[str, torch.Tensor]:
+        """Cross-entropy of D's logits against the codes of the masked patches only, averaged over
+        masked patches x levels."""
+        b = x.shape[0]
+        mask = self.mask_generator(b, device=x.device)
+        ids_keep = visible_ids(mask, self.num_masked)
+        ids_mask = masked_ids(mask, self.num_masked)
+        latent = self.encoder(x, ids_keep)
+        logits = self.decoder(latent, ids_keep, ids_mask)  # [B, M, L*K]
+        logits = logits.float().reshape(b, self.num_masked, self.num_levels, self.codebook_size)
+        target = gather_tokens(codes, ids_mask)  # [B, M, L]
+        flat = logits.reshape(-1, self.codebook_size)
+        if soft_codes is not None and soft_codes.shape[-1] > 1:
+            k = soft_codes.shape[-1]
+            soft = soft_codes.gather(1, ids_mask[:, :, None, None].expand(-1, -1, *soft_codes.shape[2:]))
+            dist = torch.zeros_like(logits).scatter_(-1, soft, 1.0 / k)
+            loss = torch.sum(-dist.reshape_as(flat) * F.log_softmax(flat, dim=-1), dim=-1).mean()
+        else:
+            loss = F.cross_entropy(flat, target.reshape(-1))
+        with torch.no_grad():
+            acc = (logits.argmax(-1) == target).float().mean()
+        return {"loss_mlm": loss, "mlm_acc": acc}
+
+    def tokenizer_loss(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        with torch.no_grad():
+            teacher = self.encoder(x)[:, 1:].float()  # unmasked input, cls dropped
+        q = self.tokenizer(x)
+        rec = self.estimator(q.quantized).float()
+        loss_cos = (1.0 - F.cosine_similarity(rec, teacher, dim=-1)).mean()
+        out = {"loss_cos": loss_cos, "loss_cb": q.loss}
+        out.update({f"quantizer/{k}": v for k, v in q.metrics.items()})
+        return out
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        x = batch["input"]
+        if not self.training:
+            return {"codes": self.tokenize(x)}
+        if self.phase == "tokenizer":
+            return self.tokenizer_loss(x)
+        with torch.no_grad():
+            was = self.tokenizer.training
+            self.tokenizer.eval()  # targets never update the codebooks
+            q = self.tokenizer(x)
+            self.tokenizer.train(was)
+        out = self.masked_prediction(x, q.codes, q.soft_codes)
+        out.update({f"targets/{k}": v for k, v in q.metrics.items()})
+        if self.phase == "joint" and self.global_step % self.joint_period == 0:
+            tok = self.tokenizer_loss(x)
+            for k, v in tok.items():
+                out[k] = v * self.joint_ratio if k.startswith("loss") else v
+        return out
+
+    @torch.no_grad()
+    def tokenize(self, x: torch.Tensor) -> torch.Tensor:
+        """Code ids [B, N, L] of every patch."""
+        was = self.tokenizer.training
+        self.tokenizer.eval()
+        codes = self.tokenizer(x).codes
+        self.tokenizer.train(was)
+        return codes
+
+    @torch.no_grad()
+    def init_tokenizer_codebooks(self, x: torch.Tensor) -> None:
+        """Run the quantizer's configured init (k-means) on this batch's tokenizer features,
+        once, before training (all ranks call this; the quantizer keeps ranks identical)."""
+        q = self.tokenizer.quantizer
+        if not q.is_initialized():
+            q.init_codebook(self.tokenizer.features(x).float())
