@@ -61,15 +61,22 @@ class EventStorage:
                     host[names[i]] = flat[o : o + n]
                     o += n
         out = dict(floats)
+        bad = {
+            name: next(v for v in vals if not math.isfinite(v))
+            for name, vals in host.items()
+            if name in self._loss_keys and not all(math.isfinite(v) for v in vals)
+        }
+        if bad:
+            self._window.clear()
+            # Name the individual losses first; the total is non-finite because of them.
+            names = sorted(bad, key=lambda n: (n == "total_loss", n))
+            desc = ", ".join(f"'{n}' = {bad[n]}" for n in names)
+            raise FloatingPointError(
+                f"Loss became non-finite ({desc}) at or before iteration {self.iter}. Training "
+                "stopped; the last checkpoint in OUTPUT_DIR is intact. Try a lower SOLVER.BASE_LR, "
+                "SOLVER.CLIP_GRAD > 0, or SOLVER.PRECISION bf16/fp32."
+            )
         for name, vals in host.items():
-            if name in self._loss_keys and not all(math.isfinite(v) for v in vals):
-                bad = [v for v in vals if not math.isfinite(v)][0]
-                self._window.clear()
-                raise FloatingPointError(
-                    f"Loss '{name}' became {bad} at or before iteration {self.iter}. Training stopped; "
-                    "the last checkpoint in OUTPUT_DIR is intact. Try a lower SOLVER.BASE_LR, "
-                    "SOLVER.CLIP_GRAD > 0, or SOLVER.PRECISION bf16/fp32."
-                )
             out[name] = sum(vals) / len(vals)
         self._window.clear()
         self.latest.update(out)
