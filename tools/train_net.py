@@ -40,7 +40,11 @@ def main(args):
 
 
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    args = parser.parse_args()
+    flags = [o for o in (args.opts or []) if o.startswith("--")]
+    if flags:
+        parser.error(f"flags {flags} must come before the KEY VALUE config overrides")
     if args.list:
         get_cfg()  # loads every plugin
         import bridle.trainers  # noqa: F401  (core trainers register on import)

@@ -1,0 +1,167 @@
+"""BRIDLE phases on a tiny model of the (third-party) toy modality."""
+import pytest
+import torch
+
+from bridle.config import get_cfg
+from bridle.modeling.bridle_model import BridleModel
+from toy_plugin import toy_opts
+
+
+def tiny_cfg(**extra):
+    cfg = get_cfg()
+    cfg.merge_from_list(toy_opts("/tmp/unused", **extra))
+    return cfg
+
+
+def batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(64.0)
+    freqs = torch.randint(1, 5, (n, 1), generator=g).float()
+    return {"input": torch.sin(t * freqs / 4) + 0.05 * torch.randn(n, 64, generator=g)}
+
+
+def make(phase, cold=False, **extra):
+    cfg = tiny_cfg(**extra)
+    cfg.MODEL.TOKENIZER.COLD_START = cold
+    torch.manual_seed(0)
+    m = BridleModel(cfg, phase)
+    m.init_tokenizer_codebooks(batch()["input"])
+    return m.train()
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} changed"
+
+
+@pytest.mark.parametrize("phase,cold", [("encoder", True), ("encoder", False), ("tokenizer", False), ("joint", False)])
+def test_phase_trains_only_its_modules(phase, cold):
+    m = make(phase, cold)
+    frozen = {name: snapshot(getattr(m, name)) for name in ("encoder", "decoder", "tokenizer", "estimator")
+              if getattr(m, name) not in m.trained_modules()}
+    if cold:
+        frozen["tokenizer"] = snapshot(m.tokenizer)
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    for step in range(3):
+        m.global_step = step
+        out = m(batch(seed=step))
+        loss = sum(v for k, v in out.items() if k.startswith("loss"))
+        opt.zero_grad()
+        loss.backward()
+        for name in frozen:
+            grads = [p.grad for p in getattr(m, name).parameters() if p.grad is not None]
+            assert not grads, f"{name} got gradients in the {phase} phase"
+        opt.step()
+    for name, before in frozen.items():
+        assert_same(before, snapshot(getattr(m, name)))  # parameters and codebooks bitwise equal
+    trained = [p for mod in m.trained_modules() for p in mod.parameters() if p.requires_grad]
+    assert trained and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
+
+
+def test_frozen_modules_stay_in_eval_mode():
+    m = make("encoder")
+    m.train()
+    assert m.encoder.training and m.decoder.training
+    assert not m.tokenizer.training and not m.estimator.training
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    m = make("encoder", cold=True)
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-3)
+    b = batch()
+    torch.manual_seed(1)
+    losses = []
+    for _ in range(50):
+        loss = m(b)["loss_mlm"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+
+
+def test_tokenizer_loss_decreases_on_a_fixed_batch():
+    m = make("tokenizer")
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-3)
+    b = batch()
+    losses = []
+    for _ in range(50):
+        loss = m(b)["loss_cos"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_masked_ce_ignores_unmasked_targets():
+    m = make("encoder", cold=True).eval()
+    x = batch()["input"]
+    codes = m.tokenize(x)
+    m.train()
+    state = torch.random.get_rng_state()
+    base = m.masked_prediction(x, codes)["loss_mlm"]
+    # The same masks again; learn which tokens were masked from the generator itself.
+    torch.random.set_rng_state(state)
+    mask = m.mask_generator(x.shape[0])
+    changed_unmasked = codes.clone()
+    changed_unmasked[~mask] = (changed_unmasked[~mask] + 1) % m.codebook_size
+    changed_masked = codes.clone()
+    changed_masked[mask] = (changed_masked[mask] + 1) % m.codebook_size
+    torch.random.set_rng_state(state)
+    same = m.masked_prediction(x, changed_unmasked)["loss_mlm"]
+    torch.random.set_rng_state(state)
+    other = m.masked_prediction(x, changed_masked)["loss_mlm"]
+    torch.testing.assert_close(same, base)
+    assert not torch.allclose(other, base)
+
+
+def test_joint_phase_runs_tokenizer_every_period():
+    m = make("joint", **{"PRETRAIN.JOINT_TOKENIZER_PERIOD": 3, "PRETRAIN.JOINT_RATIO": 0.5})
+    has_tok = []
+    for step in range(6):
+        m.global_step = step
+        has_tok.append("loss_cos" in m(batch(seed=step)))
+    assert has_tok == [True, False, False, True, False, False]
+
+
+def test_window_decoder_on_a_2d_grid():
+    extra = {
+        "MODEL.PATCH_EMBED.NAME": "conv",
+        "MODEL.PATCH_EMBED.IN_CHANS": 1,
+        "MODEL.PATCH_EMBED.INPUT_SIZE": "[32, 16]",
+        "MODEL.PATCH_EMBED.PATCH_SIZE": "[4, 4]",
+        "MODEL.DECODER.ATTENTION": "window",
+        "MODEL.DECODER.WINDOW_SIZE": "[4, 4]",
+        "MODEL.DECODER.SHIFT_SIZE": "[2, 0]",
+        "MODEL.DECODER.DEPTH": 2,
+    }
+    cfg = tiny_cfg(**extra)
+    cfg.MODEL.TOKENIZER.COLD_START = True
+    m = BridleModel(cfg, "encoder")
+    x = torch.randn(2, 32, 16)
+    m.init_tokenizer_codebooks(x)
+    out = m.train()({"input": x})
+    out["loss_mlm"].backward()
+    assert torch.isfinite(out["loss_mlm"])
+
+
+def test_bad_window_size_is_a_clear_error():
+    extra = {
+        "MODEL.PATCH_EMBED.NAME": "conv",
+        "MODEL.PATCH_EMBED.IN_CHANS": 1,
+        "MODEL.PATCH_EMBED.INPUT_SIZE": "[32, 16]",
+        "MODEL.PATCH_EMBED.PATCH_SIZE": "[4, 4]",
+        "MODEL.DECODER.ATTENTION": "window",
+        "MODEL.DECODER.WINDOW_SIZE": "[3, 4]",
+    }
+    cfg = tiny_cfg(**extra)
+    cfg.MODEL.TOKENIZER.COLD_START = True
+    with pytest.raises(ValueError, match="WINDOW_SIZE"):
+        BridleModel(cfg, "encoder")
