@@ -65,6 +65,13 @@ class BridleModel(nn.Module):
         for p in self.tokenizer.parameters() if self.tokenizer.cold_start else []:
             p.requires_grad_(False)
 
+    def parameter_counts(self) -> Dict[str, int]:
+        """Parameters per module (trainable or not), e.g. {"encoder": 85_800_000, ...}."""
+        return {
+            name: sum(p.numel() for p in getattr(self, name).parameters())
+            for name in ("encoder", "decoder", "tokenizer", "estimator")
+        }
+
     # -- which parts train
     def trained_modules(self) -> List[nn.Module]:
         return {

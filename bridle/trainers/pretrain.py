@@ -75,7 +75,11 @@ class PretrainTrainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg) -> BridleModel:
-        return BridleModel(cfg, cls.phase)
+        model = BridleModel(cfg, cls.phase)
+        counts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in model.parameter_counts().items())
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info(f"BRIDLE {cls.phase} phase parameters: {counts}; trained {trained / 1e6:.2f}M")
+        return model
 
     def extra_hooks(self) -> list:
         return [_InitCodebooks(), _GlobalStep()]
