@@ -78,3 +78,23 @@ def test_two_process_gloo_training(toy_plugin, tmp_path):
     ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
     assert ckpt["iteration"] == 3
     assert iterations(os.path.join(out, "metrics.json"))[-1] == 3
+
+
+def test_tokenize_tool_writes_codes_of_every_readable_item(toy_plugin, tmp_path):
+    out = str(tmp_path / "tok")
+    opts = toy_opts(out, **{"PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer']", "SOLVER.MAX_ITER": 3})
+    run(opts, toy_plugin)
+    weights = os.path.join(out, "1_tokenizer", "model_final.pth")
+    codes_path = str(tmp_path / "codes.npz")
+    r = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "tokenize.py"), "--weights", weights, "--split", "train",
+         "--output", codes_path, "DATASETS.TOY.CORRUPT_EVERY", "8"],
+        env=toy_plugin, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "8 unreadable items skipped" in r.stderr + r.stdout
+    import numpy as np
+
+    data = np.load(codes_path)
+    assert data["codes"].shape == (56, 8, 2) and list(data["grid_size"]) == [8]
+    assert 7 not in set(data["index"].tolist()) and data["codes"].max() < 16

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Write the code ids of every item of a dataset: the trained tokenizer as a product.
+
+    python tools/tokenize.py --weights output/run/1_tokenizer/model_final.pth \
+        --split train --output codes.npz [--config-file CFG] [KEY VALUE ...]
+
+The model config comes from the checkpoint (overridable by --config-file and KEY VALUE, e.g.
+to point at another dataset). The .npz holds ``codes`` int16 [items, patches, levels]
+(row-major over ``grid_size``), ``index`` (dataset index of each row; unreadable items are
+left out and counted) and ``grid_size``.
+"""
+import os
+import sys
+
+# This file shares its name with the standard library's ``tokenize``: keep tools/ off the path.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bridle.config import get_cfg  # noqa: E402
+from bridle.data.build import build_dataset, build_test_loader  # noqa: E402
+from bridle.engine import resolve_device  # noqa: E402
+from bridle.modeling.tokenizer import build_tokenizer  # noqa: E402
+from bridle.modeling.vit import vit_dims  # noqa: E402
+from bridle.trainers.pretrain import checkpoint_state, has_trained_tokenizer  # noqa: E402
+
+logger = logging.getLogger("bridle.tokenize")
+
+
+def load_tokenizer(cfg, weights: str) -> torch.nn.Module:
+    state = checkpoint_state(weights)
+    tok_state = {k[len("tokenizer."):]: v for k, v in state.items() if k.startswith("tokenizer.")}
+    if not tok_state:
+        raise ValueError(f"'{weights}' holds no tokenizer (no 'tokenizer.*' keys).")
+    cfg.defrost()
+    cfg.MODEL.TOKENIZER.COLD_START = not has_trained_tokenizer(state)
+    cfg.freeze()
+    tokenizer = build_tokenizer(cfg, vit_dims(cfg.MODEL.ENCODER)[0])
+    missing, unexpected = tokenizer.load_state_dict(tok_state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"Tokenizer weights in '{weights}' do not match the config: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}."
+        )
+    if not tokenizer.quantizer.is_initialized():
+        raise ValueError(f"The tokenizer in '{weights}' has uninitialised codebooks.")
+    return tokenizer.eval()
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="BRIDLE checkpoint holding the tokenizer")
+    p.add_argument("--config-file", default="", help="optional config merged over the checkpoint's")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"])
+    p.add_argument("--output", required=True, help="output .npz")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
+
+    cfg = get_cfg()
+    ckpt = torch.load(args.weights, map_location="cpu", weights_only=False)
+    if isinstance(ckpt, dict) and ckpt.get("cfg"):
+        cfg.merge_from_other_cfg(cfg.load_cfg(ckpt["cfg"]))
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    cfg.freeze()
+    name = cfg.DATASETS[args.split.upper()]
+    dataset = build_dataset(cfg, name, args.split, "eval")
+    device = resolve_device(cfg)
+    tokenizer = load_tokenizer(cfg, args.weights).to(device)
+    loader = build_test_loader(cfg, dataset)
+    codes, index, skipped = [], [], 0
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"tokenize {name}/{args.split}"):
+            skipped += int(batch["num_skipped"])
+            if batch.get("empty"):
+                continue
+            out = tokenizer(batch["input"].to(device))
+            codes.append(out.codes.to(torch.int16).cpu())
+            if "index" in batch:
+                index.append(torch.as_tensor(batch["index"]))
+    if not codes:
+        raise RuntimeError(f"No readable item in dataset '{name}' ({args.split}).")
+    all_codes = torch.cat(codes).numpy()
+    idx = torch.cat(index).numpy() if index else np.arange(len(all_codes))
+    grid = np.asarray(getattr(tokenizer, "vit", tokenizer).patch_embed.grid_size)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    np.savez_compressed(args.output, codes=all_codes, index=idx, grid_size=grid)
+    logger.info(f"Wrote {all_codes.shape} codes to {args.output} ({skipped} unreadable items skipped)")
+    return args.output
+
+
+if __name__ == "__main__":
+    main()
