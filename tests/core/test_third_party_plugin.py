@@ -87,7 +87,7 @@ def test_tokenize_tool_writes_codes_of_every_readable_item(toy_plugin, tmp_path)
     weights = os.path.join(out, "1_tokenizer", "model_final.pth")
     codes_path = str(tmp_path / "codes.npz")
     r = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "tokenize.py"), "--weights", weights, "--split", "train",
+        [sys.executable, os.path.join(REPO, "tools", "tokenize_dataset.py"), "--weights", weights, "--split", "train",
          "--output", codes_path, "DATASETS.TOY.CORRUPT_EVERY", "8"],
         env=toy_plugin, cwd=REPO, capture_output=True, text=True, timeout=120,
     )

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Write the code ids of every item of a dataset: the trained tokenizer as a product.
+"""(Named tokenize_dataset.py, not tokenize.py: a tools/tokenize.py would shadow the standard
+library's ``tokenize`` module for every script in tools/.)
 
-    python tools/tokenize.py --weights output/run/1_tokenizer/model_final.pth \
+Write the code ids of every item of a dataset: the trained tokenizer as a product.
+
+    python tools/tokenize_dataset.py --weights output/run/1_tokenizer/model_final.pth \
         --split train --output codes.npz [--config-file CFG] [KEY VALUE ...]
 
 The model config comes from the checkpoint (overridable by --config-file and KEY VALUE, e.g.
@@ -9,26 +12,20 @@ to point at another dataset). The .npz holds ``codes`` int16 [items, patches, le
 (row-major over ``grid_size``), ``index`` (dataset index of each row; unreadable items are
 left out and counted) and ``grid_size``.
 """
+import argparse
+import logging
 import os
-import sys
 
-# This file shares its name with the standard library's ``tokenize``: keep tools/ off the path.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
+import numpy as np
+import torch
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from bridle.config import get_cfg  # noqa: E402
-from bridle.data.build import build_dataset, build_test_loader  # noqa: E402
-from bridle.engine import resolve_device  # noqa: E402
-from bridle.modeling.tokenizer import build_tokenizer  # noqa: E402
-from bridle.modeling.vit import vit_dims  # noqa: E402
-from bridle.trainers.pretrain import checkpoint_state, has_trained_tokenizer  # noqa: E402
+from bridle.config import get_cfg
+from bridle.data.build import build_dataset, build_test_loader
+from bridle.engine import resolve_device
+from bridle.modeling.tokenizer import build_tokenizer
+from bridle.modeling.vit import vit_dims
+from bridle.trainers.pretrain import checkpoint_state, has_trained_tokenizer
 
 logger = logging.getLogger("bridle.tokenize")
 
