@@ -78,10 +78,13 @@ _C.MODEL.TOKENIZER = CN()
 # Use the cold-start tokenizer (frozen random patch embed + pos embed + random projection).
 # The schedule sets this for the "encoder_cold" phase.
 _C.MODEL.TOKENIZER.COLD_START = False
-# Tokenizer ViT preset and overrides (same meaning as MODEL.ENCODER).
+# Tokenizer ViT preset (as MODEL.ENCODER.SIZE).
 _C.MODEL.TOKENIZER.SIZE = "base"
+# Tokenizer ViT width (0 = from SIZE).
 _C.MODEL.TOKENIZER.EMBED_DIM = 0
+# Tokenizer ViT blocks (0 = from SIZE).
 _C.MODEL.TOKENIZER.DEPTH = 0
+# Tokenizer ViT heads (0 = from SIZE).
 _C.MODEL.TOKENIZER.NUM_HEADS = 0
 
 _C.MODEL.ESTIMATOR = CN()
@@ -121,6 +124,8 @@ _C.MODEL.QUANTIZER.DEAD_CODE_THRESHOLD = 1e-3
 _C.MODEL.QUANTIZER.RESTART_PERIOD = 100
 # Top-k codes per input used as (soft) targets; 1 = hard codes.
 _C.MODEL.QUANTIZER.SOFT_CODES = 1
+# RQ nearest-code rule: "euclidean" (raw residuals) or "cosine" (each level normalises its residual).
+_C.MODEL.QUANTIZER.LOOKUP = "euclidean"
 
 _C.MODEL.MASK = CN()
 # Entry of the MASK_GENERATOR registry.
