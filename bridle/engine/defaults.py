@@ -146,8 +146,9 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = self.build_optimizer(cfg, model)
         ddp = create_ddp_model(model, device, find_unused=getattr(model, "ddp_find_unused_parameters", False))
         transforms = build_batch_transforms(cfg, self.mode) if self.use_batch_transforms else []
+        runnable = torch.compile(ddp) if cfg.SOLVER.COMPILE else ddp
         super().__init__(
-            ddp,
+            runnable,
             None,
             optimizer,
             precision=cfg.SOLVER.PRECISION,
@@ -157,6 +158,7 @@ class DefaultTrainer(SimpleTrainer):
             device=device,
         )
         self.model_without_ddp = model
+        self.ddp_model = ddp if isinstance(ddp, DistributedDataParallel) else None
         self.max_iter = max_iter
         self.lr_schedule = WarmupCosineSchedule(cfg.SOLVER.BASE_LR, max_iter, warmup, cfg.SOLVER.MIN_LR)
         self.rng_states: Optional[list] = None

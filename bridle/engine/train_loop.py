@@ -161,11 +161,8 @@ class SimpleTrainer(TrainerBase):
             batch = self.to_device(batch)
             for t in self.batch_transforms:
                 batch = t(batch)
-            sync = (
-                self.model.no_sync()
-                if isinstance(self.model, DistributedDataParallel) and micro < self.accum_steps - 1
-                else contextlib.nullcontext()
-            )
+            ddp = self.model if isinstance(self.model, DistributedDataParallel) else getattr(self, "ddp_model", None)
+            sync = ddp.no_sync() if ddp is not None and micro < self.accum_steps - 1 else contextlib.nullcontext()
             with sync:
                 with self.autocast():
                     out = self.model(batch)
