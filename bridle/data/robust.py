@@ -72,4 +72,4 @@ class RobustItemsMixin:
                 type(self).__name__, key, type(exc).__name__, exc,
             )
         else:
-            logger.debug("%s: cannot read item %s (%s: %s)", type(self).__name__, key, type(exc).__name__, exc)
+            logger.debug("%s: cannot read item %s (%s)", type(self).__name__, key, exc)
