@@ -44,7 +44,12 @@ class DigitsDataset(Dataset):
 
     def __init__(self, split: str, size, transform, seed: int = 0,
                  val_fraction: float = 0.1, test_fraction: float = 0.2) -> None:
-        from sklearn.datasets import load_digits  # scikit-learn ships the data; no download
+        try:
+            from sklearn.datasets import load_digits  # scikit-learn ships the data; no download
+        except ImportError as e:
+            raise ImportError(
+                "DATASET 'digits' needs scikit-learn (pip install scikit-learn, or the [dev] extra)."
+            ) from e
 
         digits = load_digits()
         idx = digits_split_indices(len(digits.target), split, seed, val_fraction, test_fraction)
