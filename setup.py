@@ -31,6 +31,7 @@ setup(
         "tensorboard>=2.10",
         "tqdm>=4.60",
         "numpy",
+        "scikit-learn>=1.0",
     ],
     extras_require={
         "dev": [
@@ -38,6 +39,7 @@ setup(
             "scikit-learn>=1.0",
             "vector-quantize-pytorch>=1.14",
             "scikit-image>=0.20",
+            "av>=10",
         ],
     },
     entry_points={
