@@ -222,7 +222,7 @@ _C.DATALOADER = CN()
 # Loader worker processes per process.
 _C.DATALOADER.NUM_WORKERS = 4
 # Samples that make one "epoch" for SOLVER.EPOCHS/WARMUP_EPOCHS (0 = the training set's size);
-# e.g. 200000 for 200k weighted draws per epoch, as AST/AudioMAE count epochs.
+# e.g. 200000 for epochs of 200k weighted draws (as AST counts them).
 _C.DATALOADER.SAMPLES_PER_EPOCH = 0
 # SAMPLER registry entry for training ("TrainingSampler": shuffled, sharded, resumable).
 _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"

@@ -10,3 +10,4 @@ __all__ = [
     "sincos_pos_embed",
 ]
 from .vit import VisionTransformer, build_encoder, vit_dims  # noqa: E402
+from . import quantizers  # noqa: E402,F401  (registers QUANTIZER "vq" and "rq")
