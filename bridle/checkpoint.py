@@ -1,0 +1,517 @@
+"""Checkpoint formats and encoder loading.
+
+Two formats hold encoder weights:
+
+* a FULL BRIDLE checkpoint, written by the trainers (fvcore's Checkpointer):
+  ``{"model": state_dict, "cfg": YAML text of the run config, "iteration", "optimizer",
+  "trainer", ...}``. A pretraining model's encoder keys start with ``encoder.`` (the other
+  networks with ``decoder.``, ``tokenizer.``, ``estimator.``, ...); a fine-tuned
+  ``EncoderClassifier`` stores ``encoder.*``, ``fc_norm.*`` and ``head.*``.
+* an EXPORTED encoder (:func:`export_encoder`): ``{"model": encoder state dict in timm layout
+  (cls_token, pos_embed, patch_embed.proj.*, blocks.N.*, norm.*), "cfg": YAML text,
+  "meta": {"embed_dim", "depth", "num_heads", "grid_size", "format": "bridle-encoder-v1"}}``.
+
+A bare (timm-layout) state dict, and state dicts whose keys carry a ``module.`` (DDP) or
+``_orig_mod.`` (torch.compile) prefix, are accepted too.
+
+Positional embeddings. Fine-tuning at another input size than pretraining changes the patch
+grid (e.g. 64x8 -> 32x8 when 1024 frames become 512), so the stored ``pos_embed`` table must be
+resized. :func:`interpolate_pos_embed` first checks whether the stored table *is* the fixed
+sin-cos table of the old grid (the encoder's positional embedding is never trained); if so it
+recomputes the sin-cos table of the new grid exactly (patch at grid index i keeps the embedding
+of index i, so a patch keeps the meaning it had during pretraining, e.g. the same time offset).
+Any other (learned) table is resampled over the grid: linear for 1-D, bicubic for 2-D,
+trilinear for 3-D grids (``align_corners=False``). The cls row is kept as is.
+"""
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bridle.modeling.pos_embed import sincos_pos_embed
+
+logger = logging.getLogger(__name__)
+
+ENCODER_FORMAT = "bridle-encoder-v1"
+ENCODER_PREFIX = "encoder."
+# Prefixes added by wrappers around a module: DistributedDataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_INTERP_MODES = {1: "linear", 2: "bicubic", 3: "trilinear"}
+
+StateDict = Dict[str, torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- reading
+def load_checkpoint_file(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> dict:
+    """``torch.load`` a checkpoint file into a dict. Full checkpoints hold RNG states and
+    optimizer state (not only tensors), so this loads with ``weights_only=False``: only load
+    files you trust."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint file '{path}' does not exist.")
+    obj = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(obj, dict):
+        raise TypeError(f"Checkpoint '{path}' holds a {type(obj).__name__}; expected a dict (state dict or checkpoint).")
+    return obj
+
+
+def _is_state_dict(d: Any) -> bool:
+    return isinstance(d, dict) and len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def model_state_of(ckpt: dict) -> StateDict:
+    """The model state dict of a full/exported checkpoint (key ``model`` or ``state_dict``) or
+    of a bare state dict, with wrapper prefixes (``module.``, ``_orig_mod.``) removed."""
+    if isinstance(ckpt.get("model"), dict):
+        state = ckpt["model"]
+    elif isinstance(ckpt.get("state_dict"), dict):
+        state = ckpt["state_dict"]
+    elif _is_state_dict(ckpt):
+        state = ckpt
+    else:
+        raise KeyError(
+            "Checkpoint has no model weights: expected a dict with key 'model' (Bridle/fvcore "
+            f"checkpoint) or 'state_dict', or a bare state dict; found keys {sorted(ckpt)[:10]}."
+        )
+    out: StateDict = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        changed = True
+        while changed:
+            changed = False
+            for p in WRAPPER_PREFIXES:
+                if k.startswith(p):
+                    k, changed = k[len(p):], True
+        out[k] = v
+    return out
+
+
+def _is_timm_encoder_key(k: str) -> bool:
+    return k in ("cls_token", "pos_embed") or k.startswith(("patch_embed.", "blocks.", "norm."))
+
+
+def extract_encoder_state(ckpt: dict) -> StateDict:
+    """The encoder's state dict (timm layout, no prefix) from a full BRIDLE checkpoint (keys
+    ``encoder.*``), a fine-tuned classifier checkpoint, an exported encoder, or a bare state
+    dict (with or without ``module.`` prefixes). Raises when nothing looks like an encoder."""
+    state = model_state_of(ckpt)
+    if any(k.startswith(ENCODER_PREFIX) for k in state):
+        enc = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    else:
+        enc = {k: v for k, v in state.items() if _is_timm_encoder_key(k)}
+    if not enc:
+        raise KeyError(
+            "No encoder weights in the checkpoint: expected keys prefixed 'encoder.' (full BRIDLE "
+            "checkpoint) or timm-layout keys (cls_token, pos_embed, patch_embed.*, blocks.N.*, norm.*); "
+            f"found keys like {sorted(state)[:8]}."
+        )
+    return enc
+
+
+# ----------------------------------------------------------------------------- config
+def merge_cfg_leniently(cfg, other, prefix: str = "") -> List[str]:
+    """Merge ``other`` (a CfgNode / dict) into ``cfg`` key by key, skipping keys ``cfg`` lacks
+    (e.g. a plugin that is not loaded) or values of an incompatible type. Returns the skipped
+    full key names."""
+    from yacs.config import _check_and_coerce_cfg_value_type
+
+    from bridle.config import CfgNode
+
+    skipped: List[str] = []
+    for k, v in other.items():
+        full = prefix + k
+        if k not in cfg:
+            skipped.append(full)
+            continue
+        cur = cfg[k]
+        if isinstance(cur, CfgNode):
+            if isinstance(v, dict):
+                skipped.extend(merge_cfg_leniently(cur, v, full + "."))
+            else:
+                skipped.append(full)
+            continue
+        if isinstance(v, dict):
+            skipped.append(full)
+            continue
+        try:
+            cfg[k] = _check_and_coerce_cfg_value_type(v, cur, k, full)
+        except ValueError:
+            skipped.append(full)
+    return skipped
+
+
+def cfg_from_checkpoint(ckpt: dict, cfg=None):
+    """A config for the checkpoint's encoder: ``cfg`` (default :func:`bridle.config.get_cfg`)
+    with the YAML text stored under ``cfg`` merged leniently and the exported ``meta`` dims
+    (EMBED_DIM/DEPTH/NUM_HEADS) applied, since the weights determine them."""
+    from bridle.config import CfgNode, get_cfg
+
+    cfg = get_cfg() if cfg is None else cfg
+    text = ckpt.get("cfg")
+    if isinstance(text, str) and text.strip():
+        stored = CfgNode.load_cfg(text)
+        skipped = merge_cfg_leniently(cfg, stored)
+        if skipped:
+            logger.info(f"Config keys stored in the checkpoint but unknown here (ignored): {skipped[:20]}")
+    apply_encoder_meta(cfg, ckpt.get("meta"))
+    return cfg
+
+
+def apply_encoder_meta(cfg, meta: Optional[dict]) -> None:
+    if not meta:
+        return
+    enc = cfg.MODEL.ENCODER
+    for key, name in (("embed_dim", "EMBED_DIM"), ("depth", "DEPTH"), ("num_heads", "NUM_HEADS")):
+        if meta.get(key):
+            enc[name] = int(meta[key])
+
+
+def _grid_from_cfg(cfg, embed_dim: int) -> Optional[Tuple[int, ...]]:
+    """Patch grid of the encoder ``cfg`` describes: built through the PATCH_EMBED registry
+    (plugins may shape the grid), else INPUT_SIZE // PATCH_SIZE."""
+    from bridle.modeling.patch_embed import build_patch_embed
+
+    try:
+        return tuple(int(g) for g in build_patch_embed(cfg, embed_dim).grid_size)
+    except Exception as e:  # plugin missing or stale keys: fall back to the arithmetic
+        logger.debug(f"Could not build the stored patch embedding ({e}); using INPUT_SIZE // PATCH_SIZE.")
+    p = cfg.MODEL.PATCH_EMBED
+    if len(p.INPUT_SIZE) == len(p.PATCH_SIZE) and all(int(b) > 0 and int(a) % int(b) == 0 for a, b in zip(p.INPUT_SIZE, p.PATCH_SIZE)):
+        return tuple(int(a) // int(b) for a, b in zip(p.INPUT_SIZE, p.PATCH_SIZE))
+    return None
+
+
+def checkpoint_grid_size(ckpt: dict) -> Optional[Tuple[int, ...]]:
+    """The patch grid the checkpoint's encoder was trained on: ``meta.grid_size`` of an exported
+    encoder, else derived from its stored config; None when unknown."""
+    meta = ckpt.get("meta") or {}
+    if meta.get("grid_size"):
+        return tuple(int(g) for g in meta["grid_size"])
+    text = ckpt.get("cfg")
+    if not (isinstance(text, str) and text.strip()):
+        return None
+    try:
+        from bridle.config import get_cfg
+
+        cfg = cfg_from_checkpoint(ckpt, get_cfg())
+        state = extract_encoder_state(ckpt)
+        dim = int(state["pos_embed"].shape[-1]) if "pos_embed" in state else 0
+        return _grid_from_cfg(cfg, dim or 8)
+    except Exception as e:
+        logger.warning(f"Could not derive the pretraining patch grid from the stored config: {e}")
+        return None
+
+
+# ----------------------------------------------------------------------------- pos embed
+def _infer_grid(n_old: int, new_grid: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The old grid of a table with ``n_old`` patch rows: the new grid scaled uniformly (same
+    aspect) if that fits, else the only grid that differs from the new one along one axis."""
+    ratio = (n_old / max(1, math.prod(new_grid))) ** (1.0 / len(new_grid))
+    uniform = tuple(int(round(g * ratio)) for g in new_grid)
+    exact = all(abs(g * ratio - u) < 1e-6 for g, u in zip(new_grid, uniform))
+    if exact and math.prod(uniform) == n_old:
+        return uniform
+    cands = set()
+    for i in range(len(new_grid)):
+        other = math.prod(g for j, g in enumerate(new_grid) if j != i)
+        if other > 0 and n_old % other == 0:
+            g = list(new_grid)
+            g[i] = n_old // other
+            cands.add(tuple(g))
+    if len(cands) != 1:
+        raise ValueError(
+            f"Cannot tell the patch grid of a pos_embed table with {n_old} patches (candidates "
+            f"{sorted(cands) or 'none'} for the new grid {list(new_grid)}): pass old_grid_size, or use an "
+            "exported encoder (its meta.grid_size) or a checkpoint with its stored config."
+        )
+    return cands.pop()
+
+
+def resize_pos_embed(
+    pos_embed: torch.Tensor,
+    new_grid_size: Sequence[int],
+    old_grid_size: Optional[Sequence[int]] = None,
+    num_extra_tokens: int = 1,
+) -> Tuple[torch.Tensor, str]:
+    """Resize a ``[1, extra + N_old, D]`` (or ``[extra + N_old, D]``) table to the new grid.
+    Returns (table, method) with method "unchanged", "sincos" (exact recomputation) or the
+    interpolation mode used."""
+    new_grid = tuple(int(g) for g in new_grid_size)
+    if not 1 <= len(new_grid) <= 3:
+        raise ValueError(f"pos_embed resizing supports 1-D to 3-D patch grids; got {list(new_grid)}.")
+    if pos_embed.dim() not in (2, 3):
+        raise ValueError(f"pos_embed must be [1, T, D] or [T, D]; got {list(pos_embed.shape)}.")
+    squeeze = pos_embed.dim() == 2
+    pe = pos_embed[None] if squeeze else pos_embed
+    dim = pe.shape[-1]
+    n_old = pe.shape[1] - num_extra_tokens
+    old_grid = tuple(int(g) for g in old_grid_size) if old_grid_size is not None else None
+    if old_grid is None:
+        old_grid = new_grid if n_old == math.prod(new_grid) else _infer_grid(n_old, new_grid)
+    if math.prod(old_grid) != n_old:
+        raise ValueError(
+            f"pos_embed has {n_old} patch rows but the stated pretraining grid {list(old_grid)} has "
+            f"{math.prod(old_grid)} patches."
+        )
+    if len(old_grid) != len(new_grid):
+        raise ValueError(f"Cannot resize pos_embed from a {len(old_grid)}-D grid {list(old_grid)} to {list(new_grid)}.")
+    if old_grid == new_grid:
+        return pos_embed, "unchanged"
+    extra, patch = pe[:, :num_extra_tokens], pe[:, num_extra_tokens:]
+    table = sincos_pos_embed(dim, old_grid)
+    if torch.allclose(patch[0].float().cpu(), table, atol=1e-5, rtol=0.0):
+        new_patch = sincos_pos_embed(dim, new_grid).to(patch.device)[None]
+        method = "sincos"
+    else:
+        method = _INTERP_MODES[len(new_grid)]
+        x = patch.float().reshape(1, *old_grid, dim).movedim(-1, 1)
+        x = F.interpolate(x, size=new_grid, mode=method, align_corners=False)
+        new_patch = x.movedim(1, -1).reshape(1, math.prod(new_grid), dim)
+    out = torch.cat([extra, new_patch.to(pe.dtype)], dim=1)
+    return (out[0] if squeeze else out), method
+
+
+def interpolate_pos_embed(
+    state: StateDict,
+    new_grid_size: Sequence[int],
+    old_grid_size: Optional[Sequence[int]] = None,
+    num_extra_tokens: int = 1,
+    key: str = "pos_embed",
+) -> StateDict:
+    """A copy of ``state`` whose ``pos_embed`` covers ``new_grid_size`` (cls row kept): exact
+    sin-cos recomputation when the table is the fixed sin-cos one, else linear / bicubic /
+    trilinear resampling over the 1-/2-/3-D grid. ``old_grid_size`` is inferred when the
+    patch count allows only one grid."""
+    if key not in state:
+        raise KeyError(f"State dict has no '{key}' to resize; keys like {sorted(state)[:6]}.")
+    table, method = resize_pos_embed(state[key], new_grid_size, old_grid_size, num_extra_tokens)
+    out = dict(state)
+    out[key] = table
+    if method != "unchanged":
+        logger.info(
+            f"Resized {key} {list(state[key].shape)} -> {list(table.shape)} for patch grid "
+            f"{list(new_grid_size)} ({'exact sin-cos recomputation' if method == 'sincos' else method + ' interpolation'})."
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- loading
+@dataclass
+class EncoderLoadReport:
+    """What :func:`load_encoder_weights` did."""
+
+    source: str
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    pos_embed: str = "unchanged"
+
+    def __str__(self) -> str:
+        lines = [f"Encoder weights from {self.source}: {len(self.loaded)} tensors loaded; pos_embed {self.pos_embed}."]
+        if self.missing:
+            lines.append(f"  missing in the checkpoint ({len(self.missing)}): {self.missing}")
+        if self.mismatched:
+            lines.append(
+                "  shape mismatch (checkpoint vs model): "
+                + ", ".join(f"{k} {list(a)} vs {list(b)}" for k, a, b in self.mismatched)
+            )
+        if self.unexpected:
+            lines.append(f"  unused checkpoint keys ({len(self.unexpected)}): {self.unexpected}")
+        return "\n".join(lines)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder inside ``model``: its ``encoder`` attribute, else the model itself."""
+    model = _unwrap(model)
+    enc = getattr(model, "encoder", None)
+    return _unwrap(enc) if isinstance(enc, nn.Module) else model
+
+
+def load_encoder_weights(
+    model: nn.Module,
+    path_or_state: Union[str, os.PathLike, dict],
+    strict_encoder: bool = True,
+    old_grid_size: Optional[Sequence[int]] = None,
+) -> EncoderLoadReport:
+    """Load encoder weights (any format above) into ``model``'s encoder (``model.encoder`` or
+    ``model`` itself), resizing ``pos_embed`` to the model's patch grid when needed.
+
+    Raises when no encoder tensor matches the model (a silently empty load), and, with
+    ``strict_encoder``, when any encoder tensor of the model is missing from the checkpoint
+    or has another shape. Unused checkpoint keys are only reported."""
+    if isinstance(path_or_state, (str, os.PathLike)):
+        source = os.fspath(path_or_state)
+        ckpt = load_checkpoint_file(source)
+    elif isinstance(path_or_state, dict):
+        source, ckpt = "<in-memory checkpoint>", path_or_state
+    else:
+        raise TypeError(f"load_encoder_weights: expected a path or a dict; got {type(path_or_state).__name__}.")
+    encoder = encoder_of(model)
+    state = extract_encoder_state(ckpt)
+    own = encoder.state_dict()
+    report = EncoderLoadReport(source=source)
+
+    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
+        new_grid = getattr(encoder, "grid_size", None)
+        if new_grid is None:
+            raise ValueError(
+                f"{source}: pos_embed {list(state['pos_embed'].shape)} differs from the model's "
+                f"{list(own['pos_embed'].shape)} and the model has no 'grid_size' to resize it to."
+            )
+        if state["pos_embed"].shape[-1] == own["pos_embed"].shape[-1]:
+            grid = old_grid_size if old_grid_size is not None else checkpoint_grid_size(ckpt)
+            extra = own["pos_embed"].shape[-2] - math.prod(new_grid)
+            table, report.pos_embed = resize_pos_embed(state["pos_embed"], new_grid, grid, num_extra_tokens=extra)
+            state = dict(state)
+            state["pos_embed"] = table
+            logger.info(f"{source}: pos_embed resized to grid {list(new_grid)} ({report.pos_embed}).")
+
+    to_load: StateDict = {}
+    for k, v in state.items():
+        if k not in own:
+            report.unexpected.append(k)
+        elif tuple(v.shape) != tuple(own[k].shape):
+            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            to_load[k] = v
+    report.missing = [k for k in own if k not in state]
+    report.loaded = sorted(to_load)
+    if not to_load:
+        raise RuntimeError(
+            f"No encoder weight in {source} matches the model (refusing an empty load). The model's "
+            f"encoder expects keys like {sorted(own)[:6]}; the checkpoint's encoder has {sorted(state)[:6]}."
+            + (f" Shape mismatches: {report.mismatched[:4]}." if report.mismatched else "")
+        )
+    if strict_encoder and (report.missing or report.mismatched):
+        raise RuntimeError(
+            f"Encoder weights from {source} do not cover the model (strict_encoder=True):\n{report}\n"
+            "Check that MODEL.ENCODER (SIZE/EMBED_DIM/DEPTH/NUM_HEADS) and MODEL.PATCH_EMBED "
+            "(IN_CHANS/PATCH_SIZE) match the pretrained encoder."
+        )
+    encoder.load_state_dict(to_load, strict=False)
+    logger.info(str(report))
+    return report
+
+
+# ----------------------------------------------------------------------------- export
+def _encoder_dims(state: StateDict) -> Tuple[int, int]:
+    ref = state.get("cls_token", state.get("pos_embed"))
+    if ref is None:
+        raise KeyError("Encoder state has neither 'cls_token' nor 'pos_embed'; cannot tell its width.")
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    return int(ref.shape[-1]), (max(blocks) + 1 if blocks else 0)
+
+
+def export_encoder(
+    src_path: Union[str, os.PathLike],
+    dst_path: Union[str, os.PathLike],
+    timm_path: Optional[Union[str, os.PathLike]] = None,
+) -> dict:
+    """Write the encoder of ``src_path`` (full BRIDLE checkpoint, classifier checkpoint or
+    exported encoder) as an exported encoder file; with ``timm_path`` also write the plain
+    timm-layout state dict there. Returns the ``meta`` dict."""
+    from bridle.config import get_cfg
+    from bridle.modeling.vit import vit_dims
+
+    src_path = os.fspath(src_path)
+    ckpt = load_checkpoint_file(src_path)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in extract_encoder_state(ckpt).items()}
+    embed_dim, depth = _encoder_dims(state)
+    old_meta = ckpt.get("meta") or {}
+    text = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), str) else ""
+    num_heads, grid = old_meta.get("num_heads"), old_meta.get("grid_size")
+    if text.strip():
+        cfg = cfg_from_checkpoint(ckpt, get_cfg())
+        c_dim, c_depth, c_heads = vit_dims(cfg.MODEL.ENCODER)
+        if (c_dim, c_depth) != (embed_dim, depth):
+            raise ValueError(
+                f"{src_path}: the stored config describes an encoder of width {c_dim} and depth {c_depth} "
+                f"(MODEL.ENCODER) but the weights have width {embed_dim} and depth {depth}."
+            )
+        num_heads = num_heads or c_heads
+        grid = grid or _grid_from_cfg(cfg, embed_dim)
+    if not num_heads or not grid:
+        raise ValueError(
+            f"{src_path} has no stored config (key 'cfg') or meta: the number of heads and the patch "
+            "grid of the encoder cannot be known. Export from a checkpoint written by a Bridle trainer."
+        )
+    grid = [int(g) for g in grid]
+    if "pos_embed" in state and state["pos_embed"].shape[-2] - 1 != math.prod(grid):
+        raise ValueError(
+            f"{src_path}: pos_embed has {state['pos_embed'].shape[-2] - 1} patch rows but the stored "
+            f"config gives a patch grid {grid} ({math.prod(grid)} patches)."
+        )
+    meta = {
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": int(num_heads),
+        "grid_size": grid,
+        "format": ENCODER_FORMAT,
+    }
+    dst_path = os.fspath(dst_path)
+    os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)
+    torch.save({"model": state, "cfg": text, "meta": meta}, dst_path)
+    logger.info(f"Exported encoder ({len(state)} tensors, {meta}) from {src_path} to {dst_path}")
+    if timm_path:
+        timm_path = os.fspath(timm_path)
+        os.makedirs(os.path.dirname(os.path.abspath(timm_path)), exist_ok=True)
+        torch.save(state, timm_path)
+        logger.info(f"Wrote the timm-layout state dict to {timm_path}")
+    return meta
+
+
+def _encoder_from_weights(state: StateDict, meta: dict) -> nn.Module:
+    """A VisionTransformer with a core conv patch embedding whose shapes come from the weights
+    (for checkpoints without a stored config)."""
+    from bridle.modeling.patch_embed import ConvPatchEmbed
+    from bridle.modeling.vit import VisionTransformer
+
+    w = state.get("patch_embed.proj.weight")
+    if w is None or not meta.get("grid_size") or not meta.get("num_heads"):
+        raise ValueError(
+            "The checkpoint has no stored config, and its meta/weights do not give the patch "
+            "embedding (patch_embed.proj.weight) and meta.grid_size / meta.num_heads."
+        )
+    patch = tuple(int(p) for p in w.shape[2:])
+    grid = tuple(int(g) for g in meta["grid_size"])
+    embed = ConvPatchEmbed([g * p for g, p in zip(grid, patch)], patch, int(w.shape[1]), int(w.shape[0]))
+    return VisionTransformer(embed, int(meta["embed_dim"]), int(meta["depth"]), int(meta["num_heads"]))
+
+
+def load_encoder(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> nn.Module:
+    """The encoder of ``path`` (exported encoder or full checkpoint), rebuilt from the config
+    and meta stored in the file, with every weight loaded (strict), in eval mode.
+    ``model(x)`` returns the normed tokens [B, 1 + N, D] (cls first)."""
+    from bridle.config import get_cfg
+    from bridle.modeling.vit import build_encoder
+
+    ckpt = load_checkpoint_file(path, map_location=map_location)
+    text = ckpt.get("cfg")
+    if isinstance(text, str) and text.strip():
+        cfg = cfg_from_checkpoint(ckpt, get_cfg())
+        cfg.MODEL.ENCODER.DROP_PATH = 0.0
+        cfg.MODEL.ENCODER.GRAD_CHECKPOINT = False
+        model = build_encoder(cfg)
+    else:
+        state = extract_encoder_state(ckpt)
+        meta = dict(ckpt.get("meta") or {})
+        meta.setdefault("embed_dim", _encoder_dims(state)[0])
+        meta.setdefault("depth", _encoder_dims(state)[1])
+        model = _encoder_from_weights(state, meta)
+    load_encoder_weights(model, ckpt, strict_encoder=True)
+    if isinstance(map_location, (str, torch.device)) and str(map_location) != "cpu":
+        model.to(map_location)
+    return model.eval()
