@@ -1,0 +1,443 @@
+"""Shared machinery of the codebook quantizers (VQ = one level, RQ = several levels).
+
+Both quantizers are one algorithm, a chain of ``L`` codebooks of ``K`` codes of dimension ``D``
+(:class:`CodebookQuantizer`): level ``l`` picks the code nearest to its input residual ``r_l``
+(``r_1`` = the input), adds that code's vector ``q_l`` to the output and passes
+``r_{l+1} = r_l - q_l`` on. VQ is the one-level case with unit-norm inputs and codes.
+
+Where normalisation happens, and why
+------------------------------------
+* **VQ (BEATs NormEMA)** l2-normalises its input and keeps unit-norm codes; the lookup is
+  cosine. It reconstructs the direction ``ẑ = z / ||z||``: the loss compares ``ẑ`` with the
+  code, and ``quantized = ẑ + sg(q - ẑ)`` (the gradient reaches ``z`` through the
+  normalisation).
+* **RQ** does *not* normalise residuals by default (``lookup="euclidean"``). Its codes carry
+  lengths (a code is the EMA mean of the raw residuals assigned to it), the lookup is the
+  Euclidean nearest code, k-means init is Euclidean, and ``quantized = z + sg(Σ q_l - z)`` on
+  the raw ``z`` (so ``grad z == grad quantized``, SPEC §3). This is what makes the error fall
+  level after level: with codes at the mean of their rows, a level lowers the squared error of
+  each of its clusters by ``n ||c||^2`` (``Σ_i ||r_i - c||^2 = Σ_i ||r_i||^2 - n ||c||^2``), and
+  moving each row to its nearest code can only lower it further (Lloyd's argument).
+  Normalising the residual *and* using unit codes (one reading of SPEC §3's "level l normalises
+  its input residual") makes the error grow with depth: a residual of length 0.1 minus a unit
+  code has length ~1. ``lookup="cosine"`` is kept as the literal variant: each level normalises
+  its residual to *choose* a code (codes still carry lengths, so the error still falls on
+  average), but a short residual can then be matched to a long code; on clustered data it
+  usually reconstructs worse than the Euclidean rule (see tests/core/quantizers).
+
+State and modes
+---------------
+* ``codebook`` ``[L, K, D]``: a buffer updated by EMA (``ema=True``) or an ``nn.Parameter``
+  trained by the codebook term of the loss (``ema=False``); the same state-dict key either way.
+* ``usage`` ``[L, K]``: EMA of how many rows (summed over processes) each code receives per
+  training forward. A code is *dead* when its usage is below ``dead_code_threshold``.
+* ``initialized`` (bool) and ``num_updates`` (training forwards so far) are buffers, so they
+  live in checkpoints; host-side mirrors are refreshed on ``load_state_dict`` so that
+  ``forward`` never reads a device value.
+* EMA, initialisation and restarts happen only in ``training`` mode. In eval mode ``forward``
+  is a pure function of the input and the state, and calls no collective.
+* All quantizer math runs in fp32, also under autocast; only ``quantized`` is cast back to the
+  input dtype.
+
+Distributed training (all no-ops without ``torch.distributed``)
+------------------------------------------------------------------
+* Initialisation: each level is initialised on rank 0's batch and broadcast before the next
+  level's residuals are formed; initial usage counts are summed over ranks.
+* EMA: per-code sums and counts are all-reduced (one collective per forward for all levels)
+  before the update, so every rank applies the same update.
+* Restart: candidates come from rank 0's batch; the new codebook and usage are broadcast.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .kmeans import assign_nearest, fit_kmeans
+from .utils import all_reduce_sum_, broadcast_many_, l2norm, sample_rows, scale_grad, usage_metrics
+
+__all__ = ["QuantizerOutput", "CodebookQuantizer", "INIT_METHODS", "LOOKUPS"]
+
+INIT_METHODS = ("kmeans", "uniform", "normal")
+LOOKUPS = ("cosine", "euclidean")
+
+
+@dataclass
+class QuantizerOutput:
+    """What every quantizer's ``forward`` returns.
+
+    quantized: ``[..., D]`` in the input dtype, straight-through (forward value = the sum of the
+        level vectors, gradient = identity to the quantizer's input space).
+    codes: long ``[..., L]``, the top-1 code of every level.
+    loss: fp32 scalar, codebook + commitment loss.
+    metrics: 0-d fp32 tensors (usage per level, reconstruction error); never synced to host.
+    soft_codes: long ``[..., L, k]`` top-k codes per level when ``soft_codes > 1``, else None.
+    """
+
+    quantized: torch.Tensor
+    codes: torch.Tensor
+    loss: torch.Tensor
+    metrics: Dict[str, torch.Tensor] = field(default_factory=dict)
+    soft_codes: Optional[torch.Tensor] = None
+
+
+def _sync_host_state(module: "CodebookQuantizer", incompatible_keys: Any) -> None:
+    # Runs after load_state_dict (outside the training step): refresh the host mirrors.
+    module._initialized = bool(module.initialized.item())
+    module._num_updates = int(module.num_updates.item())
+
+
+class CodebookQuantizer(nn.Module):
+    """A chain of ``num_levels`` codebooks applied to the residual (see the module docstring).
+
+    Subclasses fix ``normalize_input`` / ``normalize_codes`` (and expose ``from_config``):
+    :class:`~bridle.modeling.quantizers.VectorQuantizer` and
+    :class:`~bridle.modeling.quantizers.ResidualQuantizer`.
+
+    Args:
+        num_levels: codebooks applied one after the other to the residual (``L``).
+        codebook_size: codes per level (``K``).
+        code_dim: dimension of the inputs and codes (``D``).
+        normalize_input: l2-normalise the input before the first level (VQ).
+        normalize_codes: keep unit-norm codes (NormEMA: the EMA target is the normalised mean
+            of the normalised rows, and the code is renormalised after each step).
+            When False, codes keep the length of the mean of their (raw) rows.
+        lookup: nearest-code rule (and k-means metric): ``"cosine"`` (normalised residual vs
+            normalised codes) or ``"euclidean"``.
+        ema: update the codebooks by EMA (buffer); False makes them an ``nn.Parameter``
+            trained by the codebook term of the loss.
+        decay: EMA decay of the codes and of the usage counts.
+        commitment: weight ``beta`` of the commitment term.
+        init: ``"kmeans"`` (k-means per level, with the ``lookup`` metric, on the first training
+            batch or on :meth:`init_codebook`'s data), ``"uniform"`` (``U[0,1) *
+            init_weight_multiplier``) or ``"normal"`` (``N(0,1) * multiplier``). Random inits
+            fix code directions; with ``normalize_codes=False`` the first training batch sets
+            each code's length to the mean projection of its rows (codes of a length unrelated
+            to the data would all lose the nearest-code contest to a few codes).
+        init_weight_multiplier: scale of the random init.
+        kmeans_iters: k-means iterations.
+        restart_dead_codes: replace dead codes by random rows of the batch.
+        dead_code_threshold: a code is dead when its EMA usage count is below this.
+        restart_period: look for dead codes every this many training forwards.
+        soft_codes: ``k``; when > 1, ``soft_codes`` returns the top-k codes per level.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_levels: int,
+        codebook_size: int,
+        code_dim: int,
+        normalize_input: bool,
+        normalize_codes: bool,
+        lookup: str = "cosine",
+        ema: bool = True,
+        decay: float = 0.99,
+        commitment: float = 0.25,
+        init: str = "kmeans",
+        init_weight_multiplier: float = 1.0,
+        kmeans_iters: int = 10,
+        restart_dead_codes: bool = True,
+        dead_code_threshold: float = 1e-3,
+        restart_period: int = 100,
+        soft_codes: int = 1,
+    ) -> None:
+        super().__init__()
+        if num_levels < 1 or codebook_size < 1 or code_dim < 1:
+            raise ValueError(
+                "num_levels, codebook_size and code_dim (MODEL.QUANTIZER.NUM_LEVELS / "
+                f"CODEBOOK_SIZE / CODE_DIM) must be >= 1; got {num_levels}, {codebook_size}, {code_dim}"
+            )
+        if init not in INIT_METHODS:
+            raise ValueError(f"MODEL.QUANTIZER.INIT must be one of {INIT_METHODS}; got '{init}'")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"MODEL.QUANTIZER.DECAY must be in [0, 1); got {decay}")
+        if not 1 <= soft_codes <= codebook_size:
+            raise ValueError(
+                f"MODEL.QUANTIZER.SOFT_CODES must be in [1, CODEBOOK_SIZE={codebook_size}]; got {soft_codes}"
+            )
+        if lookup not in LOOKUPS:
+            raise ValueError(f"lookup must be one of {LOOKUPS}; got '{lookup}'")
+        if restart_period < 1:
+            raise ValueError(f"MODEL.QUANTIZER.RESTART_PERIOD must be >= 1; got {restart_period}")
+        if kmeans_iters < 0:
+            raise ValueError(f"MODEL.QUANTIZER.KMEANS_ITERS must be >= 0; got {kmeans_iters}")
+        self.num_levels = int(num_levels)
+        self.codebook_size = int(codebook_size)
+        self.code_dim = int(code_dim)
+        self.normalize_input = bool(normalize_input)
+        self.normalize_codes = bool(normalize_codes)
+        self.lookup = lookup
+        self.ema = bool(ema)
+        self.decay = float(decay)
+        self.commitment = float(commitment)
+        self.init = init
+        self.init_weight_multiplier = float(init_weight_multiplier)
+        self.kmeans_iters = int(kmeans_iters)
+        self.restart_dead_codes = bool(restart_dead_codes)
+        self.dead_code_threshold = float(dead_code_threshold)
+        self.restart_period = int(restart_period)
+        self.soft_codes = int(soft_codes)
+
+        weight = self._random_codes()
+        if self.ema:
+            if self.normalize_codes:
+                weight = l2norm(weight)
+            self.register_buffer("codebook", weight)
+        else:
+            self.codebook = nn.Parameter(weight)
+        self.register_buffer("usage", torch.zeros(num_levels, codebook_size))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
+        self.register_buffer(
+            "_level_offsets", torch.arange(num_levels) * codebook_size, persistent=False
+        )
+        self._initialized = False
+        self._num_updates = 0
+        self.register_load_state_dict_post_hook(_sync_host_state)
+
+    # ------------------------------------------------------------------ config
+    @staticmethod
+    def config_kwargs(qcfg) -> Dict[str, Any]:
+        """Constructor kwargs shared by every quantizer, read from ``cfg.MODEL.QUANTIZER``."""
+        return dict(
+            codebook_size=int(qcfg.CODEBOOK_SIZE),
+            code_dim=int(qcfg.CODE_DIM),
+            ema=bool(qcfg.EMA),
+            decay=float(qcfg.DECAY),
+            commitment=float(qcfg.COMMITMENT),
+            init=str(qcfg.INIT),
+            init_weight_multiplier=float(qcfg.INIT_WEIGHT_MULTIPLIER),
+            kmeans_iters=int(qcfg.KMEANS_ITERS),
+            restart_dead_codes=bool(qcfg.RESTART_DEAD_CODES),
+            dead_code_threshold=float(qcfg.DEAD_CODE_THRESHOLD),
+            restart_period=int(qcfg.RESTART_PERIOD),
+            soft_codes=int(qcfg.SOFT_CODES),
+        )
+
+    # ------------------------------------------------------------------ state
+    def _random_codes(self) -> torch.Tensor:
+        shape = (self.num_levels, self.codebook_size, self.code_dim)
+        if self.init == "normal":
+            return torch.randn(shape) * self.init_weight_multiplier
+        # "uniform", and the placeholder that k-means overwrites.
+        return torch.rand(shape) * self.init_weight_multiplier
+
+    def is_initialized(self) -> bool:
+        return self._initialized
+
+    def _mark_initialized(self) -> None:
+        self.initialized.fill_(True)
+        self._initialized = True
+
+    def _effective_codebook(self) -> torch.Tensor:
+        """fp32 ``[L, K, D]`` level vectors as used by forward (differentiable if learned)."""
+        cb = self.codebook.float()
+        return l2norm(cb) if self.normalize_codes else cb
+
+    def get_codebooks(self) -> torch.Tensor:
+        """A detached copy of the level vectors, fp32 ``[L, K, D]``."""
+        with torch.no_grad():
+            return self._effective_codebook().detach().clone()
+
+    def codes_to_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """Sum of the level vectors of ``codes`` (long ``[..., L]``) -> fp32 ``[..., D]``.
+
+        This is the forward value of ``quantized`` for those codes.
+        """
+        if codes.shape[-1] != self.num_levels:
+            raise ValueError(
+                f"codes must end with a dim of size num_levels={self.num_levels}; got {tuple(codes.shape)}"
+            )
+        flat = self._effective_codebook().reshape(-1, self.code_dim)
+        return F.embedding(codes.long() + self._level_offsets, flat).sum(dim=-2)
+
+    def _prepare(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() not in (2, 3) or z.shape[-1] != self.code_dim:
+            raise ValueError(
+                f"{type(self).__name__} expects z of shape [B, N, {self.code_dim}] or [M, {self.code_dim}] "
+                f"(MODEL.QUANTIZER.CODE_DIM); got {tuple(z.shape)}"
+            )
+        x = z.reshape(-1, self.code_dim).float()
+        return l2norm(x) if self.normalize_input else x
+
+    # ------------------------------------------------------------------ core
+    def _lookup(self, x: torch.Tensor, codebook: torch.Tensor):
+        """Run the residual chain on ``x [M, D]``. Returns the level inputs ``[r_1..r_L]``
+        (each ``[M, D]``, differentiable w.r.t. ``x``), the level vectors ``[q_1..q_L]``
+        (differentiable w.r.t. a learned codebook), codes ``long [M, L]`` and the top-k codes
+        ``long [M, L, k]`` (or None)."""
+        cosine = self.lookup == "cosine"
+        if cosine:
+            keys = l2norm(codebook.detach())
+        else:
+            keys = codebook.detach()
+            neg_half_sq = -0.5 * keys.pow(2).sum(dim=-1)  # [L, K]
+        residual = x
+        inputs, vectors, codes, tops = [], [], [], []
+        for level in range(self.num_levels):
+            r = residual.detach()
+            if cosine:
+                scores = l2norm(r) @ keys[level].t()  # [M, K] cosine similarity
+            else:  # r.c - ||c||^2 / 2 = -||r - c||^2 / 2 + const(row)
+                scores = torch.addmm(neg_half_sq[level], r, keys[level].t())
+            if self.soft_codes > 1:
+                top = scores.topk(self.soft_codes, dim=1).indices
+                idx = top[:, 0]
+                tops.append(top)
+            else:
+                idx = scores.argmax(dim=1)
+            q = codebook[level].index_select(0, idx)
+            inputs.append(residual)
+            vectors.append(q)
+            codes.append(idx)
+            if level + 1 < self.num_levels:
+                residual = residual - q.detach()
+        top_k = torch.stack(tops, dim=1) if tops else None
+        return inputs, vectors, torch.stack(codes, dim=1), top_k
+
+    def _count(self, codes: torch.Tensor) -> torch.Tensor:
+        """Rows per code, fp32 ``[L, K]``, from codes ``long [M, L]``."""
+        flat = (codes + self._level_offsets).reshape(-1)
+        counts = torch.zeros(self.num_levels * self.codebook_size, device=codes.device)
+        counts.index_add_(0, flat, torch.ones(flat.numel(), device=codes.device))
+        return counts.view(self.num_levels, self.codebook_size)
+
+    @torch.no_grad()
+    def init_codebook(self, z: torch.Tensor) -> None:
+        """Run the configured init on ``z`` ([B, N, D] or [M, D]) and mark the quantizer
+        initialised. Under DDP every rank must call it (it broadcasts rank 0's result)."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            self._init_from(self._prepare(z.detach()))
+
+    def _init_from(self, x: torch.Tensor) -> None:
+        L, K = self.num_levels, self.codebook_size
+        cb = self.codebook.data
+        residual = x
+        counts = torch.zeros(L, K, device=x.device)
+        for level in range(L):
+            if self.init == "kmeans":
+                km = fit_kmeans(residual, K, self.kmeans_iters, metric=self.lookup)
+                directions, assign = l2norm(km.centroids), km.assignments
+            else:
+                directions = l2norm(cb[level].float())
+                assign = (l2norm(residual) @ directions.t()).argmax(dim=1)
+            if self.normalize_codes:
+                # EMA codebooks hold unit vectors; a learned codebook keeps its random draw
+                # (only its directions matter) unless k-means replaced it.
+                code = directions if (self.ema or self.init == "kmeans") else cb[level].float()
+            else:
+                code = self._code_lengths(residual, directions, assign)
+            broadcast_many_([code])
+            cb[level].copy_(code)
+            idx = assign_nearest(residual, code, cosine=self.lookup == "cosine")
+            counts[level].index_add_(0, idx, torch.ones_like(idx, dtype=counts.dtype))
+            residual = residual - code.index_select(0, idx)
+        all_reduce_sum_([counts])
+        self.usage.copy_(counts)
+        self._mark_initialized()
+
+    def _code_lengths(self, residual, directions, assign) -> torch.Tensor:
+        """Codes with lengths for ``normalize_codes=False``: k-means codes become the mean of
+        their rows; random directions are scaled by the mean projection of their rows. Codes
+        without rows get the level's mean projection as their length."""
+        K, D = self.codebook_size, self.code_dim
+        ones = torch.ones(assign.numel(), device=residual.device)
+        n = torch.zeros(K, device=residual.device).index_add_(0, assign, ones)
+        proj = (residual * directions.index_select(0, assign)).sum(dim=1)
+        fallback = directions * proj.mean().clamp_min(0.0)
+        if self.init == "kmeans":
+            sums = torch.zeros(K, D, device=residual.device).index_add_(0, assign, residual)
+            code = sums / n.clamp_min(1.0)[:, None]
+        else:
+            gain = torch.zeros(K, device=residual.device).index_add_(0, assign, proj)
+            code = directions * (gain / n.clamp_min(1.0)).clamp_min(0.0)[:, None]
+        return torch.where((n > 0)[:, None], code, fallback)
+
+    def _update(self, inputs: List[torch.Tensor], codes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Training-time state update from the (detached) level inputs and their codes;
+        ``counts`` is made global in place. Returns the number of dead codes per level seen
+        before any restart."""
+        L, K, D = self.num_levels, self.codebook_size, self.code_dim
+        if self.ema:
+            sums = torch.zeros(L, K, D, device=counts.device)
+            for level in range(L):
+                sums[level].index_add_(0, codes[:, level], inputs[level])
+            all_reduce_sum_([counts, sums])
+            mean = sums / counts.clamp_min(1.0)[..., None]
+            cb = self.codebook.data
+            if self.normalize_codes:
+                new = l2norm(cb * self.decay + l2norm(mean) * (1.0 - self.decay))
+            else:
+                new = cb * self.decay + mean * (1.0 - self.decay)
+            cb.copy_(torch.where((counts > 0)[..., None], new, cb))
+        else:
+            all_reduce_sum_([counts])
+        self.usage.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
+        dead = self.usage < self.dead_code_threshold
+        num_dead = dead.float().sum(dim=-1)
+        self._num_updates += 1
+        self.num_updates.fill_(self._num_updates)
+        if self.restart_dead_codes and self._num_updates % self.restart_period == 0:
+            self._restart(inputs, dead & (counts == 0))
+        return num_dead
+
+    def _restart(self, inputs: List[torch.Tensor], dead: torch.Tensor) -> None:
+        """Replace the ``dead [L, K]`` codes by random level inputs of this batch (rank 0's)
+        and reset their EMA state (usage := the level's mean usage). Tensor ops only."""
+        K = self.codebook_size
+        rows = sample_rows(inputs[0], K, num_sets=self.num_levels)  # [L, K]
+        cand = torch.stack([r.index_select(0, i) for r, i in zip(inputs, rows)])  # [L, K, D]
+        cb = self.codebook.data
+        if self.normalize_codes:
+            cand = l2norm(cand) * cb.float().norm(dim=-1).mean(dim=-1)[:, None, None]
+        new_cb = torch.where(dead[..., None], cand, cb.float())
+        fresh = self.usage.mean(dim=-1, keepdim=True).expand_as(self.usage)
+        new_usage = torch.where(dead, fresh, self.usage)
+        broadcast_many_([new_cb, new_usage])
+        cb.copy_(new_cb)
+        self.usage.copy_(new_usage)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        lead = z.shape[:-1]
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            x = self._prepare(z)
+            if self.training and not self._initialized:
+                with torch.no_grad():
+                    self._init_from(x.detach())
+            codebook = self._effective_codebook()
+            inputs, vectors, codes, top_k = self._lookup(x, codebook)
+            # Σ_l [mse(q_l, sg r_l) + beta * mse(sg q_l, r_l)] / L in one pass per level: the
+            # two terms have the same value, and scale_grad gives r_l its beta-weighted gradient.
+            terms = [F.mse_loss(q, scale_grad(r, self.commitment)) for r, q in zip(inputs, vectors)]
+            mse = torch.stack(terms).mean()
+            loss = mse + self.commitment * mse.detach()
+            # x - (r_L - q_L) = Σ_l q_l: the forward value is the sum of the level vectors.
+            quantized = x - (inputs[-1] - vectors[-1]).detach()
+            with torch.no_grad():
+                counts = self._count(codes)
+                if self.training:
+                    num_dead = self._update([r.detach() for r in inputs], codes, counts)
+                else:
+                    num_dead = (self.usage < self.dead_code_threshold).float().sum(dim=-1)
+                metrics = usage_metrics(counts, num_dead)
+                metrics["recon_mse"] = terms[-1].detach()  # ||x - Σ q_l||^2 / (M D)
+        soft = None
+        if top_k is not None:
+            soft = top_k.reshape(*lead, self.num_levels, self.soft_codes)
+        return QuantizerOutput(
+            quantized=quantized.to(z.dtype).reshape(*lead, self.code_dim),
+            codes=codes.reshape(*lead, self.num_levels),
+            loss=loss,
+            metrics=metrics,
+            soft_codes=soft,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_levels={self.num_levels}, codebook_size={self.codebook_size}, code_dim={self.code_dim}, "
+            f"lookup={self.lookup}, ema={self.ema}, decay={self.decay}, init={self.init}, "
+            f"soft_codes={self.soft_codes}"
+        )
