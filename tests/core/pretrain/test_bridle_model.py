@@ -7,6 +7,11 @@ from bridle.modeling.bridle_model import BridleModel
 from toy_plugin import toy_opts
 
 
+@pytest.fixture(autouse=True)
+def _toy_modality(toy_plugin):
+    """These tests run on the third-party toy modality (tests/toy_plugin.py)."""
+
+
 def tiny_cfg(**extra):
     cfg = get_cfg()
     cfg.merge_from_list(toy_opts("/tmp/unused", **extra))
