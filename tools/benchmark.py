@@ -12,6 +12,7 @@ in an ``add_args(parser)`` attribute. Benchmarks time things; tests never assert
 """
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -123,6 +124,112 @@ def bench_quantizer(args: argparse.Namespace) -> List[Row]:
                 }
             )
     return rows
+
+
+# ----------------------------------------------------------------------------- training phases
+def _phase_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("encoder_phase / tokenizer_phase")
+    g.add_argument("--config-file", default="configs/audio/pretrain_rq.yaml", help="model config")
+    g.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--no-flops", action="store_true", help="skip the FLOP count (FlopCounterMode)")
+
+
+def _bench_phase(args: argparse.Namespace, phase: str, cold: bool) -> List[Row]:
+    """One full training step (forward, backward, fused AdamW) of a BRIDLE phase on synthetic
+    inputs: samples/s, step time, FLOPs per sample (FlopCounterMode), achieved TFLOP/s, memory."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bridle.config import get_cfg
+    from bridle.engine.events import EventStorage
+    from bridle.engine.train_loop import SimpleTrainer
+    from bridle.modeling.bridle_model import BridleModel
+    from bridle.solver import build_optimizer
+
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(list(args.opts))
+    cfg.MODEL.TOKENIZER.COLD_START = cold
+    cfg.SOLVER.BATCH_SIZE_PER_GPU = args.batch_size
+    cfg.SOLVER.PRECISION = args.precision
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = BridleModel(cfg, phase).to(device).train()
+    p = cfg.MODEL.PATCH_EMBED
+    shape = [args.batch_size] + ([] if p.IN_CHANS == 1 else [p.IN_CHANS]) + list(p.INPUT_SIZE)
+    x = torch.randn(*shape, device=device)
+    model.init_tokenizer_codebooks(x)
+    if phase == "tokenizer":  # a training quantizer initialises itself on its first batch
+        with torch.no_grad():
+            model.tokenizer.quantizer.init_codebook(model.tokenizer.features(x).float())
+    optimizer = build_optimizer(cfg, model)
+    runnable = torch.compile(model) if args.compile else model
+    batch = {"input": x}
+    trainer = SimpleTrainer(runnable, _Repeat(batch), optimizer, precision=args.precision, device=device)
+    trainer.storage = EventStorage()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sec = time_fn(trainer.run_step, device, args.iters, args.warmup)
+    trainer.storage.flush()
+    flops = 0.0
+    if not args.no_flops:
+        with FlopCounterMode(display=False) as counter:
+            trainer.run_step()
+        flops = counter.get_total_flops() / args.batch_size
+    trained = sum(q.numel() for q in model.parameters() if q.requires_grad)
+    row: Row = {
+        "component": f"{phase}_phase" + ("_cold" if cold else ""),
+        "name": os.path.basename(args.config_file),
+        "precision": args.precision,
+        "batch": args.batch_size,
+        "ms": round(sec * 1e3, 2),
+        "samples_per_s": round(args.batch_size / sec, 1),
+        "gflop_per_sample": round(flops / 1e9, 2),
+        "achieved_tflops": round(flops * args.batch_size / sec / 1e12, 2),
+        "trained_params_m": round(trained / 1e6, 2),
+    }
+    if device.type == "cuda":
+        row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    return [row]
+
+
+class _Repeat:
+    """A loader that yields the same (device-resident) batch forever: no input pipeline cost."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def __iter__(self):
+        while True:
+            yield dict(self.batch)
+
+
+@component("encoder_phase", add_args=_phase_args)
+def bench_encoder_phase(args: argparse.Namespace) -> List[Row]:
+    """BRIDLE encoder phase (cold-start tokenizer targets, masked CE) training step."""
+    return _bench_phase(args, "encoder", cold=True)
+
+
+@component("tokenizer_phase")
+def bench_tokenizer_phase(args: argparse.Namespace) -> List[Row]:
+    """BRIDLE tokenizer phase (L_cos + L_cb, frozen encoder teacher) training step."""
+    return _bench_phase(args, "tokenizer", cold=False)
+
+
+@component("fbank")
+def bench_fbank(args: argparse.Namespace) -> List[Row]:
+    """Kaldi fbank (128 mel bins, 25/10 ms) of 10-s 16 kHz clips, clips/s on this process."""
+    from torchaudio.compliance import kaldi
+
+    wave = torch.randn(1, 160000)
+
+    def run():
+        kaldi.fbank(wave - wave.mean(), htk_compat=True, sample_frequency=16000, use_energy=False,
+                    window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10)
+
+    sec = time_fn(run, torch.device("cpu"), args.iters, args.warmup)
+    return [{"component": "fbank", "name": "10 s clip", "ms": round(sec * 1e3, 2),
+             "clips_per_s": round(1 / sec, 1), "threads": torch.get_num_threads()}]
 
 
 # ----------------------------------------------------------------------------- driver
