@@ -1,9 +1,3 @@
-"""Registered TRAINER entries. Each module registers itself on import."""
-import importlib
-
-for _mod in ("pretrain", "schedule", "finetune"):
-    try:
-        importlib.import_module(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as _e:  # a module not written yet in a partial checkout
-        if _e.name != f"{__name__}.{_mod}":
-            raise
+"""Registered TRAINER entries: "schedule", "encoder", "tokenizer", "joint" (pretraining) and
+"finetune", "linear_probe" (downstream). Each module registers itself on import."""
+from . import finetune, pretrain, schedule  # noqa: F401
