@@ -138,7 +138,17 @@ class FinetuneTrainer(DefaultTrainer):
         done = min(self.iter + 1, self.max_iter)
         record = {"iteration": done, "epoch": round(done / self.iters_per_epoch, 4)}
         record.update({k: dict(v) for k, v in results.items()})
+        metric = primary_metric(self.cfg)
+        earlier = [r["val"][metric] for r in self.eval_history if metric in r.get("val", {})]
         self.eval_history.append(record)
+        val = results.get("val", {}).get(metric)
+        if val is not None and (not earlier or val > max(earlier)) and comm.is_main_process():
+            # The weights chosen on val (never on test), beside the periodic checkpoints; saved
+            # without touching last_checkpoint so --resume still continues from the latest.
+            path = os.path.join(self.cfg.OUTPUT_DIR, "model_best_val.pth")
+            torch.save({"model": self.model_without_ddp.state_dict(), "cfg": self.cfg.dump(),
+                        "iteration": done, "val": results["val"]}, path)
+            logger.info(f"New best val {metric} {val:.4f} at iteration {done}: saved {path}")
         return results
 
     @staticmethod

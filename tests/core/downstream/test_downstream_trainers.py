@@ -138,6 +138,11 @@ def test_eval_only_reproduces_final_results_and_selection_is_on_val(make_cfg, ex
     results = FinetuneTrainer.eval_only(eval_cfg)
     assert results["test"] == last["test"]  # bitwise the same numbers
     assert results["val"] == last["val"]
+    # the weights chosen on val are kept and reproduce the selected evaluation
+    best_cfg = eval_cfg.clone()
+    best_cfg.MODEL.WEIGHTS = os.path.join(cfg.OUTPUT_DIR, "model_best_val.pth")
+    best = FinetuneTrainer.eval_only(best_cfg)
+    assert best["val"] == sel["val"] and best["test"] == sel["test"]
     assert os.path.isfile(os.path.join(eval_cfg.OUTPUT_DIR, "eval_results.json"))
     # an encoder-only file is not a fine-tuned checkpoint
     bad = cfg.clone()
