@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bridle.config import get_cfg
+from bridle.checkpoint import cfg_from_checkpoint, load_checkpoint_file
 from bridle.data.build import build_dataset, build_test_loader
 from bridle.engine import resolve_device
 from bridle.modeling.tokenizer import build_tokenizer
@@ -60,10 +60,7 @@ def main(argv=None) -> str:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
 
-    cfg = get_cfg()
-    ckpt = torch.load(args.weights, map_location="cpu", weights_only=False)
-    if isinstance(ckpt, dict) and ckpt.get("cfg"):
-        cfg.merge_from_other_cfg(cfg.load_cfg(ckpt["cfg"]))
+    cfg = cfg_from_checkpoint(load_checkpoint_file(args.weights))
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])

@@ -14,6 +14,7 @@ from typing import Dict, List
 
 import torch
 
+from bridle.checkpoint import extract_encoder_state, load_checkpoint_file, model_state_of
 from bridle.data.build import skip_none_collate
 from bridle.data.samplers import TrainingSampler
 from bridle.engine import DefaultTrainer, HookBase
@@ -23,20 +24,12 @@ from bridle.utils import comm
 
 logger = logging.getLogger("bridle.pretrain")
 
-ENCODER_KEYS = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")
-
-
 def checkpoint_state(path: str) -> Dict[str, torch.Tensor]:
-    from iopath.common.file_io import PathManager
-
-    with PathManager().open(path, "rb") as f:
-        ckpt = torch.load(f, map_location="cpu", weights_only=False)
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"MODEL.WEIGHTS '{path}' holds no model state dict.")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    if not any(k.startswith("encoder.") for k in state) and any(k.startswith(ENCODER_KEYS) for k in state):
-        state = {"encoder." + k: v for k, v in state.items()}  # an exported encoder
+    """The model state of a BRIDLE checkpoint; an exported (encoder-only) one gets its keys
+    prefixed with ``encoder.`` so the hand-over rules read both alike."""
+    state = model_state_of(load_checkpoint_file(path))
+    if not any(k.startswith("encoder.") for k in state):
+        state = {"encoder." + k: v for k, v in extract_encoder_state(state).items()}
     return state
 
 
