@@ -8,7 +8,9 @@ PYTEST_ARGS ?= -q
 .PHONY: setup test demo apt clean
 
 $(VENV)/.installed: setup.py
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@# Reuse a torch stack the system Python already has (e.g. a GPU machine's CUDA build).
+	@test -x $(PY) || { if python3 -c "import torch, torchvision, torchaudio" 2>/dev/null; \
+	  then python3 -m venv --system-site-packages $(VENV); else python3 -m venv $(VENV); fi; }
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch, torchvision, torchaudio" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PKGS)
 	$(PY) -m pip install -q -e ".[dev]"
