@@ -133,7 +133,8 @@ class ConsoleWriter:
             extra += f"  time: {metrics['time']:.4f}"
         if "lr" in metrics:
             extra += f"  lr: {metrics['lr']:.4g}"
-        self.log.info(f"{eta}iter: {iteration + 1}/{self.max_iter}  {losses}{extra}")
+        done = min(iteration + 1, self.max_iter)  # the end-of-training flush reports max_iter
+        self.log.info(f"{eta}iter: {done}/{self.max_iter}  {losses}{extra}")
 
     def close(self) -> None:
         pass
