@@ -32,6 +32,9 @@ setup(
         "tqdm>=4.60",
         "numpy",
         "scikit-learn>=1.0",
+        "matplotlib>=3.5",
+        "submitit>=1.4",
+        "webdataset>=0.2.48",
     ],
     extras_require={
         "dev": [
@@ -40,6 +43,7 @@ setup(
             "vector-quantize-pytorch>=1.14",
             "scikit-image>=0.20",
             "av>=10",
+            "hypothesis>=6",
         ],
     },
     entry_points={
