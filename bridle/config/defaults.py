@@ -110,22 +110,30 @@ _C.MODEL.QUANTIZER.EMA = True
 _C.MODEL.QUANTIZER.DECAY = 0.99
 # Commitment weight beta of the codebook loss.
 _C.MODEL.QUANTIZER.COMMITMENT = 0.25
-# Codebook init: "kmeans" (cosine k-means on the first batch), "uniform" or "normal".
+# Codebook init: "kmeans" (k-means per level on the first batch, seeded with distinct random
+# rows as the authors do; spherical for LOOKUP unit/cosine, Euclidean for LOOKUP euclidean),
+# "kmeans++" (the same with k-means++-style seeding), "uniform" (U[0,1) * multiplier) or "normal".
 _C.MODEL.QUANTIZER.INIT = "kmeans"
 # Scale of the uniform/normal init.
 _C.MODEL.QUANTIZER.INIT_WEIGHT_MULTIPLIER = 1.0
 # k-means iterations for INIT = "kmeans".
 _C.MODEL.QUANTIZER.KMEANS_ITERS = 10
-# Replace dead codes with random inputs of the batch.
+# Replace dead codes with random inputs of the current batch (identical on every rank).
 _C.MODEL.QUANTIZER.RESTART_DEAD_CODES = True
-# A code is dead when its EMA usage count falls below this value.
-_C.MODEL.QUANTIZER.DEAD_CODE_THRESHOLD = 1e-3
+# A code is dead when it got fewer rows than this (a count, all ranks) over the usage window.
+_C.MODEL.QUANTIZER.DEAD_CODE_THRESHOLD = 1.0
+# Usage window, in training forwards: usage metrics and deadness count the rows each code got
+# in the last this-many forwards; a code is restarted only after existing for a whole window.
+_C.MODEL.QUANTIZER.DEAD_CODE_WINDOW = 20
 # Check for dead codes every this many training forwards.
-_C.MODEL.QUANTIZER.RESTART_PERIOD = 100
+_C.MODEL.QUANTIZER.RESTART_PERIOD = 10
 # Top-k codes per input used as (soft) targets; 1 = hard codes.
 _C.MODEL.QUANTIZER.SOFT_CODES = 1
-# RQ nearest-code rule: "euclidean" (raw residuals) or "cosine" (each level normalises its residual).
-_C.MODEL.QUANTIZER.LOOKUP = "euclidean"
+# RQ lookup: "unit" (the authors' RQ: each level l2-normalises its residual and picks the nearest
+# unit-length code, the raw residual minus that unit code goes on), "euclidean" (codes keep
+# lengths, Euclidean nearest code on raw residuals; not the authors') or "cosine" (codes keep
+# lengths, chosen by cosine to the normalised residual; not the authors'). VQ ignores it.
+_C.MODEL.QUANTIZER.LOOKUP = "unit"
 
 _C.MODEL.MASK = CN()
 # Entry of the MASK_GENERATOR registry.
@@ -159,6 +167,9 @@ _C.PRETRAIN.JOINT_TOKENIZER_PERIOD = 4
 # Tokenizer phases after the first warm-start T and TE from the previous tokenizer
 # (codebooks are always re-initialised).
 _C.PRETRAIN.TOKENIZER_WARM_START = True
+# Encoder phases start the decoder from MODEL.WEIGHTS' decoder (as the authors); its head is
+# re-initialised only when its shape changed. False = a fresh decoder every encoder phase.
+_C.PRETRAIN.CARRY_DECODER = True
 # Per-phase solver settings; values < 0 inherit from SOLVER. OPTS are extra KEY VALUE
 # overrides applied to that phase only.
 _C.PRETRAIN.PHASES = CN()

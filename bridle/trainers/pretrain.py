@@ -1,16 +1,22 @@
 """Single BRIDLE pretraining phases as TRAINER entries: "encoder", "tokenizer", "joint".
 
 Hand-over rules when a phase starts from MODEL.WEIGHTS (a previous phase's checkpoint or an
-exported encoder) instead of resuming:
-- encoder:   E <- checkpoint. With a trained tokenizer (not cold start) T <- checkpoint too;
-             D always starts fresh (its targets are the new tokenizer's codes).
+exported encoder) instead of resuming. Every phase loads and keeps every network the
+checkpoint has, frozen or unused ones included, so each phase's checkpoint carries what a
+later phase starts from (as the authors, who load the whole previous checkpoint):
+- encoder:   E <- checkpoint. With a trained tokenizer (not cold start) T <- checkpoint too,
+             codebooks included. D <- checkpoint when it has one and PRETRAIN.CARRY_DECODER
+             (the head, D's last Linear, starts fresh only when its shape changed, e.g. other
+             codebook size / levels). TE <- checkpoint when it has one (frozen, unused here,
+             kept for the next tokenizer phase).
 - tokenizer: E <- checkpoint (the frozen teacher). T and TE <- checkpoint when it holds a
              trained (non cold-start) tokenizer and PRETRAIN.TOKENIZER_WARM_START, else fresh.
-             Codebooks are always fresh (re-initialised on the first batch).
+             Codebooks are always fresh (re-initialised on the first batch). D <- checkpoint
+             when it has one (unused here, kept for the next encoder phase).
 - joint:     every module whose weights the checkpoint has.
 """
 import logging
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -77,38 +83,64 @@ class PretrainTrainer(DefaultTrainer):
     def extra_hooks(self) -> list:
         return [_InitCodebooks(), _GlobalStep()]
 
-    def _prefixes_to_load(self, state) -> List[str]:
+    def _handover_plan(self, state) -> Tuple[List[str], List[str]]:
+        """(required, carried) key prefixes: required ones must be in the checkpoint and fit
+        the model; carried ones are taken when the checkpoint has them (else they start fresh)."""
         model: BridleModel = self.model_without_ddp
+        carry_decoder = ["decoder."] if self.cfg.PRETRAIN.CARRY_DECODER else []
         if self.phase == "encoder":
             if model.tokenizer.cold_start:
-                return ["encoder."]
+                return ["encoder."], carry_decoder + ["estimator."]
             if not has_trained_tokenizer(state):
                 raise ValueError(
                     f"The encoder phase needs a trained tokenizer, but MODEL.WEIGHTS "
                     f"'{self.cfg.MODEL.WEIGHTS}' has none (cold-start or encoder-only checkpoint). "
                     "Run a 'tokenizer' phase first, or use 'encoder_cold'."
                 )
-            return ["encoder.", "tokenizer."]
+            return ["encoder.", "tokenizer."], carry_decoder + ["estimator."]
         if self.phase == "tokenizer":
             if has_trained_tokenizer(state) and self.cfg.PRETRAIN.TOKENIZER_WARM_START:
-                return ["encoder.", "tokenizer.", "estimator."]
-            return ["encoder."]
-        return ["encoder.", "decoder.", "tokenizer.", "estimator."]
+                return ["encoder.", "tokenizer.", "estimator."], ["decoder."]
+            return ["encoder."], ["decoder."]
+        return ["encoder.", "decoder.", "tokenizer.", "estimator."], []
+
+    def _carried(self, state, own, prefix: str, path: str) -> Tuple[Dict[str, torch.Tensor], str]:
+        """The tensors of network ``prefix`` taken from the checkpoint, and a note for the log.
+        The decoder head is re-initialised alone when only its shape changed."""
+        keys = [k for k in own if k.startswith(prefix)]
+        name = prefix.rstrip(".")
+        if not any(k in state for k in keys):
+            return {}, f"{name} fresh (not in the checkpoint)"
+        mismatch = [k for k in keys if k not in state or state[k].shape != own[k].shape]
+        head = [k for k in mismatch if k.startswith("decoder.head.")]
+        if prefix == "decoder." and mismatch and len(head) == len(mismatch):
+            take = {k: state[k] for k in keys if k not in head}
+            shapes = {k: (tuple(state[k].shape) if k in state else None) for k in head}
+            return take, (f"decoder carried, its head re-initialised (shape {shapes['decoder.head.weight']} "
+                          f"-> {tuple(own['decoder.head.weight'].shape)})")
+        if mismatch:
+            if prefix == "decoder.":
+                raise ValueError(
+                    f"MODEL.WEIGHTS '{path}': the decoder does not fit the {self.phase} phase model "
+                    f"({len(mismatch)} tensors missing or of other shapes, e.g. {mismatch[:3]}). Use the "
+                    "checkpoint's MODEL.DECODER settings, or set PRETRAIN.CARRY_DECODER False to start a fresh decoder."
+                )
+            logger.warning(f"{name} in '{path}' does not fit ({mismatch[:3]} ...): it starts fresh")
+            return {}, f"{name} fresh (checkpoint's does not fit)"
+        return {k: state[k] for k in keys}, f"{name} carried"
 
     def load_initial_weights(self, path: str) -> None:
         state = checkpoint_state(path)
-        prefixes = self._prefixes_to_load(state)
+        required, carried = self._handover_plan(state)
         fresh_codebooks = self.phase == "tokenizer"
         model = self.model_without_ddp
         own = model.state_dict()
-        take = {
-            k: v for k, v in state.items()
-            if k.startswith(tuple(prefixes)) and not (fresh_codebooks and k.startswith("tokenizer.quantizer."))
-        }
-        wanted = [
-            k for k in own
-            if k.startswith(tuple(prefixes)) and not (fresh_codebooks and k.startswith("tokenizer.quantizer."))
-        ]
+
+        def wanted_key(k: str) -> bool:
+            return k.startswith(tuple(required)) and not (fresh_codebooks and k.startswith("tokenizer.quantizer."))
+
+        take = {k: v for k, v in state.items() if wanted_key(k)}
+        wanted = [k for k in own if wanted_key(k)]
         missing = [k for k in wanted if k not in take]
         bad_shape = [k for k in wanted if k in take and take[k].shape != own[k].shape]
         if missing or bad_shape:
@@ -118,10 +150,17 @@ class PretrainTrainer(DefaultTrainer):
                 f"(e.g. {[(k, tuple(take[k].shape), tuple(own[k].shape)) for k in bad_shape[:3]]}). "
                 "Check that MODEL.ENCODER/TOKENIZER/QUANTIZER/PATCH_EMBED match the checkpoint's config."
             )
-        model.load_state_dict({k: take[k] for k in wanted}, strict=False)
+        load = {k: take[k] for k in wanted}
+        notes = [f"{p.rstrip('.')} loaded" for p in required]
+        for prefix in carried:
+            extra, note = self._carried(state, own, prefix, path)
+            load.update(extra)
+            notes.append(note)
+        model.load_state_dict(load, strict=False)
+        fresh = sorted({k.split(".")[0] for k in own if k not in load})
         logger.info(
-            f"{self.phase} phase: loaded {len(wanted)} tensors ({', '.join(prefixes)}) from {path}; "
-            f"fresh: {', '.join(sorted({k.split('.')[0] for k in own if k not in take or k not in wanted}))}"
+            f"{self.phase} phase hand-over from {path}: {len(load)} tensors; {'; '.join(notes)}; "
+            f"networks with fresh tensors: {', '.join(fresh) or 'none'}"
         )
 
 

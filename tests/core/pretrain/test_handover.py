@@ -48,14 +48,77 @@ def test_encoder_phase_refuses_a_checkpoint_without_trained_tokenizer(cold_ckpt,
         run_phase(tmp_path, "enc2", "encoder", weights=cold_ckpt)
 
 
-def test_encoder_phase_takes_trained_tokenizer_and_fresh_decoder(cold_ckpt, tmp_path):
+def load_only(tmp_path, name, trainer, weights, cold=False, **extra):
+    """A phase trainer after the hand-over from ``weights``, before any training step."""
+    cfg = get_cfg()
+    cfg.merge_from_list(toy_opts(str(tmp_path / name), **{
+        "TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "MODEL.TOKENIZER.COLD_START": cold, **extra}))
+    torch.manual_seed(1)  # other fresh weights than the runs that wrote the checkpoints
+    t = TRAINER.get(trainer)(cfg)
+    t.resume_or_load(resume=False)
+    return t.model_without_ddp.state_dict()
+
+
+def test_encoder_phase_takes_trained_tokenizer_decoder_and_estimator(cold_ckpt, tmp_path):
     _, tok = run_phase(tmp_path, "tok", "tokenizer", weights=cold_ckpt, iters=2)
-    t, _ = run_phase(tmp_path, "enc2", "encoder", weights=tok, iters=1)
     prev = state(tok)
+    cold = state(cold_ckpt)
+    # the tokenizer phase kept the cold phase's decoder (unused there) in its checkpoint
+    for k in cold:
+        if k.startswith("decoder."):
+            assert torch.equal(cold[k], prev[k]), k
+    loaded = load_only(tmp_path, "enc2_load", "encoder", tok)
+    for k in prev:
+        if k.startswith(("decoder.", "tokenizer.", "estimator.")):
+            assert torch.equal(prev[k], loaded[k]), k  # decoder carried, T and TE kept
+    t, _ = run_phase(tmp_path, "enc2", "encoder", weights=tok, iters=1)
     after = state(os.path.join(tmp_path, "enc2", "model_final.pth"))
     for k in prev:
-        if k.startswith("tokenizer."):
+        if k.startswith(("tokenizer.", "estimator.")):
             assert torch.equal(prev[k], after[k]), k  # frozen and taken over bitwise
+    assert any(not torch.equal(prev[k], after[k]) for k in prev if k.startswith("decoder."))  # it trained
+
+
+def test_a_later_tokenizer_phase_warm_starts_the_trained_estimator(cold_ckpt, tmp_path):
+    _, tok = run_phase(tmp_path, "tok", "tokenizer", weights=cold_ckpt, iters=2)
+    _, enc2 = run_phase(tmp_path, "enc2", "encoder", weights=tok, iters=1)
+    tok_state, enc2_state = state(tok), state(enc2)
+    est = [k for k in tok_state if k.startswith("estimator.")]
+    assert est and all(torch.equal(tok_state[k], enc2_state[k]) for k in est)
+    loaded = load_only(tmp_path, "tok2_load", "tokenizer", enc2)
+    assert all(torch.equal(tok_state[k], loaded[k]) for k in est)
+
+
+def test_decoder_head_reinitialised_only_when_its_shape_changes(cold_ckpt, tmp_path):
+    # the tokenizer phase uses 24 codes per level (its codebooks are fresh anyway) where the cold
+    # phase's decoder predicted 16: the decoder is carried on, all but its head
+    _, tok = run_phase_opts(tmp_path, "tok24", "tokenizer", cold_ckpt, **{"MODEL.QUANTIZER.CODEBOOK_SIZE": 24})
+    cold, prev = state(cold_ckpt), state(tok)
+    assert cold["decoder.head.weight"].shape[0] == 2 * 16 and prev["decoder.head.weight"].shape[0] == 2 * 24
+    loaded = load_only(tmp_path, "enc24", "encoder", tok, **{"MODEL.QUANTIZER.CODEBOOK_SIZE": 24})
+    for k in cold:
+        if k.startswith("decoder.") and not k.startswith("decoder.head."):
+            assert torch.equal(cold[k], loaded[k]), k
+    assert torch.equal(prev["decoder.head.weight"], loaded["decoder.head.weight"])  # same shape now: carried
+
+
+def test_carry_decoder_off_starts_a_fresh_decoder(cold_ckpt, tmp_path):
+    _, tok = run_phase(tmp_path, "tok", "tokenizer", weights=cold_ckpt, iters=1)
+    prev = state(tok)
+    loaded = load_only(tmp_path, "enc_fresh", "encoder", tok, **{"PRETRAIN.CARRY_DECODER": False})
+    assert not torch.equal(prev["decoder.embed.weight"], loaded["decoder.embed.weight"])
+    assert torch.equal(prev["estimator.embed.weight"], loaded["estimator.embed.weight"])
+
+
+def run_phase_opts(tmp_path, name, trainer, weights, iters=1, **extra):
+    cfg = get_cfg()
+    cfg.merge_from_list(toy_opts(str(tmp_path / name), **{
+        "TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "SOLVER.MAX_ITER": iters, **extra}))
+    torch.manual_seed(0)
+    t = TRAINER.get(trainer)(cfg)
+    t.resume_or_load(resume=False)
+    t.train()
+    return t, os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
 
 
 def test_exported_encoder_starts_a_cold_phase(cold_ckpt, tmp_path):
