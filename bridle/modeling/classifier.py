@@ -1,6 +1,6 @@
 """Downstream classifier: pretrained encoder + global mean pool + head (SPEC §5).
 
-    tokens = encoder(x)                    # [B, 1 + N, D], after the encoder's final norm
+    tokens = encoder(x, final_norm=False)  # [B, 1 + N, D], the blocks' output WITHOUT the final norm
     feat   = fc_norm(mean(tokens[:, 1:]))  # mean over patch tokens, the cls token is not used
     feat   = BatchNorm1d(affine=False)     # only with MODEL.HEAD.BATCHNORM (MAE linear probe)
     logits = head(dropout(feat))           # Linear, trunc-normal(std MODEL.HEAD.INIT_STD), zero bias
@@ -10,17 +10,27 @@ MODEL.HEAD.LABEL_SMOOTHING; float [B, C] targets, e.g. after mixup, as soft-targ
 cross-entropy, their own smoothing already included); "bce" is binary cross-entropy with
 logits on multi-hot targets (class ids are one-hot encoded). Eval mode returns logits [B, C].
 """
+import inspect
 from typing import Dict, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bridle.registry import META_ARCH
+from bridle.registry import HEAD, META_ARCH
 
 from .vit import build_encoder
 
 _LOSSES = ("ce", "bce")
+
+
+@HEAD.register(name="linear")
+def build_linear_head(cfg, in_dim: int, num_classes: int) -> nn.Module:
+    """Linear, trunc-normal(std MODEL.HEAD.INIT_STD) weights, zero bias."""
+    head = nn.Linear(in_dim, num_classes)
+    nn.init.trunc_normal_(head.weight, std=float(cfg.MODEL.HEAD.INIT_STD))
+    nn.init.zeros_(head.bias)
+    return head
 
 
 @META_ARCH.register(name="EncoderClassifier")
@@ -40,10 +50,12 @@ class EncoderClassifier(nn.Module):
         self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
         self.bn = nn.BatchNorm1d(dim, affine=False, eps=1e-6) if h.BATCHNORM else None
         self.head_drop = nn.Dropout(float(h.DROPOUT))
-        self.head = nn.Linear(dim, self.num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=float(h.INIT_STD))
-        nn.init.zeros_(self.head.bias)
+        self.head = HEAD.get(getattr(h, "NAME", "linear"))(cfg, dim, self.num_classes)
         self.encoder_frozen = False
+        self.pool_before_norm = "final_norm" in inspect.signature(self.encoder.forward).parameters
+        norm = getattr(self.encoder, "norm", None)
+        if self.pool_before_norm and isinstance(norm, nn.Module):
+            norm.requires_grad_(False)  # unused by the pooling (kept so checkpoints load as they are)
 
     # -- layer-wise lr decay
     @property
@@ -73,12 +85,16 @@ class EncoderClassifier(nn.Module):
 
     # -- forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled, normalised features [B, D] (before the optional BatchNorm)."""
+        """Pooled, normalised features [B, D] (before the optional BatchNorm): as MAE and the
+        authors' global pooling, the mean of the last block's patch tokens without the encoder's
+        final norm, then fc_norm. A backbone whose forward has no ``final_norm`` argument is
+        pooled after its norm."""
+        kw = {"final_norm": False} if self.pool_before_norm else {}
         if self.encoder_frozen:
             with torch.no_grad():
-                tokens = self.encoder(x)
+                tokens = self.encoder(x, **kw)
         else:
-            tokens = self.encoder(x)
+            tokens = self.encoder(x, **kw)
         return self.fc_norm(tokens[:, 1:].mean(dim=1))
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -132,9 +132,10 @@ class VisionTransformer(nn.Module):
         """Patch tokens plus position embedding, without cls: [B, N, D]."""
         return self.patch_embed(x) + self.pos_embed[:, 1:].to(x.dtype if x.is_floating_point() else torch.float32)
 
-    def forward(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None, final_norm: bool = True) -> torch.Tensor:
         """Tokens [B, 1 + M, D] after the final norm (cls first). With ``ids_keep`` [B, M] only
-        those patches go through the blocks (MAE-style); otherwise all N patches."""
+        those patches go through the blocks (MAE-style); otherwise all N patches.
+        ``final_norm=False`` returns the last block's output (what MAE-style global pooling reads)."""
         tokens = self.embed(x)
         if ids_keep is not None:
             tokens = gather_tokens(tokens, ids_keep)
@@ -145,7 +146,7 @@ class VisionTransformer(nn.Module):
                 tokens = checkpoint(blk, tokens, use_reentrant=False)
             else:
                 tokens = blk(tokens)
-        return self.norm(tokens)
+        return self.norm(tokens) if final_norm else tokens
 
 
 @BACKBONE.register(name="vit")
@@ -153,7 +154,39 @@ def build_vit(cfg, node=None) -> VisionTransformer:
     return VisionTransformer.from_config(cfg, node)
 
 
+#: What every BACKBONE module must have (checked by :func:`check_backbone` at build time).
+BACKBONE_ATTRIBUTES = ("grid_size", "num_patches", "embed_dim", "depth")
+
+
+def check_backbone(model, name: str = "?", key: str = "MODEL.ENCODER.NAME"):
+    """Raise naming the BACKBONE entry and what it lacks unless ``model`` meets the contract:
+    an ``nn.Module`` with ``.grid_size`` (tuple), ``.num_patches``, ``.embed_dim``, ``.depth``
+    (ints), ``layer_id(param_name) -> int`` and ``forward(x, ids_keep=None)``."""
+    where = f"BACKBONE entry '{name}' ({key}, registered by {BACKBONE.origin(name)})"
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where} returned {type(model).__name__}; a backbone builder fn(cfg, node) must return an nn.Module.")
+    lacks = [a for a in BACKBONE_ATTRIBUTES if not hasattr(model, a)]
+    if not callable(getattr(model, "layer_id", None)):
+        lacks.append("layer_id(param_name) -> int (0 = embeddings, i + 1 = block i, depth + 1 = the rest)")
+    if lacks:
+        raise TypeError(
+            f"{where} built {type(model).__name__}, which lacks {lacks}. See docs/DESIGN.md "
+            "(BACKBONE); subclassing bridle.modeling.VisionTransformer provides them all."
+        )
+    n = 1
+    for g in tuple(model.grid_size):
+        n *= int(g)
+    if n != int(model.num_patches):
+        raise ValueError(f"{where}: .num_patches {model.num_patches} != prod(.grid_size {tuple(model.grid_size)}) = {n}.")
+    if int(model.depth) <= 0 or int(model.embed_dim) <= 0:
+        raise ValueError(f"{where}: .depth ({model.depth}) and .embed_dim ({model.embed_dim}) must be > 0.")
+    return model
+
+
 def build_encoder(cfg, node=None) -> nn.Module:
+    """The BACKBONE entry ``node.NAME`` (node: cfg.MODEL.ENCODER by default, or
+    cfg.MODEL.TOKENIZER), built as ``fn(cfg, node)`` and checked by :func:`check_backbone`."""
     node = node if node is not None else cfg.MODEL.ENCODER
     name = getattr(node, "NAME", "vit")
-    return BACKBONE.get(name)(cfg, node)
+    key = "MODEL.TOKENIZER.NAME" if node is getattr(cfg.MODEL, "TOKENIZER", None) else "MODEL.ENCODER.NAME"
+    return check_backbone(BACKBONE.get(name)(cfg, node), name, key)

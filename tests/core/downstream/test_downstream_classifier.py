@@ -10,15 +10,26 @@ from bridle.registry import META_ARCH
 def test_registered_and_forward_pools_patch_tokens_without_cls(make_cfg):
     assert META_ARCH.get("EncoderClassifier") is EncoderClassifier
     model = EncoderClassifier(make_cfg("MODEL.HEAD.INIT_STD", 0.5)).eval()
+    with torch.no_grad():  # a final norm that is not the identity, so that its use would show
+        model.encoder.norm.weight.uniform_(0.5, 2.0)
+        model.encoder.norm.bias.normal_()
     x = torch.randn(5, 1, 32, 32)
     with torch.no_grad():
         logits = model({"input": x})
-        tokens = model.encoder(x)
+        enc = model.encoder  # reference: embed -> cls -> blocks, no final norm (MAE global pool)
+        tokens = enc.patch_embed(x) + enc.pos_embed[:, 1:]
+        tokens = torch.cat([(enc.cls_token + enc.pos_embed[:, :1]).expand(5, -1, -1), tokens], 1)
+        for blk in enc.blocks:
+            tokens = blk(tokens)
         ref = model.head(model.fc_norm(tokens[:, 1:].mean(1)))
         with_cls = model.head(model.fc_norm(tokens.mean(1)))
+        with_final_norm = model.head(model.fc_norm(enc(x)[:, 1:].mean(1)))
     assert logits.shape == (5, 4)
-    assert torch.allclose(logits, ref)
+    torch.testing.assert_close(logits, ref)
     assert not torch.allclose(logits, with_cls, atol=1e-4)
+    assert not torch.allclose(logits, with_final_norm, atol=1e-4)
+    # the unused final norm does not train (DDP would otherwise wait for its gradients)
+    assert not any(p.requires_grad for p in model.encoder.norm.parameters())
 
 
 def test_head_init_and_batchnorm_option(make_cfg):

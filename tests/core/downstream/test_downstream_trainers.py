@@ -41,7 +41,7 @@ def test_layer_decay_sets_expected_lr_per_block(make_cfg):
         for p in g["params"]:
             lr_of[id(p)] = g["lr"]
     expected_layer = {"encoder.patch_embed.": 0, "encoder.cls_token": 0, "encoder.blocks.0.": 1,
-                      "encoder.blocks.1.": 2, "encoder.norm.": 3, "fc_norm.": 3, "head.": 3}
+                      "encoder.blocks.1.": 2, "fc_norm.": 3, "head.": 3}  # encoder.norm: unused, frozen
     seen = set()
     for name, p in trainer.model_without_ddp.named_parameters():
         if not p.requires_grad:
