@@ -31,6 +31,10 @@ _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"
 # Checkpoint to initialise from (full BRIDLE checkpoint or exported encoder); "" = none.
 _C.MODEL.WEIGHTS = ""
+# META_ARCH entry of the pretraining model (a BridleModel subclass, built as cls(cfg, phase)).
+_C.MODEL.META_ARCHITECTURE = "Bridle"
+# META_ARCH entry of the fine-tuning / linear-probe model (built as cls(cfg)).
+_C.MODEL.DOWNSTREAM_ARCHITECTURE = "EncoderClassifier"
 
 _C.MODEL.PATCH_EMBED = CN()
 # Entry of the PATCH_EMBED registry ("conv" is the core N-D conv embedder; plugins add theirs).
@@ -78,6 +82,8 @@ _C.MODEL.TOKENIZER = CN()
 # Use the cold-start tokenizer (frozen random patch embed + pos embed + random projection).
 # The schedule sets this for the "encoder_cold" phase.
 _C.MODEL.TOKENIZER.COLD_START = False
+# BACKBONE registry entry of the (non cold-start) tokenizer.
+_C.MODEL.TOKENIZER.NAME = "vit"
 # Tokenizer ViT preset (as MODEL.ENCODER.SIZE).
 _C.MODEL.TOKENIZER.SIZE = "base"
 # Tokenizer ViT width (0 = from SIZE).
@@ -142,6 +148,8 @@ _C.MODEL.MASK.NAME = "random"
 _C.MODEL.MASK.RATIO = 0.8
 
 _C.MODEL.HEAD = CN()
+# HEAD registry entry: fn(cfg, in_dim, num_classes) -> module, pooled features -> logits.
+_C.MODEL.HEAD.NAME = "linear"
 # Number of classes of the downstream task.
 _C.MODEL.HEAD.NUM_CLASSES = 1000
 # "ce" (single-label, soft targets allowed) or "bce" (multi-label).
@@ -237,6 +245,9 @@ _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.SAMPLES_PER_EPOCH = 0
 # SAMPLER registry entry for training ("TrainingSampler": shuffled, sharded, resumable).
 _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
+# WeightedSampler: draw with replacement (AST) or, False, without replacement within an epoch (the
+# authors' AS-2M fine-tuning).
+_C.DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT = True
 # Pin host memory.
 _C.DATALOADER.PIN_MEMORY = True
 # Batches prefetched per worker.

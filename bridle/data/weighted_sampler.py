@@ -1,4 +1,4 @@
-"""Class-balanced sampling with replacement (the AST-style "weighted sampler").
+"""Class-balanced sampling (the AST-style "weighted sampler"), with or without replacement.
 
 An item's weight is the sum, over its labels, of 1 / (number of items carrying that label), so
 items of rare classes are drawn more often. Datasets expose the weights through
@@ -9,6 +9,12 @@ Distributed use: every rank computes the same seeded draw of ``world_size * per_
 for an epoch and keeps the positions ``rank, rank + world_size, ...``, so ranks consume disjoint
 shards of one common draw without communicating. The stream is infinite, deterministic from
 (seed, epoch), and ``start_index`` (indices this rank already consumed) resumes it exactly.
+
+Without replacement (``replacement=False``, as the authors' AS-2M fine-tuning: torch's
+WeightedRandomSampler with ``replacement=False``) an epoch's draw holds no index twice; it is
+successive weighted draws without replacement, computed at once with Efraimidis-Spirakis keys
+(``log(u) / w``, the largest ``samples_per_epoch`` keys in decreasing order), so it needs at
+least ``samples_per_epoch`` items of positive weight.
 """
 import math
 from typing import Iterator, Optional, Sequence, Union
@@ -74,9 +80,10 @@ def _to_index_lists(labels: LabelsLike):
 
 
 class WeightedSampler(Sampler):
-    """Infinite stream of this rank's indices drawn with replacement proportionally to
-    ``weights``. One epoch is ``samples_per_epoch`` draws in total (default: the dataset size),
-    ``ceil(samples_per_epoch / world_size)`` of them on each rank."""
+    """Infinite stream of this rank's indices drawn proportionally to ``weights``, with
+    replacement (default) or without it within an epoch. One epoch is ``samples_per_epoch``
+    draws in total (default: the dataset size), ``ceil(samples_per_epoch / world_size)`` of
+    them on each rank."""
 
     def __init__(
         self,
@@ -86,6 +93,7 @@ class WeightedSampler(Sampler):
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         samples_per_epoch: Optional[int] = None,
+        replacement: bool = True,
     ) -> None:
         w = torch.as_tensor(weights, dtype=torch.float64).flatten()
         if w.numel() == 0:
@@ -106,6 +114,15 @@ class WeightedSampler(Sampler):
         if total <= 0:
             raise ValueError(f"WeightedSampler: samples_per_epoch must be > 0; got {total}.")
         self.per_rank = math.ceil(total / self.world_size)
+        self.replacement = bool(replacement)
+        self.weights = w
+        if not self.replacement and self.per_rank * self.world_size > int((w > 0).sum()):
+            raise ValueError(
+                f"WeightedSampler without replacement (DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT False): an epoch "
+                f"of {self.per_rank * self.world_size} draws ({total} samples per epoch over {self.world_size} "
+                f"ranks) needs as many items of positive weight; the dataset has {int((w > 0).sum())}. "
+                "Lower DATALOADER.SAMPLES_PER_EPOCH or draw with replacement."
+            )
 
     def _generator(self, epoch: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed & 0xFFFFFFFF, epoch]).generate_state(2, dtype=np.uint32)
@@ -113,7 +130,12 @@ class WeightedSampler(Sampler):
 
     def global_draw(self, epoch: int) -> torch.Tensor:
         """The common draw of an epoch, identical on every rank: int64 ``[world * per_rank]``."""
-        u = torch.rand(self.per_rank * self.world_size, generator=self._generator(epoch), dtype=torch.float64)
+        n = self.per_rank * self.world_size
+        if not self.replacement:
+            u = torch.rand(self.num_items, generator=self._generator(epoch), dtype=torch.float64)
+            keys = torch.log(u.clamp_(min=1e-300)) / self.weights  # -inf for weight 0: never drawn
+            return torch.topk(keys, n, sorted=True).indices
+        u = torch.rand(n, generator=self._generator(epoch), dtype=torch.float64)
         idx = torch.searchsorted(self.cdf, u * self.cdf[-1], right=True)
         return idx.clamp_(max=self.num_items - 1)
 
@@ -146,4 +168,6 @@ def build_weighted_sampler(cfg, dataset, start_index: int = 0) -> WeightedSample
     seed = int(cfg.SEED)
     if seed < 0:  # every rank must draw the same stream: share one random seed
         seed = int(comm.broadcast_object(int(np.random.SeedSequence().generate_state(1)[0])))
-    return WeightedSampler(weights, seed=seed, start_index=start_index)
+    total = int(cfg.DATALOADER.SAMPLES_PER_EPOCH) or None
+    return WeightedSampler(weights, seed=seed, start_index=start_index, samples_per_epoch=total,
+                           replacement=bool(cfg.DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT))
