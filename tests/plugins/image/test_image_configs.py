@@ -17,6 +17,12 @@ def _load(name):
     return cfg
 
 
+def test_pretraining_weight_decay_is_the_authors():
+    for name in ("pretrain_rq.yaml", "pretrain_vq.yaml"):
+        cfg = _load(name)
+        assert cfg.SOLVER.WEIGHT_DECAY == 1e-4 and tuple(cfg.SOLVER.BETAS) == (0.9, 0.95)
+
+
 @pytest.mark.parametrize("name", ["base_image.yaml", "finetune_in1k.yaml", "linprobe_in1k.yaml"])
 def test_image_config_builds_the_vit_b16_grid_and_names_registered_entries(name):
     cfg = _load(name)
@@ -39,5 +45,12 @@ def test_downstream_recipes_follow_spec():
     assert (ft.SOLVER.BASE_LR, ft.SOLVER.EPOCHS, ft.SOLVER.LAYER_DECAY) == (5e-4, 200.0, 0.75)
     assert ft.INPUT.BATCH_TRANSFORMS == ["mixup_cutmix"] and ft.MODEL.ENCODER.DROP_PATH == 0.1
     assert lp.SOLVER.BASE_LR == 8e-3 and lp.INPUT.BATCH_TRANSFORMS == []
+    # the authors' linear probe (submit_lp_img.sh, main_finetune.py defaults): 200 epochs, no
+    # BatchNorm, wd 5e-4, batch 256; fine-tuning/probing AdamW betas (0.9, 0.999)
+    assert (lp.SOLVER.EPOCHS, lp.SOLVER.WARMUP_EPOCHS, lp.SOLVER.WEIGHT_DECAY) == (200.0, 10.0, 5e-4)
+    assert not lp.MODEL.HEAD.BATCHNORM and lp.SOLVER.BATCH_SIZE_PER_GPU * lp.SOLVER.ACCUM_STEPS * 8 == 256
+    assert ft.SOLVER.WEIGHT_DECAY == 5e-4
+    for cfg in (ft, lp):
+        assert tuple(cfg.SOLVER.BETAS) == (0.9, 0.999)
     for cfg in (ft, lp):
         assert cfg.MODEL.HEAD.NUM_CLASSES == 1000 and cfg.TEST.EVALUATORS == ["accuracy"]

@@ -41,3 +41,10 @@ def test_k400_finetune_recipe_follows_spec():
     assert cfg.INPUT.VIDEO.REPEATED_AUG == 2
     assert (cfg.INPUT.VIDEO.TEST_NUM_SEGMENTS, cfg.INPUT.VIDEO.TEST_NUM_CROPS) == (5, 3)
     assert cfg.TEST.EVALUATORS == ["accuracy"]
+    assert tuple(cfg.SOLVER.BETAS) == (0.9, 0.999) and cfg.SOLVER.WEIGHT_DECAY == 5e-4
+
+
+def test_pretraining_weight_decay_is_the_authors():
+    for name in ("pretrain_rq.yaml", "pretrain_vq.yaml"):
+        cfg = _load(name)
+        assert cfg.SOLVER.WEIGHT_DECAY == 1e-4 and tuple(cfg.SOLVER.BETAS) == (0.9, 0.95)
