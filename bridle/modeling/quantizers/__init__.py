@@ -1,11 +1,14 @@
 """Codebook quantizers: ``vq`` (normalised, BEATs NormEMA) and ``rq`` (residual), registered in
 :data:`bridle.registry.QUANTIZER`. Build one from a config with :func:`build_quantizer`."""
+import torch
+
 from bridle.registry import QUANTIZER
 
 from .base import INIT_METHODS, CodebookQuantizer, QuantizerOutput
 from .kmeans import KMeansResult, assign_nearest, cosine_kmeans, fit_kmeans
 from .rq import ResidualQuantizer
 from .utils import (
+    UsageWindow,
     all_reduce_sum_,
     broadcast_many_,
     ema_,
@@ -23,10 +26,12 @@ __all__ = [
     "KMeansResult",
     "QuantizerOutput",
     "ResidualQuantizer",
+    "UsageWindow",
     "VectorQuantizer",
     "all_reduce_sum_",
     "broadcast_many_",
     "build_quantizer",
+    "check_quantizer_output",
     "assign_nearest",
     "cosine_kmeans",
     "fit_kmeans",
@@ -40,5 +45,41 @@ __all__ = [
 
 
 def build_quantizer(cfg) -> CodebookQuantizer:
-    """``QUANTIZER.get(cfg.MODEL.QUANTIZER.NAME).from_config(cfg.MODEL.QUANTIZER)``."""
-    return QUANTIZER.get(cfg.MODEL.QUANTIZER.NAME).from_config(cfg.MODEL.QUANTIZER)
+    """``QUANTIZER.get(cfg.MODEL.QUANTIZER.NAME).from_config(cfg.MODEL.QUANTIZER)``, its
+    contract checked: an nn.Module with int ``num_levels``, ``codebook_size``, ``code_dim``
+    (= MODEL.QUANTIZER.CODE_DIM, what the tokenizer projects to)."""
+    import torch.nn as nn
+
+    name = cfg.MODEL.QUANTIZER.NAME
+    cls = QUANTIZER.get(name)
+    where = f"QUANTIZER entry '{name}' (MODEL.QUANTIZER.NAME, registered by {QUANTIZER.origin(name)})"
+    if not callable(getattr(cls, "from_config", None)):
+        raise TypeError(f"{where} has no from_config(qcfg) classmethod; the core builds it as cls.from_config(cfg.MODEL.QUANTIZER).")
+    q = cls.from_config(cfg.MODEL.QUANTIZER)
+    if not isinstance(q, nn.Module):
+        raise TypeError(f"{where}: from_config returned {type(q).__name__}, not an nn.Module.")
+    lacks = [a for a in ("num_levels", "codebook_size", "code_dim") if not isinstance(getattr(q, a, None), int)]
+    if lacks:
+        raise TypeError(f"{where} built {type(q).__name__}, which lacks int attributes {lacks}.")
+    if q.code_dim != int(cfg.MODEL.QUANTIZER.CODE_DIM):
+        raise ValueError(
+            f"{where}: .code_dim {q.code_dim} != MODEL.QUANTIZER.CODE_DIM {cfg.MODEL.QUANTIZER.CODE_DIM} "
+            "(the tokenizer projects its features to CODE_DIM)."
+        )
+    return q
+
+
+def check_quantizer_output(out, z, quantizer):
+    """``out`` unchanged if it is a QuantizerOutput of the right shapes for input ``z`` [..., D];
+    else raise naming the quantizer (shapes only: no host sync)."""
+    name = type(quantizer).__name__
+    if not isinstance(out, QuantizerOutput):
+        raise TypeError(f"Quantizer {name}.forward must return a bridle.modeling.quantizers.QuantizerOutput; got {type(out).__name__}.")
+    lead = tuple(z.shape[:-1])
+    want = {"quantized": lead + (quantizer.code_dim,), "codes": lead + (quantizer.num_levels,)}
+    bad = [f"{k} {tuple(getattr(out, k).shape)} (expected {v})" for k, v in want.items() if tuple(getattr(out, k).shape) != v]
+    if out.codes.dtype != torch.long:
+        bad.append(f"codes dtype {out.codes.dtype} (expected torch.long)")
+    if bad:
+        raise ValueError(f"Quantizer {name} output for input {tuple(z.shape)}: {'; '.join(bad)}.")
+    return out

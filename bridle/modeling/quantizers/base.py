@@ -5,32 +5,38 @@ Both quantizers are one algorithm, a chain of ``L`` codebooks of ``K`` codes of 
 (``r_1`` = the input), adds that code's vector ``q_l`` to the output and passes
 ``r_{l+1} = r_l - q_l`` on. VQ is the one-level case with unit-norm inputs and codes.
 
-Where normalisation happens, and why
-------------------------------------
+Lookups (``lookup``), and where normalisation happens
+-----------------------------------------------------
+* ``"unit"`` (**RQ default, the authors' RQ, SPEC §3**): codes are unit vectors. Level ``l``
+  l2-normalises its raw residual ``r_l`` and picks the nearest unit code (cosine), ``q_l`` is
+  that unit code, and the *raw* ``r_{l+1} = r_l - q_l`` goes on. k-means is spherical (on the
+  l2-normalised rows); the EMA step moves a code toward the normalised mean of the normalised
+  rows assigned to it and renormalises (NormEMA). The loss compares ``q_l`` with the raw
+  ``r_l``. Because codes have length 1, the result depends on the scale of the input (which is
+  why the cold-start projection's init matters; see ``bridle/modeling/tokenizer.py``).
 * **VQ (BEATs NormEMA)** l2-normalises its input and keeps unit-norm codes; the lookup is
   cosine. It reconstructs the direction ``ẑ = z / ||z||``: the loss compares ``ẑ`` with the
   code, and ``quantized = ẑ + sg(q - ẑ)`` (the gradient reaches ``z`` through the
   normalisation).
-* **RQ** does *not* normalise residuals by default (``lookup="euclidean"``). Its codes carry
-  lengths (a code is the EMA mean of the raw residuals assigned to it), the lookup is the
-  Euclidean nearest code, k-means init is Euclidean, and ``quantized = z + sg(Σ q_l - z)`` on
-  the raw ``z`` (so ``grad z == grad quantized``, SPEC §3). This is what makes the error fall
-  level after level: with codes at the mean of their rows, a level lowers the squared error of
-  each of its clusters by ``n ||c||^2`` (``Σ_i ||r_i - c||^2 = Σ_i ||r_i||^2 - n ||c||^2``), and
-  moving each row to its nearest code can only lower it further (Lloyd's argument).
-  Normalising the residual *and* using unit codes (one reading of SPEC §3's "level l normalises
-  its input residual") makes the error grow with depth: a residual of length 0.1 minus a unit
-  code has length ~1. ``lookup="cosine"`` is kept as the literal variant: each level normalises
-  its residual to *choose* a code (codes still carry lengths, so the error still falls on
-  average), but a short residual can then be matched to a long code; on clustered data it
-  usually reconstructs worse than the Euclidean rule (see tests/core/quantizers).
+* ``"euclidean"`` (RQ, not the authors'): codes carry lengths (a code is the EMA mean of the
+  raw residuals assigned to it), the lookup is the Euclidean nearest code, k-means is
+  Euclidean. With codes at the mean of their rows, the reconstruction error falls level after
+  level (Lloyd's argument); on clustered data it reconstructs better than ``"unit"``, but its
+  codes are not the paper's targets.
+* ``"cosine"`` (RQ, not the authors'): each level normalises its residual to *choose* a code,
+  but codes keep lengths as in ``"euclidean"``.
+For every RQ lookup ``quantized = z + sg(Σ q_l - z)`` on the raw ``z`` (``grad z == grad
+quantized``).
 
 State and modes
 ---------------
 * ``codebook`` ``[L, K, D]``: a buffer updated by EMA (``ema=True``) or an ``nn.Parameter``
   trained by the codebook term of the loss (``ema=False``); the same state-dict key either way.
-* ``usage`` ``[L, K]``: EMA of how many rows (summed over processes) each code receives per
-  training forward. A code is *dead* when its usage is below ``dead_code_threshold``.
+* ``usage`` ``[L, K]``: how many rows (summed over processes) each code received over the last
+  ``dead_code_window`` training forwards (a ring buffer of per-forward counts, not a slow
+  EMA). A code is *dead* when it got fewer than ``dead_code_threshold`` rows over the window;
+  a code is restarted only once it has existed for a whole window (a revived code gets a full
+  window to be used). The window is not saved in checkpoints: after loading it starts empty.
 * ``initialized`` (bool) and ``num_updates`` (training forwards so far) are buffers, so they
   live in checkpoints; host-side mirrors are refreshed on ``load_state_dict`` so that
   ``forward`` never reads a device value.
@@ -39,13 +45,22 @@ State and modes
 * All quantizer math runs in fp32, also under autocast; only ``quantized`` is cast back to the
   input dtype.
 
+Metrics (``QuantizerOutput.metrics``)
+-------------------------------------
+In training mode ``cur/l*``, ``perplexity/l*``, ``entropy_bits/l*`` and ``dead_codes/l*`` are
+computed from the *window* counts (the usage over the last ``dead_code_window`` forwards, all
+processes), so they say what tokenizing that much data shows, not a per-batch figure. In eval
+mode they describe the batch. ``dead_codes`` = codes with fewer than ``dead_code_threshold``
+rows (before any restart of this forward).
+
 Distributed training (all no-ops without ``torch.distributed``)
 ------------------------------------------------------------------
 * Initialisation: each level is initialised on rank 0's batch and broadcast before the next
-  level's residuals are formed; initial usage counts are summed over ranks.
+  level's residuals are formed.
 * EMA: per-code sums and counts are all-reduced (one collective per forward for all levels)
-  before the update, so every rank applies the same update.
-* Restart: candidates come from rank 0's batch; the new codebook and usage are broadcast.
+  before the update, so every rank applies the same update and keeps the same usage window.
+* Restart: the dead mask comes from the (global) window, candidates from rank 0's batch; the
+  new codebook is broadcast.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -55,12 +70,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kmeans import assign_nearest, fit_kmeans
-from .utils import all_reduce_sum_, broadcast_many_, l2norm, sample_rows, scale_grad, usage_metrics
+from .utils import UsageWindow, all_reduce_sum_, broadcast_many_, l2norm, sample_rows, scale_grad, usage_metrics
 
 __all__ = ["QuantizerOutput", "CodebookQuantizer", "INIT_METHODS", "LOOKUPS"]
 
-INIT_METHODS = ("kmeans", "uniform", "normal")
-LOOKUPS = ("cosine", "euclidean")
+#: ``kmeans``: k-means seeded with distinct random rows of the first batch (the authors');
+#: ``kmeans++``: k-means++-style seeding; ``uniform`` / ``normal``: random codes.
+INIT_METHODS = ("kmeans", "kmeans++", "uniform", "normal")
+LOOKUPS = ("unit", "cosine", "euclidean")
 
 
 @dataclass
@@ -83,9 +100,11 @@ class QuantizerOutput:
 
 
 def _sync_host_state(module: "CodebookQuantizer", incompatible_keys: Any) -> None:
-    # Runs after load_state_dict (outside the training step): refresh the host mirrors.
+    # Runs after load_state_dict (outside the training step): refresh the host mirrors and
+    # start an empty usage window (it is not part of the checkpoint).
     module._initialized = bool(module.initialized.item())
     module._num_updates = int(module.num_updates.item())
+    module.window.reset()
 
 
 class CodebookQuantizer(nn.Module):
@@ -103,24 +122,26 @@ class CodebookQuantizer(nn.Module):
         normalize_codes: keep unit-norm codes (NormEMA: the EMA target is the normalised mean
             of the normalised rows, and the code is renormalised after each step).
             When False, codes keep the length of the mean of their (raw) rows.
-        lookup: nearest-code rule (and k-means metric): ``"cosine"`` (normalised residual vs
-            normalised codes) or ``"euclidean"``.
+        lookup: ``"unit"`` (normalised residual vs unit codes; needs ``normalize_codes``),
+            ``"cosine"`` or ``"euclidean"`` (see the module docstring). It also sets the k-means
+            metric (spherical for ``unit``/``cosine``).
         ema: update the codebooks by EMA (buffer); False makes them an ``nn.Parameter``
             trained by the codebook term of the loss.
-        decay: EMA decay of the codes and of the usage counts.
+        decay: EMA decay of the codes.
         commitment: weight ``beta`` of the commitment term.
-        init: ``"kmeans"`` (k-means per level, with the ``lookup`` metric, on the first training
-            batch or on :meth:`init_codebook`'s data), ``"uniform"`` (``U[0,1) *
-            init_weight_multiplier``) or ``"normal"`` (``N(0,1) * multiplier``). Random inits
-            fix code directions; with ``normalize_codes=False`` the first training batch sets
-            each code's length to the mean projection of its rows (codes of a length unrelated
-            to the data would all lose the nearest-code contest to a few codes).
+        init: ``"kmeans"`` (k-means per level, seeded with distinct random rows, on the first
+            training batch or on :meth:`init_codebook`'s data), ``"kmeans++"`` (the same with
+            k-means++-style seeding), ``"uniform"`` (``U[0,1) * init_weight_multiplier``) or
+            ``"normal"`` (``N(0,1) * multiplier``). Random inits fix code directions (unit
+            codes are their normalised draw); with ``normalize_codes=False`` the first training
+            batch sets each code's length to the mean projection of its rows.
         init_weight_multiplier: scale of the random init.
         kmeans_iters: k-means iterations.
-        restart_dead_codes: replace dead codes by random rows of the batch.
-        dead_code_threshold: a code is dead when its EMA usage count is below this.
+        restart_dead_codes: replace dead codes by random level inputs of the batch.
+        dead_code_threshold: a code is dead when it got fewer rows than this over the window.
+        dead_code_window: training forwards over which usage is counted.
         restart_period: look for dead codes every this many training forwards.
-        soft_codes: ``k``; when > 1, ``soft_codes`` returns the top-k codes per level.
+        soft_codes: ``k``; when > 1, ``soft_codes`` returns the top-k (nearest) codes per level.
     """
 
     def __init__(
@@ -139,8 +160,9 @@ class CodebookQuantizer(nn.Module):
         init_weight_multiplier: float = 1.0,
         kmeans_iters: int = 10,
         restart_dead_codes: bool = True,
-        dead_code_threshold: float = 1e-3,
-        restart_period: int = 100,
+        dead_code_threshold: float = 1.0,
+        dead_code_window: int = 20,
+        restart_period: int = 10,
         soft_codes: int = 1,
     ) -> None:
         super().__init__()
@@ -158,9 +180,13 @@ class CodebookQuantizer(nn.Module):
                 f"MODEL.QUANTIZER.SOFT_CODES must be in [1, CODEBOOK_SIZE={codebook_size}]; got {soft_codes}"
             )
         if lookup not in LOOKUPS:
-            raise ValueError(f"lookup must be one of {LOOKUPS}; got '{lookup}'")
+            raise ValueError(f"MODEL.QUANTIZER.LOOKUP (lookup) must be one of {LOOKUPS}; got '{lookup}'")
+        if lookup == "unit" and not normalize_codes:
+            raise ValueError("lookup 'unit' needs normalize_codes=True (unit-length codes)")
         if restart_period < 1:
             raise ValueError(f"MODEL.QUANTIZER.RESTART_PERIOD must be >= 1; got {restart_period}")
+        if dead_code_window < 1:
+            raise ValueError(f"MODEL.QUANTIZER.DEAD_CODE_WINDOW must be >= 1 (forwards); got {dead_code_window}")
         if kmeans_iters < 0:
             raise ValueError(f"MODEL.QUANTIZER.KMEANS_ITERS must be >= 0; got {kmeans_iters}")
         self.num_levels = int(num_levels)
@@ -169,6 +195,8 @@ class CodebookQuantizer(nn.Module):
         self.normalize_input = bool(normalize_input)
         self.normalize_codes = bool(normalize_codes)
         self.lookup = lookup
+        #: nearest-code metric of the lookup and of k-means
+        self.metric = "euclidean" if lookup == "euclidean" else "cosine"
         self.ema = bool(ema)
         self.decay = float(decay)
         self.commitment = float(commitment)
@@ -177,6 +205,7 @@ class CodebookQuantizer(nn.Module):
         self.kmeans_iters = int(kmeans_iters)
         self.restart_dead_codes = bool(restart_dead_codes)
         self.dead_code_threshold = float(dead_code_threshold)
+        self.dead_code_window = int(dead_code_window)
         self.restart_period = int(restart_period)
         self.soft_codes = int(soft_codes)
 
@@ -187,7 +216,7 @@ class CodebookQuantizer(nn.Module):
             self.register_buffer("codebook", weight)
         else:
             self.codebook = nn.Parameter(weight)
-        self.register_buffer("usage", torch.zeros(num_levels, codebook_size))
+        self.window = UsageWindow(num_levels, codebook_size, self.dead_code_window)
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
         self.register_buffer(
@@ -196,6 +225,16 @@ class CodebookQuantizer(nn.Module):
         self._initialized = False
         self._num_updates = 0
         self.register_load_state_dict_post_hook(_sync_host_state)
+
+    @property
+    def usage(self) -> torch.Tensor:
+        """fp32 ``[L, K]``: rows per code over the last ``dead_code_window`` training forwards."""
+        return self.window.counts
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the usage window held an EMA "usage" buffer: ignore it.
+        state_dict.pop(prefix + "usage", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ config
     @staticmethod
@@ -212,6 +251,7 @@ class CodebookQuantizer(nn.Module):
             kmeans_iters=int(qcfg.KMEANS_ITERS),
             restart_dead_codes=bool(qcfg.RESTART_DEAD_CODES),
             dead_code_threshold=float(qcfg.DEAD_CODE_THRESHOLD),
+            dead_code_window=int(qcfg.DEAD_CODE_WINDOW),
             restart_period=int(qcfg.RESTART_PERIOD),
             soft_codes=int(qcfg.SOFT_CODES),
         )
@@ -226,6 +266,13 @@ class CodebookQuantizer(nn.Module):
 
     def is_initialized(self) -> bool:
         return self._initialized
+
+    def codebook_state_keys(self) -> List[str]:
+        """State-dict keys (relative to this module) that a new tokenizer phase re-initialises
+        instead of loading: the codebook state. Here that is every tensor of the quantizer (it
+        holds no other learned layer); a quantizer with trained layers of its own lists only its
+        codebook tensors, and one without the method keeps all of its tensors."""
+        return list(self.state_dict().keys())
 
     def _mark_initialized(self) -> None:
         self.initialized.fill_(True)
@@ -268,7 +315,7 @@ class CodebookQuantizer(nn.Module):
         (each ``[M, D]``, differentiable w.r.t. ``x``), the level vectors ``[q_1..q_L]``
         (differentiable w.r.t. a learned codebook), codes ``long [M, L]`` and the top-k codes
         ``long [M, L, k]`` (or None)."""
-        cosine = self.lookup == "cosine"
+        cosine = self.metric == "cosine"
         if cosine:
             keys = l2norm(codebook.detach())
         else:
@@ -282,7 +329,7 @@ class CodebookQuantizer(nn.Module):
                 scores = l2norm(r) @ keys[level].t()  # [M, K] cosine similarity
             else:  # r.c - ||c||^2 / 2 = -||r - c||^2 / 2 + const(row)
                 scores = torch.addmm(neg_half_sq[level], r, keys[level].t())
-            if self.soft_codes > 1:
+            if self.soft_codes > 1:  # the k *nearest* codes (largest scores)
                 top = scores.topk(self.soft_codes, dim=1).indices
                 idx = top[:, 0]
                 tops.append(top)
@@ -312,13 +359,14 @@ class CodebookQuantizer(nn.Module):
             self._init_from(self._prepare(z.detach()))
 
     def _init_from(self, x: torch.Tensor) -> None:
-        L, K = self.num_levels, self.codebook_size
+        L = self.num_levels
         cb = self.codebook.data
         residual = x
-        counts = torch.zeros(L, K, device=x.device)
+        cosine = self.metric == "cosine"
         for level in range(L):
-            if self.init == "kmeans":
-                km = fit_kmeans(residual, K, self.kmeans_iters, metric=self.lookup)
+            if self.init in ("kmeans", "kmeans++"):
+                seeding = "random" if self.init == "kmeans" else "kmeans++"
+                km = fit_kmeans(residual, self.codebook_size, self.kmeans_iters, metric=self.metric, seeding=seeding)
                 directions, assign = l2norm(km.centroids), km.assignments
             else:
                 directions = l2norm(cb[level].float())
@@ -326,16 +374,14 @@ class CodebookQuantizer(nn.Module):
             if self.normalize_codes:
                 # EMA codebooks hold unit vectors; a learned codebook keeps its random draw
                 # (only its directions matter) unless k-means replaced it.
-                code = directions if (self.ema or self.init == "kmeans") else cb[level].float()
+                code = directions if (self.ema or self.init.startswith("kmeans")) else cb[level].float()
             else:
                 code = self._code_lengths(residual, directions, assign)
             broadcast_many_([code])
             cb[level].copy_(code)
-            idx = assign_nearest(residual, code, cosine=self.lookup == "cosine")
-            counts[level].index_add_(0, idx, torch.ones_like(idx, dtype=counts.dtype))
+            idx = assign_nearest(residual, code, cosine=cosine)
             residual = residual - code.index_select(0, idx)
-        all_reduce_sum_([counts])
-        self.usage.copy_(counts)
+        self.window.reset()
         self._mark_initialized()
 
     def _code_lengths(self, residual, directions, assign) -> torch.Tensor:
@@ -347,7 +393,7 @@ class CodebookQuantizer(nn.Module):
         n = torch.zeros(K, device=residual.device).index_add_(0, assign, ones)
         proj = (residual * directions.index_select(0, assign)).sum(dim=1)
         fallback = directions * proj.mean().clamp_min(0.0)
-        if self.init == "kmeans":
+        if self.init.startswith("kmeans"):
             sums = torch.zeros(K, D, device=residual.device).index_add_(0, assign, residual)
             code = sums / n.clamp_min(1.0)[:, None]
         else:
@@ -358,34 +404,37 @@ class CodebookQuantizer(nn.Module):
     def _update(self, inputs: List[torch.Tensor], codes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Training-time state update from the (detached) level inputs and their codes;
         ``counts`` is made global in place. Returns the number of dead codes per level seen
-        before any restart."""
+        before any restart (from the usage window)."""
         L, K, D = self.num_levels, self.codebook_size, self.code_dim
         if self.ema:
             sums = torch.zeros(L, K, D, device=counts.device)
             for level in range(L):
-                sums[level].index_add_(0, codes[:, level], inputs[level])
+                rows = l2norm(inputs[level]) if self.normalize_codes else inputs[level]
+                sums[level].index_add_(0, codes[:, level], rows)
             all_reduce_sum_([counts, sums])
             mean = sums / counts.clamp_min(1.0)[..., None]
             cb = self.codebook.data
-            if self.normalize_codes:
-                new = l2norm(cb * self.decay + l2norm(mean) * (1.0 - self.decay))
+            if self.normalize_codes:  # NormEMA toward the normalised mean of the normalised rows
+                new = l2norm(l2norm(cb) * self.decay + l2norm(mean) * (1.0 - self.decay))
             else:
                 new = cb * self.decay + mean * (1.0 - self.decay)
             cb.copy_(torch.where((counts > 0)[..., None], new, cb))
         else:
             all_reduce_sum_([counts])
-        self.usage.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
-        dead = self.usage < self.dead_code_threshold
-        num_dead = dead.float().sum(dim=-1)
+        self.window.push(counts)
+        unused = self.window.counts < self.dead_code_threshold
+        num_dead = unused.float().sum(dim=-1)
         self._num_updates += 1
         self.num_updates.fill_(self._num_updates)
         if self.restart_dead_codes and self._num_updates % self.restart_period == 0:
-            self._restart(inputs, dead & (counts == 0))
+            # Only codes that have existed for a whole window (and are unused in this batch).
+            dead = unused & (self.window.age >= self.dead_code_window) & (counts == 0)
+            self._restart(inputs, dead)
         return num_dead
 
     def _restart(self, inputs: List[torch.Tensor], dead: torch.Tensor) -> None:
         """Replace the ``dead [L, K]`` codes by random level inputs of this batch (rank 0's)
-        and reset their EMA state (usage := the level's mean usage). Tensor ops only."""
+        and reset their state (their window counts and age start from zero). Tensor ops only."""
         K = self.codebook_size
         rows = sample_rows(inputs[0], K, num_sets=self.num_levels)  # [L, K]
         cand = torch.stack([r.index_select(0, i) for r, i in zip(inputs, rows)])  # [L, K, D]
@@ -393,11 +442,9 @@ class CodebookQuantizer(nn.Module):
         if self.normalize_codes:
             cand = l2norm(cand) * cb.float().norm(dim=-1).mean(dim=-1)[:, None, None]
         new_cb = torch.where(dead[..., None], cand, cb.float())
-        fresh = self.usage.mean(dim=-1, keepdim=True).expand_as(self.usage)
-        new_usage = torch.where(dead, fresh, self.usage)
-        broadcast_many_([new_cb, new_usage])
+        broadcast_many_([new_cb])
         cb.copy_(new_cb)
-        self.usage.copy_(new_usage)
+        self.window.reset(dead)
 
     # ------------------------------------------------------------------ forward
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
@@ -420,9 +467,10 @@ class CodebookQuantizer(nn.Module):
                 counts = self._count(codes)
                 if self.training:
                     num_dead = self._update([r.detach() for r in inputs], codes, counts)
+                    metrics = usage_metrics(self.window.counts, num_dead)
                 else:
-                    num_dead = (self.usage < self.dead_code_threshold).float().sum(dim=-1)
-                metrics = usage_metrics(counts, num_dead)
+                    num_dead = (counts < self.dead_code_threshold).float().sum(dim=-1)
+                    metrics = usage_metrics(counts, num_dead)
                 metrics["recon_mse"] = terms[-1].detach()  # ||x - Σ q_l||^2 / (M D)
         soft = None
         if top_k is not None:
@@ -439,5 +487,5 @@ class CodebookQuantizer(nn.Module):
         return (
             f"num_levels={self.num_levels}, codebook_size={self.codebook_size}, code_dim={self.code_dim}, "
             f"lookup={self.lookup}, ema={self.ema}, decay={self.decay}, init={self.init}, "
-            f"soft_codes={self.soft_codes}"
+            f"dead_code_window={self.dead_code_window}, soft_codes={self.soft_codes}"
         )

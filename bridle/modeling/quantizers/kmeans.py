@@ -70,12 +70,14 @@ def fit_kmeans(
     num_iters: int = 10,
     metric: str = "cosine",
     generator: Optional[torch.Generator] = None,
+    seeding: str = "random",
 ) -> KMeansResult:
     """k-means of the rows of ``x [M, D]`` with ``metric`` ``"cosine"`` (spherical: rows and
     centroids are l2-normalised, a centroid is the normalised mean of its rows) or
     ``"euclidean"``.
 
-    Centroids are seeded k-means++-style (:func:`_seed`); each iteration assigns every row to
+    Centroids are seeded with distinct random rows (``seeding="random"``, as the authors and
+    BEATs do) or k-means++-style (``seeding="kmeans++"``, :func:`_seed`); each iteration assigns every row to
     its nearest centroid and moves each centroid to the mean of its rows. A centroid left without
     rows is re-seeded at one of the rows worst served by the current centroids, so no cluster
     stays empty while there are enough rows. Zero rows are harmless. Runs in fp32.
@@ -86,6 +88,8 @@ def fit_kmeans(
         raise ValueError(f"need num_clusters >= 1 and num_iters >= 0; got {num_clusters}, {num_iters}")
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean'; got '{metric}'")
+    if seeding not in ("random", "kmeans++"):
+        raise ValueError(f"seeding must be 'random' or 'kmeans++'; got '{seeding}'")
     cosine = metric == "cosine"
     x = x.float()
     if cosine:
@@ -93,7 +97,10 @@ def fit_kmeans(
     m = x.shape[0]
     ones = torch.ones(m, device=x.device)
     half_sq_norm = 0.0 if cosine else 0.5 * x.pow(2).sum(dim=1)
-    centroids = _seed(x, num_clusters, cosine, generator)
+    if seeding == "random":
+        centroids = x[sample_rows(x, num_clusters, generator=generator)[0]]
+    else:
+        centroids = _seed(x, num_clusters, cosine, generator)
     for _ in range(num_iters):
         best, assign = _scores(x, centroids, cosine).max(dim=1)
         best = best - half_sq_norm  # cos, or -||x - c||^2 / 2
@@ -111,7 +118,11 @@ def fit_kmeans(
 
 
 def cosine_kmeans(
-    x: torch.Tensor, num_clusters: int, num_iters: int = 10, generator: Optional[torch.Generator] = None
+    x: torch.Tensor,
+    num_clusters: int,
+    num_iters: int = 10,
+    generator: Optional[torch.Generator] = None,
+    seeding: str = "random",
 ) -> KMeansResult:
     """Spherical k-means (:func:`fit_kmeans` with ``metric="cosine"``); centroids are unit vectors."""
-    return fit_kmeans(x, num_clusters, num_iters, metric="cosine", generator=generator)
+    return fit_kmeans(x, num_clusters, num_iters, metric="cosine", generator=generator, seeding=seeding)

@@ -1,4 +1,5 @@
-"""RQ: residual quantization over ``num_levels`` cosine-lookup codebooks (RQ-VAE style)."""
+"""RQ: residual quantization over ``num_levels`` codebooks (RQ-VAE style; by default the
+authors' RQ with unit codes and a normalised lookup per level)."""
 from bridle.registry import QUANTIZER
 
 from .base import CodebookQuantizer
@@ -11,14 +12,19 @@ class ResidualQuantizer(CodebookQuantizer):
     """Residual quantizer, the multi-level case of
     :class:`~bridle.modeling.quantizers.base.CodebookQuantizer`.
 
-    With ``r_1 = z``: level ``l`` picks the code nearest to ``r_l``, adds its vector ``q_l`` and
-    passes ``r_{l+1} = r_l - q_l`` on. Codes keep their lengths (the EMA mean of their raw rows,
-    ``w <- decay * w + (1 - decay) * mean``), so the reconstruction error decreases level after
-    level. ``lookup="euclidean"`` (default) compares raw residuals with codes and initialises by
-    Euclidean k-means; ``lookup="cosine"`` normalises each level's residual (and the codes) to
-    choose a code and initialises by cosine k-means. The base module's docstring explains the
-    choice. Output ``quantized = z + sg(Σ q_l - z)``; loss = mean over levels of
-    ``mse(q_l, sg r_l) + beta * mse(sg q_l, r_l)``. Other keyword arguments as in the base class.
+    With ``r_1 = z`` (raw): level ``l`` picks a code for ``r_l``, adds its vector ``q_l`` and
+    passes the raw ``r_{l+1} = r_l - q_l`` on. Output ``quantized = z + sg(Σ q_l - z)``; loss =
+    mean over levels of ``mse(q_l, sg r_l) + beta * mse(sg q_l, r_l)`` on the raw residuals.
+
+    ``lookup``:
+      * ``"unit"`` (default; the authors' RQ, SPEC §3): unit-length codes; level ``l`` picks the
+        code nearest to ``r_l / ||r_l||``; ``q_l`` is the unit code; spherical k-means on the
+        normalised rows; EMA ``w <- normalize(decay * w + (1 - decay) * normalize(mean of the
+        normalised rows))``.
+      * ``"euclidean"``: codes keep lengths (EMA of the mean of their raw rows), Euclidean
+        nearest code and k-means. Lower reconstruction error, but not the paper's targets.
+      * ``"cosine"``: codes keep lengths, the code is chosen by cosine to the normalised residual.
+    Other keyword arguments as in the base class.
     """
 
     def __init__(
@@ -27,7 +33,7 @@ class ResidualQuantizer(CodebookQuantizer):
         codebook_size: int = 256,
         code_dim: int = 256,
         *,
-        lookup: str = "euclidean",
+        lookup: str = "unit",
         ema: bool = True,
         decay: float = 0.99,
         commitment: float = 0.25,
@@ -35,8 +41,9 @@ class ResidualQuantizer(CodebookQuantizer):
         init_weight_multiplier: float = 1.0,
         kmeans_iters: int = 10,
         restart_dead_codes: bool = True,
-        dead_code_threshold: float = 1e-3,
-        restart_period: int = 100,
+        dead_code_threshold: float = 1.0,
+        dead_code_window: int = 20,
+        restart_period: int = 10,
         soft_codes: int = 1,
     ) -> None:
         super().__init__(
@@ -44,7 +51,7 @@ class ResidualQuantizer(CodebookQuantizer):
             codebook_size=codebook_size,
             code_dim=code_dim,
             normalize_input=False,
-            normalize_codes=False,
+            normalize_codes=lookup == "unit",
             lookup=lookup,
             ema=ema,
             decay=decay,
@@ -54,6 +61,7 @@ class ResidualQuantizer(CodebookQuantizer):
             kmeans_iters=kmeans_iters,
             restart_dead_codes=restart_dead_codes,
             dead_code_threshold=dead_code_threshold,
+            dead_code_window=dead_code_window,
             restart_period=restart_period,
             soft_codes=soft_codes,
         )

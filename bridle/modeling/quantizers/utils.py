@@ -9,6 +9,8 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+import torch.nn as nn
+
 from bridle.utils import comm
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "sample_rows",
     "scale_grad",
     "usage_metrics",
+    "UsageWindow",
 ]
 
 #: Norm floor of :func:`l2norm`: a zero vector maps to zero (never NaN), in both passes.
@@ -106,10 +109,10 @@ def sample_rows(
 def usage_metrics(counts: torch.Tensor, num_dead: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Per-level code-usage metrics as 0-d fp32 tensors (no host sync).
 
-    ``counts [L, K]``: assignments of the current batch; ``num_dead [L]``: codes whose EMA
-    usage is below the dead-code threshold. Keys: ``cur/l{i}`` (fraction of codes used in the
-    batch), ``perplexity/l{i}`` and ``entropy_bits/l{i}`` (of the batch's code distribution)
-    and ``dead_codes/l{i}``.
+    ``counts [L, K]``: assignments per code (of a usage window, of a batch or of a whole data
+    set); ``num_dead [L]``: codes counted as dead. Keys: ``cur/l{i}`` (fraction of codes
+    used), ``perplexity/l{i}`` and ``entropy_bits/l{i}`` (of the code distribution) and
+    ``dead_codes/l{i}``.
     """
     counts = counts.float()
     probs = counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
@@ -125,3 +128,47 @@ def usage_metrics(counts: torch.Tensor, num_dead: torch.Tensor) -> Dict[str, tor
         out[f"entropy_bits/l{i}"] = bits[i]
         out[f"dead_codes/l{i}"] = num_dead[i]
     return out
+
+
+class UsageWindow(nn.Module):
+    """Per-code row counts ``[L, K]`` of the last ``window`` forwards (a ring buffer), and each
+    code's age (forwards since its birth: init, restart or :meth:`reset`).
+
+    ``counts`` is the sum over the window: a code is unused when it got no row in that many
+    forwards, whatever the phase length or the EMA decay. All state is a non-persistent buffer
+    (it moves with ``.to()`` but is not saved). Tensor ops only, no host sync.
+    """
+
+    def __init__(self, num_levels: int, codebook_size: int, window: int) -> None:
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"the usage window must hold >= 1 forwards; got {window}")
+        self.window = int(window)
+        self.register_buffer("ring", torch.zeros(self.window, num_levels, codebook_size), persistent=False)
+        self.register_buffer("counts", torch.zeros(num_levels, codebook_size), persistent=False)
+        self.register_buffer("age", torch.zeros(num_levels, codebook_size, dtype=torch.long), persistent=False)
+        self._slot = 0
+        self.forwards = 0  # forwards pushed since the last full reset (capped at window)
+
+    @torch.no_grad()
+    def push(self, counts: torch.Tensor) -> None:
+        """Add one forward's counts ``[L, K]`` (dropping the oldest forward once full)."""
+        self.ring[self._slot].copy_(counts)
+        self._slot = (self._slot + 1) % self.window
+        self.forwards = min(self.forwards + 1, self.window)
+        torch.sum(self.ring, dim=0, out=self.counts)
+        self.age.add_(1)
+
+    @torch.no_grad()
+    def reset(self, mask: Optional[torch.Tensor] = None) -> None:
+        """Forget the counts (and age) of every code, or only of the codes in ``mask [L, K]``."""
+        if mask is None:
+            self.ring.zero_()
+            self.counts.zero_()
+            self.age.zero_()
+            self._slot = 0
+            self.forwards = 0
+            return
+        self.ring.masked_fill_(mask[None], 0.0)
+        self.counts.masked_fill_(mask, 0.0)
+        self.age.masked_fill_(mask, 0)

@@ -29,8 +29,9 @@ class VectorQuantizer(CodebookQuantizer):
         init_weight_multiplier: float = 1.0,
         kmeans_iters: int = 10,
         restart_dead_codes: bool = True,
-        dead_code_threshold: float = 1e-3,
-        restart_period: int = 100,
+        dead_code_threshold: float = 1.0,
+        dead_code_window: int = 20,
+        restart_period: int = 10,
         soft_codes: int = 1,
     ) -> None:
         super().__init__(
@@ -39,6 +40,7 @@ class VectorQuantizer(CodebookQuantizer):
             code_dim=code_dim,
             normalize_input=True,
             normalize_codes=True,
+            lookup="cosine",
             ema=ema,
             decay=decay,
             commitment=commitment,
@@ -47,13 +49,15 @@ class VectorQuantizer(CodebookQuantizer):
             kmeans_iters=kmeans_iters,
             restart_dead_codes=restart_dead_codes,
             dead_code_threshold=dead_code_threshold,
+            dead_code_window=dead_code_window,
             restart_period=restart_period,
             soft_codes=soft_codes,
         )
 
     @classmethod
     def from_config(cls, qcfg) -> "VectorQuantizer":
-        """Build from ``cfg.MODEL.QUANTIZER`` (``NUM_LEVELS`` must be 1)."""
+        """Build from ``cfg.MODEL.QUANTIZER`` (``NUM_LEVELS`` must be 1; ``LOOKUP`` is ignored:
+        VQ is always cosine on normalised inputs)."""
         if int(qcfg.NUM_LEVELS) != 1:
             raise ValueError(
                 f"MODEL.QUANTIZER.NAME 'vq' has a single codebook: set MODEL.QUANTIZER.NUM_LEVELS 1 "

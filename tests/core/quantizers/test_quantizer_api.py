@@ -106,7 +106,7 @@ def test_constructor_defaults_and_validation():
     vq, rq = VectorQuantizer(), ResidualQuantizer()
     assert (vq.num_levels, vq.codebook_size, vq.code_dim) == (1, 1024, 256)
     assert (rq.num_levels, rq.codebook_size, rq.code_dim) == (4, 256, 256)
-    assert rq.lookup == "euclidean" and vq.lookup == "cosine"
+    assert rq.lookup == "unit" and vq.lookup == "cosine" and rq.init == "kmeans"
     with pytest.raises(ValueError, match="INIT"):
         ResidualQuantizer(2, 8, 4, init="zeros")
     with pytest.raises(ValueError, match="SOFT_CODES"):

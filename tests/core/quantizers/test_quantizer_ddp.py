@@ -1,6 +1,6 @@
-"""Two gloo processes with different data: codebooks stay identical on both ranks after
-initialisation, after a restart and after EMA steps, EMA uses the statistics of both ranks,
-and eval forwards call no collective."""
+"""Two gloo processes with different data: codebooks and usage windows stay identical on both
+ranks after initialisation, after a (usage-window) restart and after EMA steps, EMA and usage
+use the statistics of both ranks, and eval forwards call no collective."""
 import os
 from datetime import timedelta
 
@@ -43,7 +43,7 @@ def _worker(rank, init_file, out_dir):
         data = ClusteredData(8, num_clusters=6, noise=0.1)
         for kind in ("rq", "vq"):
             # Different seeds: the random draws of the constructor differ on the two ranks.
-            q = _make(kind, seed=100 + rank, restart_period=3).train()
+            q = _make(kind, seed=100 + rank, restart_period=3, dead_code_window=2).train()
             q(_batch(data, rank, 0))  # k-means init (rank 0's batch, broadcast) + EMA step
             _assert_same_on_all_ranks(q, f"after init ({kind})")
             # usage counts are global: after init + one EMA step every level sums to both ranks' rows
@@ -51,13 +51,14 @@ def _worker(rank, init_file, out_dir):
 
             with torch.no_grad():  # the same three codes die on both ranks
                 far = torch.full((8,), -10.0)
-                q.codebook.data[0, :3] = far if kind == "rq" else far / far.norm()
-                q.usage[0, :3] = 0.0
+                q.codebook.data[0, :3] = far / far.norm()  # unit codes opposite to the data
             before = q.codebook.detach().clone()
-            q(_batch(data, rank, 1))
-            q(_batch(data, rank, 2))  # third training forward: restart
-            assert not torch.equal(q.codebook[0, :3], before[0, :3]), "dead codes were not restarted"
-            assert (q.usage[0, :3] > 1e-3).all()
+            q(_batch(data, rank, 1))  # the window still holds forward 0, where the codes were used
+            q(_batch(data, rank, 2))  # third training forward: restart (window 2 elapsed)
+            revived = q.window.age[0] == 0  # restarted codes start a new life
+            assert revived[:3].any() and not revived[3:].any(), "the dead codes were not restarted"
+            assert not torch.equal(q.codebook[0, revived], before[0, revived])
+            assert (q.usage[0, revived] == 0).all()  # state reset
             _assert_same_on_all_ranks(q, f"after restart ({kind})")
 
             for step in range(5):
@@ -79,6 +80,7 @@ def _worker(rank, init_file, out_dir):
                 q(_batch(data, rank, 11 + step))
             if rank == 0:
                 torch.save(q.state_dict(), os.path.join(out_dir, f"{kind}_final.pt"))
+                torch.save(q.usage.clone(), os.path.join(out_dir, f"{kind}_usage.pt"))
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -89,11 +91,11 @@ def test_two_process_gloo_codebooks_stay_identical(tmp_path):
     data = ClusteredData(8, num_clusters=6, noise=0.1)
     for kind in ("rq", "vq"):
         q = _make(kind, seed=0, restart_dead_codes=False).train()
-        q.load_state_dict(torch.load(tmp_path / f"{kind}_init.pt"))
+        q.load_state_dict(torch.load(tmp_path / f"{kind}_init.pt", weights_only=True))
         assert q.is_initialized()
         for step in range(5):
             both = torch.cat([_batch(data, r, 11 + step) for r in range(WORLD)])
             q(both)
-        final = torch.load(tmp_path / f"{kind}_final.pt")
+        final = torch.load(tmp_path / f"{kind}_final.pt", weights_only=True)
         torch.testing.assert_close(q.codebook.detach(), final["codebook"], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(q.usage, final["usage"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q.usage, torch.load(tmp_path / f"{kind}_usage.pt", weights_only=True))

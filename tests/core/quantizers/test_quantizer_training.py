@@ -50,10 +50,9 @@ def test_commitment_gradient_pulls_inputs_toward_their_codes():
 def test_rq_ema_moves_codes_toward_the_mean_of_their_rows():
     torch.manual_seed(0)
     data = ClusteredData(8, num_clusters=4)
-    q = ResidualQuantizer(1, 8, 8, decay=0.5, restart_dead_codes=False).train()
+    q = ResidualQuantizer(1, 8, 8, lookup="euclidean", decay=0.5, restart_dead_codes=False).train()
     q.init_codebook(data.sample(256, 0))
     old = q.get_codebooks()[0]
-    usage_before = q.usage[0].clone()
     x = data.sample(256, 1)
     out = q(x)
     new = q.get_codebooks()[0]
@@ -67,9 +66,9 @@ def test_rq_ema_moves_codes_toward_the_mean_of_their_rows():
             assert (new[k] - mean).norm() < (old[k] - mean).norm() or torch.allclose(old[k], mean)
         else:
             torch.testing.assert_close(new[k], old[k])
-    # usage is the EMA of the per-step counts
+    # usage = the counts of the window (one forward so far)
     counts = torch.bincount(codes, minlength=8).float()
-    torch.testing.assert_close(q.usage[0], 0.5 * usage_before + 0.5 * counts)
+    torch.testing.assert_close(q.usage[0], counts)
     assert q._num_updates == 1
 
 
@@ -79,7 +78,6 @@ def test_vq_norm_ema_update_formula():
     q = VectorQuantizer(8, 8, decay=0.9, restart_dead_codes=False).train()
     q.init_codebook(data.sample(256, 0))
     old = q.get_codebooks()[0]
-    usage_before = q.usage.clone()
     x = data.sample(256, 1)
     out = q(x)
     new = q.get_codebooks()[0]
@@ -94,7 +92,7 @@ def test_vq_norm_ema_update_formula():
         else:
             torch.testing.assert_close(new[k], old[k])
     torch.testing.assert_close(new.norm(dim=-1), torch.ones(8))
-    torch.testing.assert_close(q.usage, 0.9 * usage_before + 0.1 * counts[None])
+    torch.testing.assert_close(q.usage, counts[None])
 
 
 @pytest.mark.parametrize("kind", ["vq", "rq"])
@@ -126,7 +124,7 @@ def test_kmeans_recovers_separated_clusters():
     data = ClusteredData(16, num_clusters=8, noise=0.01)
     x = data.sample(1024, 0)
     for metric in ("cosine", "euclidean"):
-        res = fit_kmeans(x, 8, 10, metric=metric)
+        res = fit_kmeans(x, 8, 10, metric=metric, seeding="kmeans++")
         assert res.centroids.shape == (8, 16) and res.assignments.shape == (1024,)
         assert res.counts.sum().item() == 1024
         truth = l2norm(data.centers * data.scales)
@@ -138,8 +136,23 @@ def test_kmeans_recovers_separated_clusters():
     # fewer rows than clusters, and zero rows: no NaN
     tiny = torch.cat([torch.zeros(2, 16), torch.randn(3, 16)])
     for metric in ("cosine", "euclidean"):
-        res = fit_kmeans(tiny, 8, 5, metric=metric)
-        assert torch.isfinite(res.centroids).all()
+        for seeding in ("random", "kmeans++"):
+            res = fit_kmeans(tiny, 8, 5, metric=metric, seeding=seeding)
+            assert torch.isfinite(res.centroids).all()
+
+
+def test_kmeans_random_seeding_starts_from_distinct_rows():
+    # INIT "kmeans" (the authors'): the seeds are distinct rows of the batch.
+    x = torch.randn(50, 6)
+    g = torch.Generator().manual_seed(3)
+    res = fit_kmeans(x, 10, 0, metric="euclidean", seeding="random", generator=g)
+    d = torch.cdist(res.centroids, x, compute_mode="donot_use_mm_for_euclid_dist")
+    hit = d.argmin(dim=1)
+    assert (d.min(dim=1).values < 1e-6).all() and hit.unique().numel() == 10
+    unit = fit_kmeans(x, 10, 0, metric="cosine", seeding="random", generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(unit.centroids, l2norm(res.centroids))
+    with pytest.raises(ValueError, match="seeding"):
+        fit_kmeans(x, 4, 1, seeding="farthest")
 
 
 @pytest.mark.parametrize("kind", ["vq", "rq"])
@@ -152,7 +165,7 @@ def test_kmeans_init_beats_uniform_init(kind):
         if kind == "vq":
             q = VectorQuantizer(16, 16, init=init)
         else:
-            q = ResidualQuantizer(1, 16, 16, init=init)
+            q = ResidualQuantizer(1, 16, 16, lookup="euclidean", init=init)
         q.init_codebook(x)
         assert q.is_initialized()
         q.eval()
@@ -160,58 +173,101 @@ def test_kmeans_init_beats_uniform_init(kind):
     assert errors["kmeans"] < 0.5 * errors["uniform"], errors
 
 
-@pytest.mark.parametrize("kind", ["vq", "rq"])
+@pytest.mark.parametrize("kind", ["vq", "rq", "rq-euclidean"])
 @pytest.mark.parametrize("ema", [True, False])
 def test_restart_revives_dead_codes_and_resets_their_state(kind, ema):
     torch.manual_seed(0)
     data = ClusteredData(8, num_clusters=4)
-    kw = dict(ema=ema, restart_period=3, dead_code_threshold=1e-3, decay=0.9)
-    q = VectorQuantizer(16, 8, **kw) if kind == "vq" else ResidualQuantizer(1, 16, 8, **kw)
+    kw = dict(ema=ema, restart_period=3, dead_code_window=2, dead_code_threshold=1.0, decay=0.9)
+    if kind == "vq":
+        q = VectorQuantizer(16, 8, **kw)
+    else:
+        q = ResidualQuantizer(1, 16, 8, lookup="euclidean" if kind == "rq-euclidean" else "unit", **kw)
     q.train()
     q.init_codebook(data.sample(256, 0))
     dead = torch.zeros(16, dtype=torch.bool)
     dead[[1, 5, 9]] = True
+    unit = kind != "rq-euclidean"
     with torch.no_grad():
-        # Make three codes unreachable and never used: far away (RQ) / opposite to all data (VQ).
-        far = -l2norm(data.centers.sum(0)) * (1e3 if kind == "rq" else 1.0)
+        # Make three codes unreachable and never used: opposite to all data (unit codes) / far away.
+        far = -l2norm(data.centers.sum(0)) * (1.0 if unit else 1e3)
         q.codebook.data[0, dead] = far
-        q.usage[0, dead] = 0.0
-        q.usage[0, ~dead] = 50.0
     x1, x2 = data.sample(256, 1), data.sample(256, 2)
-    q(x1)
+    out = q(x1)
+    assert out.metrics["dead_codes/l0"].item() >= 3.0  # unused over the window so far
     q(x2)  # no restart yet (period 3)
-    expected_far = l2norm(far) if kind == "vq" else far
+    expected_far = l2norm(far) if unit else far
     assert torch.equal(q.get_codebooks()[0, dead], expected_far.expand(3, 8))
+    assert (q.usage[0, dead] == 0).all()
     x3 = data.sample(256, 3)
     out = q(x3)
     assert out.metrics["dead_codes/l0"].item() == 3.0  # seen before the restart
     cb = q.get_codebooks()[0]
-    rows = l2norm(x3) if kind == "vq" else x3
-    # each revived code is one of the batch's rows (same direction for VQ)
-    revived = l2norm(cb[dead]) if kind == "vq" else cb[dead]
+    rows = l2norm(x3) if unit else x3
+    # each revived code is one of the batch's rows (same direction for unit codes)
+    revived = l2norm(cb[dead]) if unit else cb[dead]
     dist = torch.cdist(revived, rows, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
     assert (dist < 1e-5).all()
-    # EMA state reset: usage of revived codes = the level's mean usage before the restart
-    # (the dead codes' own usage was exactly 0, so that is the live codes' sum / K)
-    torch.testing.assert_close(q.usage[0, dead], (q.usage[0, ~dead].sum() / 16).expand(3))
-    assert (q.usage[0, ~dead] > 1e-3).all()
+    # state reset: the revived codes' window counts and age start again from zero
+    assert (q.usage[0, dead] == 0).all() and (q.window.age[0, dead] == 0).all()
+    assert (q.window.age[0, ~dead] == 3).all() and (q.usage[0, ~dead] > 0).any()
     q.eval()
-    assert q(x3).metrics["dead_codes/l0"].item() == 0.0
+    counts = torch.bincount(q(x3).codes[:, 0], minlength=16)
+    assert (counts[dead] > 0).all()  # the revived codes are used
 
 
-def test_restart_only_every_period_and_can_be_disabled():
+def test_restart_only_every_period_after_a_whole_window_and_can_be_disabled():
     torch.manual_seed(0)
     x = torch.randn(128, 8)
     for enabled in (True, False):
-        q = ResidualQuantizer(1, 8, 8, restart_period=2, restart_dead_codes=enabled).train()
+        q = ResidualQuantizer(1, 8, 8, lookup="euclidean", restart_period=2, dead_code_window=3,
+                              restart_dead_codes=enabled).train()
         q.init_codebook(x)
         with torch.no_grad():
             q.codebook.data[0, 0] = 1e4
-            q.usage[0, 0] = 0.0
         q(x)
         assert q.get_codebooks()[0, 0, 0].item() == 1e4
+        q(x)  # a restart check, but the code has existed for 2 < 3 forwards only
+        assert q.get_codebooks()[0, 0, 0].item() == 1e4
         q(x)
+        q(x)  # check at forward 4: unused for a whole window of 3 forwards
         assert (q.get_codebooks()[0, 0, 0].item() == 1e4) != enabled
+
+
+def _whole_data_usage(q, x):
+    was = q.training
+    q.eval()
+    codes = q(x).codes
+    q.train(was)
+    return [torch.unique(codes[:, l]).numel() / q.codebook_size for l in range(q.num_levels)]
+
+
+def test_a_short_phase_with_collapsed_codebooks_gets_revived():
+    # A 40-forward phase where most codes start collapsed onto a few directions: with an
+    # EMA-usage rule (decay 0.99) nothing could be restarted this early; the usage window
+    # (10 forwards) revives them and every level ends with whole-data usage >= 0.9.
+    data = ClusteredData(16, num_clusters=64, noise=0.3)
+    test = data.sample(4096, 999)
+    usage = {}
+    for enabled in (True, False):
+        torch.manual_seed(0)
+        q = ResidualQuantizer(3, 32, 16, dead_code_window=10, restart_period=5,
+                              restart_dead_codes=enabled).train()
+        q.init_codebook(data.sample(2048, 0))
+        with torch.no_grad():  # collapse 24 of 32 codes per level onto code 0
+            q.codebook.data[:, 8:] = q.codebook.data[:, :1]
+        before = _whole_data_usage(q, test)
+        assert max(before) <= 9 / 32
+        for step in range(40):
+            out = q(data.sample(1024, step + 1))
+        usage[enabled] = _whole_data_usage(q, test)
+        if enabled:
+            # the window metrics say what tokenizing shows: over the last 10 forwards of
+            # 1024 rows, most of the codes are used
+            for l in range(3):
+                assert out.metrics[f"cur/l{l}"].item() >= 0.9
+    assert min(usage[True]) >= 0.9, usage
+    assert max(usage[False]) <= 0.5, usage
 
 
 @pytest.mark.parametrize("lookup", ["euclidean", "cosine"])
@@ -327,10 +383,13 @@ def test_mse_matches_loss_definition():
     torch.testing.assert_close(out.loss, expected)
 
 
-@pytest.mark.parametrize("kind", ["vq", "rq"])
+@pytest.mark.parametrize("kind", ["vq", "rq", "rq-euclidean"])
 def test_learned_mode_gradients_match_the_loss_definition(kind):
     torch.manual_seed(0)
-    q = VectorQuantizer(8, 4, ema=False) if kind == "vq" else ResidualQuantizer(2, 8, 4, ema=False)
+    if kind == "vq":
+        q = VectorQuantizer(8, 4, ema=False)
+    else:
+        q = ResidualQuantizer(2, 8, 4, ema=False, lookup="euclidean" if kind == "rq-euclidean" else "unit")
     q.train()
     z0 = torch.randn(40, 4)
     q(z0)  # initialise
@@ -340,7 +399,7 @@ def test_learned_mode_gradients_match_the_loss_definition(kind):
     # Reference: the loss written out term by term, with the same codes.
     param = q.codebook.detach().clone().requires_grad_(True)
     zr = z0.clone().requires_grad_(True)
-    cb = l2norm(param) if kind == "vq" else param
+    cb = param if kind == "rq-euclidean" else l2norm(param)  # unit codes for vq and rq "unit"
     r = l2norm(zr) if kind == "vq" else zr
     terms = []
     for level in range(q.num_levels):
