@@ -77,6 +77,9 @@ _C.MODEL.DECODER.ATTENTION = "global"
 _C.MODEL.DECODER.WINDOW_SIZE = [4, 4]
 # Shift per grid dim applied on odd blocks (window attention only).
 _C.MODEL.DECODER.SHIFT_SIZE = [2, 0]
+# DECODER_BLOCK entry: "prenorm" (timm ViT block) or "swin_v2" (post-norm, cosine attention, learned
+# temperature, continuous relative-position bias: the authors' local-decoder block).
+_C.MODEL.DECODER.BLOCK = "prenorm"
 
 _C.MODEL.TOKENIZER = CN()
 # Use the cold-start tokenizer (frozen random patch embed + pos embed + random projection).
@@ -122,7 +125,7 @@ _C.MODEL.QUANTIZER.COMMITMENT = 0.25
 _C.MODEL.QUANTIZER.INIT = "kmeans"
 # Scale of the uniform/normal init.
 _C.MODEL.QUANTIZER.INIT_WEIGHT_MULTIPLIER = 1.0
-# k-means iterations for INIT = "kmeans".
+# k-means iterations for INIT = "kmeans" or "kmeans++".
 _C.MODEL.QUANTIZER.KMEANS_ITERS = 10
 # Replace dead codes with random inputs of the current batch (identical on every rank).
 _C.MODEL.QUANTIZER.RESTART_DEAD_CODES = True
@@ -175,6 +178,10 @@ _C.PRETRAIN.JOINT_TOKENIZER_PERIOD = 4
 # Tokenizer phases after the first warm-start T and TE from the previous tokenizer
 # (codebooks are always re-initialised).
 _C.PRETRAIN.TOKENIZER_WARM_START = True
+# Precision of the frozen teacher encoder's forward in the tokenizer (and joint) phase: "bf16"
+# (autocast; its normed features match fp32 to cosine > 0.999, benchmarks/README.md), "fp16",
+# "fp32" (autocast off), or "auto" (whatever SOLVER.PRECISION gives the step).
+_C.PRETRAIN.TEACHER_PRECISION = "bf16"
 # Encoder phases start the decoder from MODEL.WEIGHTS' decoder (as the authors); its head is
 # re-initialised only when its shape changed. False = a fresh decoder every encoder phase.
 _C.PRETRAIN.CARRY_DECODER = True
@@ -227,6 +234,13 @@ _C.SOLVER.CHECKPOINT_PERIOD = 1000
 _C.SOLVER.MAX_TO_KEEP = 2
 # torch.compile the model.
 _C.SOLVER.COMPILE = False
+# What a non-finite loss does: "stop" (checked without a per-step host sync at log and checkpoint
+# boundaries; nothing non-finite is saved) or "skip" (drop that step; one host sync per step).
+_C.SOLVER.NONFINITE = "stop"
+# SOLVER.NONFINITE "skip": the run stops once more than this many steps were skipped.
+_C.SOLVER.NONFINITE_BUDGET = 10
+# With several processes, the ranks agree on a stop request (SIGTERM/SIGINT/SIGUSR1) every this many iterations.
+_C.SOLVER.STOP_CHECK_PERIOD = 10
 
 # ---------------------------------------------------------------------------- data
 _C.DATASETS = CN()
@@ -236,6 +250,18 @@ _C.DATASETS.TRAIN = ""
 _C.DATASETS.TEST = ""
 # DATASET registry entry used for model selection, if any ("" = none).
 _C.DATASETS.VAL = ""
+# The "shards" dataset: WebDataset tar shards written by tools/make_shards.py, read as a stream.
+_C.DATASETS.SHARDS = CN()
+# index.json of the "train" split's shards (a directory holding one works too).
+_C.DATASETS.SHARDS.TRAIN_INDEX = ""
+# index.json of the "val" split's shards ("" = none).
+_C.DATASETS.SHARDS.VAL_INDEX = ""
+# index.json of the "test" split's shards ("" = none).
+_C.DATASETS.SHARDS.TEST_INDEX = ""
+# SAMPLE_DECODER registry entry that turns a sample's bytes into an item ("" = the one the index names).
+_C.DATASETS.SHARDS.DECODER = ""
+# Samples held by each loader worker's shuffle buffer in training (shards are also permuted each epoch; <= 1 = no buffer).
+_C.DATASETS.SHARDS.SHUFFLE_BUFFER = 1000
 
 _C.DATALOADER = CN()
 # Loader worker processes per process.
@@ -252,6 +278,12 @@ _C.DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT = True
 _C.DATALOADER.PIN_MEMORY = True
 # Batches prefetched per worker.
 _C.DATALOADER.PREFETCH_FACTOR = 2
+# Training stops when more than this fraction of the items read are unreadable (naming the first bad files).
+_C.DATALOADER.MAX_BAD_FRACTION = 0.01
+
+_C.DIST = CN()
+# Timeout of a collective in minutes: a rank that died or hangs ends the job after this long.
+_C.DIST.TIMEOUT_MINUTES = 30.0
 
 _C.INPUT = CN()
 # TRANSFORM registry entries applied to each training batch on the device (e.g. mixup).

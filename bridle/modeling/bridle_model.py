@@ -8,6 +8,7 @@
 Frozen modules have ``requires_grad=False`` and stay in eval mode (no dropout, no codebook
 updates) whatever ``.train()`` is called with.
 """
+import contextlib
 from typing import Dict, List
 
 import torch
@@ -22,6 +23,7 @@ from .tokenizer import build_estimator, build_tokenizer
 from .vit import build_encoder, gather_tokens, visible_ids
 
 PHASES = ("encoder", "tokenizer", "joint")
+_TEACHER_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def masked_ids(mask: torch.Tensor, num_masked: int) -> torch.Tensor:
@@ -46,7 +48,7 @@ class BridleModel(nn.Module):
         d = cfg.MODEL.DECODER
         self.decoder = MaskedTokenDecoder(
             dim, grid, self.num_levels * self.codebook_size, int(d.EMBED_DIM), int(d.DEPTH),
-            int(d.NUM_HEADS), d.ATTENTION, d.WINDOW_SIZE, d.SHIFT_SIZE,
+            int(d.NUM_HEADS), d.ATTENTION, d.WINDOW_SIZE, d.SHIFT_SIZE, block=str(d.BLOCK),
         )
         self.estimator = build_estimator(cfg, grid, dim)
         self.mask_generator = build_mask_generator(cfg, grid)
@@ -54,6 +56,11 @@ class BridleModel(nn.Module):
         if self.num_masked <= 0:
             raise ValueError("MODEL.MASK.RATIO masks no token: masked prediction needs masked tokens.")
         self.joint_ratio = float(cfg.PRETRAIN.JOINT_RATIO)
+        self.teacher_precision = str(cfg.PRETRAIN.TEACHER_PRECISION)
+        if self.teacher_precision not in _TEACHER_DTYPES:
+            raise ValueError(
+                f"PRETRAIN.TEACHER_PRECISION must be one of {sorted(_TEACHER_DTYPES)}; got '{self.teacher_precision}'."
+            )
         self.joint_period = max(1, int(cfg.PRETRAIN.JOINT_TOKENIZER_PERIOD))
         self.global_step = 0  # set by the trainer (joint phase schedules tokenizer steps on it)
         # The joint phase skips the tokenizer on most steps: DDP must tolerate unused params.
@@ -116,9 +123,19 @@ class BridleModel(nn.Module):
             acc = (logits.argmax(-1) == target).float().mean()
         return {"loss_mlm": loss, "mlm_acc": acc}
 
+    def teacher_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's normed tokens on the unmasked input, cls dropped, fp32, computed
+        without autograd state in PRETRAIN.TEACHER_PRECISION."""
+        kind = self.teacher_precision
+        if kind == "auto":
+            ctx = contextlib.nullcontext()
+        else:
+            ctx = torch.autocast(x.device.type, dtype=_TEACHER_DTYPES[kind], enabled=kind != "fp32")
+        with torch.no_grad(), ctx:
+            return self.encoder(x)[:, 1:].float()
+
     def tokenizer_loss(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        with torch.no_grad():
-            teacher = self.encoder(x)[:, 1:].float()  # unmasked input, cls dropped
+        teacher = self.teacher_features(x)
         q = self.tokenizer(x)
         rec = self.estimator(q.quantized).float()
         loss_cos = (1.0 - F.cosine_similarity(rec, teacher, dim=-1)).mean()
@@ -159,5 +176,5 @@ class BridleModel(nn.Module):
         """Run the quantizer's configured init (k-means) on this batch's tokenizer features,
         once, before training (all ranks call this; the quantizer keeps ranks identical)."""
         q = self.tokenizer.quantizer
-        if not q.is_initialized():
+        if not getattr(q, "is_initialized", lambda: True)():  # optional for codebook-free quantizers
             q.init_codebook(self.tokenizer.features(x).float())

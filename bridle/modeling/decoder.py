@@ -1,13 +1,41 @@
 """Decoder D: visible encoder tokens + mask tokens on the full grid -> code logits of the
-masked patches only (the head never runs on visible tokens)."""
+masked patches only (the head never runs on visible tokens).
+
+Its blocks are an entry of the DECODER_BLOCK registry (MODEL.DECODER.BLOCK): "prenorm", a
+timm ViT block (global, or inside local windows), or "swin_v2", the authors' local-decoder
+block (post-norm, cosine attention with a learned temperature, continuous relative-position
+bias; :mod:`bridle.modeling.swin_v2_block`), which always works on windows (with global
+attention: one window covering the whole grid).
+"""
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
+from bridle.registry import Registry
+
 from .pos_embed import sincos_pos_embed
+from .swin_v2_block import SwinV2Block
 from .vit import gather_tokens, init_weights, make_blocks
 from .window_attention import WindowBlock
+
+DECODER_BLOCK = Registry(
+    "DECODER_BLOCK",
+    "fn(dim, depth, num_heads, window: tuple or None) -> list of depth blocks, each "
+    "forward(x [B', T, dim], attn_mask=None); window is the local window (None: global attention).",
+)
+
+
+@DECODER_BLOCK.register(name="prenorm")
+def prenorm_blocks(dim: int, depth: int, num_heads: int, window=None):
+    """Pre-norm timm ViT blocks (MAE's decoder block)."""
+    return list(make_blocks(dim, depth, num_heads))
+
+
+@DECODER_BLOCK.register(name="swin_v2")
+def swin_v2_blocks(dim: int, depth: int, num_heads: int, window=None):
+    """The authors' Swin-v2 blocks; ``window`` None is filled in by the decoder (the whole grid)."""
+    return [SwinV2Block(dim, num_heads, window) for _ in range(depth)]
 
 
 class MaskedTokenDecoder(nn.Module):
@@ -22,6 +50,7 @@ class MaskedTokenDecoder(nn.Module):
         attention: str = "global",
         window_size: Sequence[int] = (4, 4),
         shift_size: Sequence[int] = (2, 0),
+        block: str = "prenorm",
     ) -> None:
         super().__init__()
         if attention not in ("global", "window"):
@@ -30,14 +59,18 @@ class MaskedTokenDecoder(nn.Module):
         self.embed = nn.Linear(encoder_dim, embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, self.grid_size)[None], requires_grad=False)
-        blocks = make_blocks(embed_dim, depth, num_heads)
-        if attention == "window":
-            no_shift = (0,) * len(self.grid_size)
-            blocks = nn.ModuleList(
-                WindowBlock(b, self.grid_size, window_size, shift_size if i % 2 else no_shift)
-                for i, b in enumerate(blocks)
+        no_shift = (0,) * len(self.grid_size)
+        windowed = attention == "window" or block == "swin_v2"
+        window = tuple(window_size) if attention == "window" else self.grid_size
+        if attention == "window" and len(window) != len(self.grid_size):
+            raise ValueError(
+                f"MODEL.DECODER.WINDOW_SIZE {list(window)} needs one entry per patch-grid dim (grid {list(self.grid_size)})."
             )
-        self.blocks = blocks
+        blocks = DECODER_BLOCK.get(block)(embed_dim, depth, num_heads, window if windowed else None)
+        if windowed:
+            shift = tuple(shift_size) if attention == "window" else no_shift
+            blocks = [WindowBlock(b, self.grid_size, window, shift if i % 2 else no_shift) for i, b in enumerate(blocks)]
+        self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_outputs)
         init_weights(self)

@@ -1,9 +1,12 @@
 """Local-window (Swin-style) self-attention over a patch grid of any number of dims.
 
 Tokens are arranged on the grid, optionally rolled by ``shift``, cut into windows and each
-window goes through a plain timm Block (SDPA attention) — per-token norms and MLPs are the
-same inside or outside windows, so a Block on windows is a Swin block. Shifted windows get
-the Swin mask so tokens that wrapped around the grid edge do not attend to each other.
+window goes through a block (SDPA attention): a plain timm Block — per-token norms and MLPs
+are the same inside or outside windows, so a Block on windows is a Swin block — or a
+:class:`~bridle.modeling.swin_v2_block.SwinV2Block`. Shifted windows get the Swin mask so
+tokens that wrapped around the grid edge do not attend to each other. A block with
+``takes_window_mask = True`` receives that mask once, ``[num_windows, T, T]``; any other one
+gets it repeated per batch window, ``[B * num_windows, 1, T, T]`` (timm's ``attn_mask``).
 """
 import math
 from typing import Optional, Sequence, Tuple
@@ -71,7 +74,7 @@ def shifted_window_mask(grid: Tuple[int, ...], window: Tuple[int, ...], shift: T
 
 
 class WindowBlock(nn.Module):
-    """A timm Block applied inside (optionally shifted) local windows of the patch grid."""
+    """A block applied inside (optionally shifted) local windows of the patch grid."""
 
     def __init__(self, block: nn.Module, grid, window, shift) -> None:
         super().__init__()
@@ -88,8 +91,8 @@ class WindowBlock(nn.Module):
         if any(self.shift):
             x = torch.roll(x.reshape(b, *self.grid, -1), [-s for s in self.shift], dims).reshape(b, -1, x.shape[-1])
         w = window_partition(x, self.grid, self.window)
-        mask = None
-        if self.attn_mask is not None:
+        mask = self.attn_mask
+        if mask is not None and not getattr(self.block, "takes_window_mask", False):
             nw = self.attn_mask.shape[0]
             mask = self.attn_mask.unsqueeze(0).expand(b, -1, -1, -1).reshape(b * nw, 1, *self.attn_mask.shape[1:])
         w = self.block(w, attn_mask=mask)
