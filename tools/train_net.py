@@ -8,26 +8,38 @@ evaluation.
     python tools/train_net.py --list
 """
 import logging
+import os
 import sys
 
 from bridle.config import get_cfg
+from bridle.config.validate import validate_config
 from bridle.engine import default_argument_parser, default_setup, launch
+from bridle.engine import signals
 from bridle.registry import TRAINER, format_registries
+from bridle.utils import comm
 
 logger = logging.getLogger("bridle")
 
 
-def setup(args):
+def load_config(args):
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
     cfg.freeze()
+    return cfg
+
+
+def setup(args):
+    cfg = load_config(args)
+    validate_config(cfg)  # before the lock, config.yaml or any compute
     default_setup(cfg, args)
     return cfg
 
 
 def main(args):
+    # SIGTERM / SIGINT / SIGUSR1: stop at the next step boundary with a checkpoint.
+    signals.install_stop_handlers()
     cfg = setup(args)
     trainer_cls = TRAINER.get(cfg.TRAINER.NAME)
     if args.eval_only:
@@ -36,7 +48,13 @@ def main(args):
         return results
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    try:
+        return trainer.train()
+    except signals.TrainingInterrupted as e:
+        if comm.is_main_process():
+            logger.info(str(e))
+            print(f"bridle: {e}", file=sys.stderr, flush=True)
+        sys.exit(signals.EXIT_INTERRUPTED)
 
 
 def invoke_main() -> None:
@@ -46,11 +64,18 @@ def invoke_main() -> None:
     if flags:
         parser.error(f"flags {flags} must come before the KEY VALUE config overrides")
     if args.list:
-        get_cfg()  # loads every plugin
-        import bridle.trainers  # noqa: F401  (core trainers register on import)
+        get_cfg()  # loads every plugin; each registry imports its core entries itself
 
         print(format_registries())
         return
+    if args.unsafe_legacy_checkpoint:
+        from bridle.checkpoint.io import TRUST_PICKLE_ENV
+
+        os.environ[TRUST_PICKLE_ENV] = "1"  # inherited by the spawned ranks
+        print(f"bridle: WARNING --unsafe-legacy-checkpoint: checkpoints may run code ({TRUST_PICKLE_ENV}=1)",
+              file=sys.stderr)
+    timeout = float(load_config(args).DIST.TIMEOUT_MINUTES) if args.num_gpus * args.num_machines > 1 or \
+        "WORLD_SIZE" in os.environ else 30.0
     launch(
         main,
         args.num_gpus,
@@ -58,6 +83,7 @@ def invoke_main() -> None:
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
+        timeout_minutes=timeout,
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .io import load_checkpoint_file
+from .io import atomic_save, load_checkpoint_file
 from .pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -78,8 +78,11 @@ def extract_encoder_state(ckpt: dict) -> StateDict:
     ``encoder.*``), a fine-tuned classifier checkpoint, an exported encoder, or a bare state
     dict (with or without ``module.`` prefixes). Raises when nothing looks like an encoder."""
     state = model_state_of(ckpt)
+    meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     if any(k.startswith(ENCODER_PREFIX) for k in state):
         enc = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    elif meta.get("format") == ENCODER_FORMAT:
+        enc = dict(state)  # an exported encoder: every key is the backbone's own (timm or not)
     else:
         enc = {k: v for k, v in state.items() if _is_timm_encoder_key(k)}
     if not enc:
@@ -141,9 +144,12 @@ def cfg_from_checkpoint(ckpt: dict, cfg=None):
 
 
 def apply_encoder_meta(cfg, meta: Optional[dict]) -> None:
+    """Apply an exported encoder's ``meta`` (its backbone name and dims) to ``cfg``."""
     if not meta:
         return
     enc = cfg.MODEL.ENCODER
+    if meta.get("backbone") and "NAME" in enc:
+        enc.NAME = str(meta["backbone"])
     for key, name in (("embed_dim", "EMBED_DIM"), ("depth", "DEPTH"), ("num_heads", "NUM_HEADS")):
         if meta.get(key):
             enc[name] = int(meta[key])
@@ -327,6 +333,9 @@ def export_encoder(
             )
         num_heads = num_heads or c_heads
         grid = grid or _grid_from_cfg(cfg, embed_dim)
+        backbone = old_meta.get("backbone") or str(cfg.MODEL.ENCODER.NAME)
+    else:
+        backbone = old_meta.get("backbone")
     if not num_heads or not grid:
         raise ValueError(
             f"{src_path} has no stored config (key 'cfg') or meta: the number of heads and the patch "
@@ -345,14 +354,16 @@ def export_encoder(
         "grid_size": grid,
         "format": ENCODER_FORMAT,
     }
+    if backbone:
+        meta["backbone"] = backbone  # MODEL.ENCODER.NAME: downstream configs need not repeat it
     dst_path = os.fspath(dst_path)
     os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)
-    torch.save({"model": state, "cfg": text, "meta": meta}, dst_path)
+    atomic_save({"model": state, "cfg": text, "meta": meta}, dst_path)
     logger.info(f"Exported encoder ({len(state)} tensors, {meta}) from {src_path} to {dst_path}")
     if timm_path:
         timm_path = os.fspath(timm_path)
         os.makedirs(os.path.dirname(os.path.abspath(timm_path)), exist_ok=True)
-        torch.save(state, timm_path)
+        atomic_save(state, timm_path)
         logger.info(f"Wrote the timm-layout state dict to {timm_path}")
     return meta
 

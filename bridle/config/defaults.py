@@ -95,6 +95,10 @@ _C.MODEL.TOKENIZER.EMBED_DIM = 0
 _C.MODEL.TOKENIZER.DEPTH = 0
 # Tokenizer ViT heads (0 = from SIZE).
 _C.MODEL.TOKENIZER.NUM_HEADS = 0
+# Precision of the targets (tokenizer features + quantizer in the encoder/joint phase, the
+# codebook init, tools/tokenize_dataset.py): "fp32" (autocast off, as the authors' fp32 audio
+# runs; bf16 features change some codes of every level) or "amp" (the step's autocast, cheaper).
+_C.MODEL.TOKENIZER.TARGET_PRECISION = "fp32"
 
 _C.MODEL.ESTIMATOR = CN()
 # Tokenizer-estimator width.
@@ -218,6 +222,8 @@ _C.SOLVER.WEIGHT_DECAY = 0.05
 _C.SOLVER.BETAS = (0.9, 0.95)
 # AdamW eps.
 _C.SOLVER.EPS = 1e-8
+# AdamW implementation: "auto" (fused on CUDA, torch's default elsewhere), "fused", "foreach", "for".
+_C.SOLVER.OPTIMIZER_IMPL = "auto"
 # Layer-wise lr decay for fine-tuning (1.0 = off).
 _C.SOLVER.LAYER_DECAY = 1.0
 # Clip the global gradient norm to this value (0 = off).

@@ -1,33 +1,125 @@
-"""Data loaders: DATASET entry -> sampler -> DataLoader with a collate that skips bad items."""
-import logging
-from typing import Callable, List, Optional
+"""Data loaders: DATASET entry -> sampler -> DataLoader with a collate that skips bad items.
 
+Training loaders are exactly reproducible: the sampler's order depends on (SEED, epoch), and
+every item is loaded with python / numpy / torch seeded from (SEED, rank, position of the item
+in this rank's stream) (:class:`SeededItems`), so random augmentations do not depend on the
+loader workers, their RNG streams or where a run was resumed. The loader's own generator is
+seeded too, so creating its iterator never draws from the global RNG."""
+import logging
+import random
+from typing import Any, Callable, List, Optional
+
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate, get_worker_info
 
 from bridle.registry import DATASET, SAMPLER, TRANSFORM
 from bridle.utils import comm
 
-from .samplers import InferenceSampler
+from .samplers import InferenceSampler, derive_seed
 
 logger = logging.getLogger(__name__)
 
 
+class BadItem:
+    """Stands for an unreadable item in a batch: its dataset index and a description (the
+    file name and error when the dataset records them, see RobustItemsMixin)."""
+
+    __slots__ = ("index", "desc")
+
+    def __init__(self, index: Any, desc: str) -> None:
+        self.index, self.desc = index, desc
+
+    def __getstate__(self):
+        return (self.index, self.desc)
+
+    def __setstate__(self, state):
+        self.index, self.desc = state
+
+
 def skip_none_collate(items: List[Optional[dict]]) -> dict:
-    """Collate item dicts, dropping ``None`` (unreadable) items; ``num_skipped`` counts them."""
-    good = [it for it in items if it is not None]
+    """Collate item dicts, dropping ``None`` / :class:`BadItem` (unreadable) items;
+    ``num_skipped`` counts them and ``bad_items`` names those that are known."""
+    good = [it for it in items if it is not None and not isinstance(it, BadItem)]
     skipped = len(items) - len(good)
+    bad = [it.desc for it in items if isinstance(it, BadItem)]
     if not good:
-        return {"num_skipped": torch.tensor(skipped), "empty": True}
-    batch = default_collate(good)
-    batch["num_skipped"] = torch.tensor(skipped)
-    return batch
+        out = {"num_skipped": torch.tensor(skipped), "empty": True}
+    else:
+        out = default_collate(good)
+        out["num_skipped"] = torch.tensor(skipped)
+    if bad:
+        out["bad_items"] = bad
+    return out
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset for a training loader whose sampler yields ``(position, index)``:
+    item ``index`` is loaded with every RNG seeded from (seed, position), and an unreadable
+    item (``None``) comes back as a :class:`BadItem` naming it. In the main process the
+    global RNG states are restored after each item (the training step owns them)."""
+
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        pos, idx = key if isinstance(key, tuple) else (None, key)
+        main = get_worker_info() is None
+        saved = None
+        if pos is not None:
+            if main:
+                saved = (random.getstate(), np.random.get_state(), torch.random.default_generator.get_state())
+            s = derive_seed(self.seed, pos)
+            random.seed(s)
+            np.random.seed(s % (2**32))
+            torch.random.default_generator.manual_seed(s)
+        if hasattr(self.dataset, "last_failure"):
+            self.dataset.last_failure = None
+        try:
+            item = self.dataset[idx]
+        finally:
+            if saved is not None:
+                random.setstate(saved[0])
+                np.random.set_state(saved[1])
+                torch.random.default_generator.set_state(saved[2])
+        if item is None:
+            failure = getattr(self.dataset, "last_failure", None)
+            return BadItem(idx, f"{failure[0]} ({failure[1]})" if failure else f"index {idx} of {type(self.dataset).__name__}")
+        return item
+
+
+class _PositionedSampler(Sampler):
+    """Yields ``(start + k, index)`` for the k-th index of ``sampler``."""
+
+    def __init__(self, sampler, start: int) -> None:
+        self.sampler, self.start = sampler, int(start)
+
+    def __iter__(self):
+        for k, idx in enumerate(self.sampler):
+            yield (self.start + k, idx)
 
 
 def build_dataset(cfg, name: str, split: str, mode: str):
     if not name:
         raise ValueError(f"No dataset configured for split '{split}' (set DATASETS.{split.upper()}).")
-    return DATASET.get(name)(cfg, split, mode)
+    dataset = DATASET.get(name)(cfg, split, mode)
+    where = f"DATASET entry '{name}' (registered by {DATASET.origin(name)}; split '{split}', mode '{mode}')"
+    if dataset is None:
+        raise TypeError(f"{where} returned None; a DATASET builder must return a torch Dataset.")
+    try:
+        size = len(dataset)
+    except TypeError as e:  # __len__ missing or not returning an int (e.g. None / `...`)
+        raise TypeError(
+            f"{where} returned a {type(dataset).__name__} whose __len__ does not give an int "
+            f"({e}); __len__ must return the number of items as an int."
+        ) from None
+    if size < 0:
+        raise ValueError(f"{where}: __len__ returned {size}; expected the number of items (>= 0).")
+    return dataset
 
 
 def _loader_kwargs(cfg) -> dict:
@@ -43,14 +135,30 @@ def _loader_kwargs(cfg) -> dict:
 
 
 def build_train_loader(cfg, dataset, start_iter: int = 0) -> DataLoader:
-    """An infinite loader; ``start_iter`` resumes the sample order where it stopped."""
+    """An infinite loader; ``start_iter`` resumes the sample order, and the per-item random
+    draws (:class:`SeededItems`), where they stopped."""
     per_step = int(cfg.SOLVER.BATCH_SIZE_PER_GPU)
     consumed = start_iter * per_step * int(cfg.SOLVER.ACCUM_STEPS)
+    if isinstance(dataset, IterableDataset):  # streaming ("shards"): orders, splits, seeds, resumes itself
+        from .shards import build_stream_loader
+
+        return build_stream_loader(cfg, dataset, consumed, per_step, _loader_kwargs(cfg))
     sampler = SAMPLER.get(cfg.DATALOADER.SAMPLER_TRAIN)(cfg, dataset, consumed)
-    return DataLoader(dataset, batch_size=per_step, sampler=sampler, drop_last=True, **_loader_kwargs(cfg))
+    seed, rank = max(int(cfg.SEED), 0), comm.get_rank()
+    items = SeededItems(dataset, derive_seed(seed, "items", rank))
+    gen = torch.Generator().manual_seed(derive_seed(seed, "loader", rank, start_iter))
+    return DataLoader(
+        items, batch_size=per_step, sampler=_PositionedSampler(sampler, consumed), drop_last=True,
+        generator=gen, **_loader_kwargs(cfg),
+    )
 
 
 def build_test_loader(cfg, dataset, batch_size: Optional[int] = None) -> DataLoader:
+    if isinstance(dataset, IterableDataset):  # streaming: each rank/worker reads its own shards
+        from .shards import build_stream_loader
+
+        return build_stream_loader(cfg, dataset, 0, batch_size or int(cfg.TEST.BATCH_SIZE_PER_GPU),
+                                   _loader_kwargs(cfg), train=False)
     return DataLoader(
         dataset,
         batch_size=batch_size or int(cfg.TEST.BATCH_SIZE_PER_GPU),

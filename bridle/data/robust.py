@@ -41,6 +41,9 @@ class RobustItemsMixin:
     load_errors: Tuple[Type[BaseException], ...] = (OSError, EOFError, ValueError, RuntimeError)
     #: How many failed keys to remember (the count itself is unbounded).
     max_failed_keys: int = 100
+    #: (key, "ErrorType: message") of the latest failure; the training loader reads it to name
+    #: the skipped item (bridle.data.build.SeededItems) and resets it before each item.
+    last_failure: Optional[Tuple[Any, str]] = None
 
     @property
     def num_failed(self) -> int:
@@ -60,6 +63,7 @@ class RobustItemsMixin:
     def record_failure(self, key: Any, exc: BaseException) -> None:
         """Count a failed item; the first failure of this dataset is logged as a warning."""
         self._num_failed = self.num_failed + 1
+        self.last_failure = (key, f"{type(exc).__name__}: {exc}")
         keys = getattr(self, "_failed_keys", None)
         if keys is None:
             keys = self._failed_keys = []

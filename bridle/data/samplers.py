@@ -1,4 +1,5 @@
 """Samplers: sharded across ranks, deterministic from the seed, resumable mid-epoch."""
+import hashlib
 import itertools
 import math
 from typing import Iterator, Optional
@@ -8,6 +9,13 @@ from torch.utils.data import Sampler
 
 from bridle.registry import SAMPLER
 from bridle.utils import comm
+
+
+def derive_seed(seed: int, *keys) -> int:
+    """A seed in [0, 2**31) derived from ``seed`` and ``keys`` (phase, iteration, rank, ...):
+    independent streams for every (seed, keys), identical in every process and every run."""
+    text = repr((int(seed),) + tuple(keys)).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") % (2**31)
 
 
 class TrainingSampler(Sampler):

@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import random
+import re
 import time
 import weakref
 from typing import Dict, List, Optional
@@ -15,6 +16,7 @@ from fvcore.common.checkpoint import Checkpointer
 from iopath.common.file_io import PathManager
 from torch.nn.parallel import DistributedDataParallel
 
+from bridle.checkpoint.io import CheckpointError, atomic_save, atomic_write_text, load_checkpoint_file
 from bridle.data.build import (
     build_batch_transforms,
     build_dataset,
@@ -28,6 +30,7 @@ from bridle.utils.logger import setup_logger
 
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, TensorboardWriter
+from .lock import acquire_output_dir_lock
 from .train_loop import SimpleTrainer
 
 logger = logging.getLogger("bridle.engine")
@@ -49,6 +52,11 @@ def default_argument_parser(description: str = "Bridle training") -> argparse.Ar
     p.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (auto on one machine)")
     p.add_argument("--list", action="store_true", help="print every registry with its entries and exit")
+    p.add_argument(
+        "--unsafe-legacy-checkpoint", action="store_true",
+        help="UNSAFE: allow checkpoints that pickle arbitrary objects (runs code from the file; "
+        "trusted legacy files only; same as BRIDLE_TRUST_PICKLE=1)",
+    )
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
 
@@ -75,21 +83,41 @@ def seed_all(seed: int) -> int:
     return seed
 
 
+def _fail_loudly_on_write_errors(log: logging.Logger) -> None:
+    """A file handler that cannot write (disk full, permissions) stops the run with an error
+    naming the file, instead of logging's default of printing a traceback and going on."""
+    for h in log.handlers:
+        if isinstance(h, logging.FileHandler) and not getattr(h, "_bridle_strict", False):
+            path = h.baseFilename
+
+            def handle_error(record, path=path):
+                import sys
+
+                exc = sys.exc_info()[1]
+                raise OSError(getattr(exc, "errno", None), f"Cannot write the log file '{path}': {exc}") from exc
+
+            h.handleError = handle_error
+            h._bridle_strict = True
+
+
 def default_setup(cfg, args=None) -> None:
-    """Output dir, logging, merged config dump, seeding."""
+    """Output dir (locked against a second run), logging, merged config dump, seeding."""
     rank = comm.get_rank()
     out = cfg.OUTPUT_DIR
     PathManager().mkdirs(out)
+    if comm.is_main_process():
+        acquire_output_dir_lock(out)
     setup_logger(out, rank, name="bridle")
     for plugin in sorted(_plugin_names()):
         setup_logger(out, rank, name=plugin)
+    for name in ["bridle", *_plugin_names()]:
+        _fail_loudly_on_write_errors(logging.getLogger(name))
     logger.info(f"Rank {rank} of {comm.get_world_size()}; torch {torch.__version__}")
     if args is not None:
         logger.info(f"Command line arguments: {vars(args)}")
     if comm.is_main_process():
         path = os.path.join(out, "config.yaml")
-        with open(path, "w") as f:
-            f.write(cfg.dump())
+        atomic_write_text(path, cfg.dump(), "config")
         logger.info(f"Full config saved to {path}")
     seed = seed_all(cfg.SEED)
     logger.info(f"Seed {seed}")
@@ -112,18 +140,70 @@ def create_ddp_model(model: nn.Module, device: torch.device, find_unused: bool =
     )
 
 
+_CKPT_FILE = re.compile(r"^model_(\d{7}|final)\.pth$")
+
+
 class TrainerCheckpointer(Checkpointer):
     """fvcore's Checkpointer; saves only on the main process, and stores the run's config
-    (YAML text under key ``cfg``) in every checkpoint so tools can rebuild the model."""
+    (YAML text under key ``cfg``) in every checkpoint so tools can rebuild the model.
+
+    Files are read through :func:`bridle.checkpoint.load_checkpoint_file` (``weights_only``),
+    and written atomically (checkpoint first, then the ``last_checkpoint`` pointer), so a kill
+    at any moment leaves a loadable newest checkpoint; :meth:`load_latest` falls back to older
+    checkpoints when the newest cannot be read."""
 
     def __init__(self, model, save_dir, cfg=None, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=comm.is_main_process(), **checkpointables)
         self.cfg_text = cfg.dump() if cfg is not None else None
 
     def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
         if self.cfg_text is not None:
             kwargs.setdefault("cfg", self.cfg_text)
-        super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        atomic_save(data, path)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename, "checkpoint pointer")
+
+    def _load_file(self, f: str) -> dict:
+        return load_checkpoint_file(f)
+
+    def candidate_files(self) -> List[str]:
+        """Checkpoints to resume from, newest first: the ``last_checkpoint`` target, then
+        ``model_final.pth`` and ``model_NNNNNNN.pth`` by decreasing iteration."""
+        d = self.save_dir
+        if not d or not os.path.isdir(d):
+            return []
+        files = [f for f in os.listdir(d) if _CKPT_FILE.match(f)]
+        files.sort(key=lambda f: (1, 0) if f == "model_final.pth" else (0, int(f[6:13])), reverse=True)
+        out = [os.path.join(d, f) for f in files]
+        pointer = self.get_checkpoint_file() if os.path.exists(os.path.join(d, "last_checkpoint")) else ""
+        if pointer and os.path.isfile(pointer):
+            out = [pointer] + [p for p in out if p != pointer]
+        return out
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.candidate_files())
+
+    def load_latest(self, checkpointables=None) -> Optional[str]:
+        """Load the newest checkpoint that loads; returns its path (None when none does).
+        Every unreadable newer file is reported."""
+        for path in self.candidate_files():
+            try:
+                self.load(path, checkpointables=checkpointables)
+                return path
+            except (CheckpointError, EOFError, KeyError) as e:
+                logger.warning(f"Cannot resume from {path} ({e}); falling back to the previous checkpoint.")
+        return None
 
 
 class DefaultTrainer(SimpleTrainer):
@@ -136,8 +216,14 @@ class DefaultTrainer(SimpleTrainer):
     use_batch_transforms = False
 
     def __init__(self, cfg) -> None:
+        from bridle.config.validate import validate_config
+
+        validate_config(cfg)
         self.cfg = cfg
         device = resolve_device(cfg)
+        # Every RNG starts from SEED here: a phase (re)started from scratch builds the same
+        # initial weights, whatever ran before it in this process.
+        seed_all(cfg.SEED)
         model = self.build_model(cfg)
         model.to(device)
         self.train_dataset = self.build_train_dataset(cfg)
@@ -160,6 +246,9 @@ class DefaultTrainer(SimpleTrainer):
         )
         self.model_without_ddp = model
         self.ddp_model = ddp if isinstance(ddp, DistributedDataParallel) else None
+        self.nonfinite = str(cfg.SOLVER.NONFINITE)
+        self.nonfinite_budget = int(cfg.SOLVER.NONFINITE_BUDGET)
+        self.max_bad_fraction = float(cfg.DATALOADER.MAX_BAD_FRACTION)
         self.max_iter = max_iter
         self.lr_schedule = WarmupCosineSchedule(cfg.SOLVER.BASE_LR, max_iter, warmup, cfg.SOLVER.MIN_LR)
         self.rng_states: Optional[list] = None
@@ -226,17 +315,20 @@ class DefaultTrainer(SimpleTrainer):
 
     def build_hooks(self) -> list:
         cfg = self.cfg
+        ckpt = hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_TO_KEEP)
         hs = [
+            hooks.StepSeeder(max(int(cfg.SEED), 0)),
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.lr_schedule),
             *self.extra_hooks(),
-            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_TO_KEEP),
+            ckpt,
         ]
         if self.has_evaluation():
             self.eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, lambda: self.test(self.cfg, self.model_without_ddp))
             hs.append(self.eval_hook)
         hs.append(hooks.ProgressBar(cfg.PROGRESS_BAR))
         hs.append(hooks.PeriodicWriter(self.build_writers(), cfg.LOG_PERIOD))
+        hs.append(hooks.StopOnRequest(ckpt, cfg.SOLVER.STOP_CHECK_PERIOD))
         return hs
 
     def build_writers(self) -> list:
@@ -254,10 +346,12 @@ class DefaultTrainer(SimpleTrainer):
         state = super().state_dict()
         if self.rng_states is not None:
             state["rng_states"] = self.rng_states
+        state["nonfinite_skipped"] = int(self.nonfinite_skipped)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         rngs = state.get("rng_states")
         if rngs and comm.get_rank() < len(rngs):
             hooks.set_rng_state(rngs[comm.get_rank()])
@@ -269,9 +363,13 @@ class DefaultTrainer(SimpleTrainer):
     def resume_or_load(self, resume: bool = True) -> None:
         """With ``resume`` and a checkpoint in OUTPUT_DIR, continue from it (model, optimizer,
         scaler, iteration, RNG); otherwise start from MODEL.WEIGHTS (if given)."""
-        if resume and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
-            self.checkpointer.load(path)
+        path = self.checkpointer.load_latest() if resume and self.checkpointer.has_checkpoint() else None
+        if resume and path is None and self.checkpointer.has_checkpoint():
+            raise CheckpointError(
+                f"--resume: no checkpoint in {self.cfg.OUTPUT_DIR} can be loaded "
+                f"({', '.join(self.checkpointer.candidate_files())})."
+            )
+        if path is not None:
             self.start_iter = self.iter + 1
             logger.info(f"Resumed from {path} at iteration {self.start_iter}")
         else:
@@ -285,5 +383,25 @@ class DefaultTrainer(SimpleTrainer):
             return {}
         self.data_loader = self.build_train_loader(self.cfg, self.train_dataset, self.start_iter)
         self._data_iter = None
-        super().train(self.start_iter, self.max_iter)
+        try:
+            super().train(self.start_iter, self.max_iter)
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e} {self.nonfinite_advice()}") from None
         return self.eval_hook.last_results if self.eval_hook is not None else {}
+
+    def last_good_checkpoint(self) -> Optional[str]:
+        """The newest checkpoint written (never non-finite: see PeriodicCheckpointer)."""
+        files = self.checkpointer.candidate_files()
+        return files[0] if files else None
+
+    def nonfinite_advice(self) -> str:
+        last = self.last_good_checkpoint()
+        where = (
+            f"The last good checkpoint is {last}; --resume restarts from it."
+            if last else "No checkpoint was written yet; a rerun starts from the beginning."
+        )
+        return (
+            f"Training stopped (SOLVER.NONFINITE {self.nonfinite}); no non-finite state was saved. {where} "
+            "Try a lower SOLVER.BASE_LR, SOLVER.CLIP_GRAD > 0, SOLVER.PRECISION bf16/fp32, or "
+            "SOLVER.NONFINITE skip with a SOLVER.NONFINITE_BUDGET."
+        )

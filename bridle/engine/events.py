@@ -22,10 +22,17 @@ class EventStorage:
         self._window: Dict[str, List[Number]] = defaultdict(list)
         self.latest: Dict[str, float] = {}
         self._loss_keys = set()
+        self._latest_keys = set()
 
-    def put_scalar(self, name: str, value: Number, is_loss: bool = False) -> None:
+    def put_scalar(self, name: str, value: Number, is_loss: bool = False, latest: bool = False) -> None:
+        """Record a scalar. ``latest``: the value is a state (lr, a schedule, a running count),
+        logged as its current value instead of the window mean."""
         if isinstance(value, torch.Tensor):
             value = value.detach()
+        if latest:
+            self._latest_keys.add(name)
+            self._window[name] = [value]
+            return
         self._window[name].append(value)
         if is_loss:
             self._loss_keys.add(name)
@@ -37,8 +44,8 @@ class EventStorage:
     def flush(self) -> Dict[str, float]:
         """Window averages of every scalar since the last flush (one host transfer).
         Raises FloatingPointError when a loss was non-finite in the window."""
-        if not self._window:
-            return {}
+        if not any(k not in self._latest_keys for k in self._window):
+            return {}  # only states (lr, counts) since the last flush: nothing happened
         names, tensors, floats = [], [], {}
         for name, vals in self._window.items():
             tvals = [v for v in vals if isinstance(v, torch.Tensor)]
@@ -71,11 +78,7 @@ class EventStorage:
             # Name the individual losses first; the total is non-finite because of them.
             names = sorted(bad, key=lambda n: (n == "total_loss", n))
             desc = ", ".join(f"'{n}' = {bad[n]}" for n in names)
-            raise FloatingPointError(
-                f"Loss became non-finite ({desc}) at or before iteration {self.iter}. Training "
-                "stopped; the last checkpoint in OUTPUT_DIR is intact. Try a lower SOLVER.BASE_LR, "
-                "SOLVER.CLIP_GRAD > 0, or SOLVER.PRECISION bf16/fp32."
-            )
+            raise FloatingPointError(f"Loss became non-finite ({desc}) at or before iteration {self.iter}.")
         for name, vals in host.items():
             out[name] = sum(vals) / len(vals)
         self._window.clear()
@@ -88,12 +91,18 @@ class JSONWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._f = open(path, "a")
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            self._f = open(path, "a")
+        except OSError as e:
+            raise OSError(e.errno, f"Cannot open the metrics file '{path}': {e.strerror or e}") from e
 
     def write(self, iteration: int, metrics: Dict[str, float]) -> None:
-        self._f.write(json.dumps({"iteration": iteration, **metrics}, sort_keys=True) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps({"iteration": iteration, **metrics}, sort_keys=True) + "\n")
+            self._f.flush()
+        except OSError as e:
+            raise OSError(e.errno, f"Cannot write the metrics file '{self.path}': {e.strerror or e}") from e
 
     def close(self) -> None:
         self._f.close()
@@ -133,6 +142,10 @@ class ConsoleWriter:
             extra += f"  time: {metrics['time']:.4f}"
         if "lr" in metrics:
             extra += f"  lr: {metrics['lr']:.4g}"
+        if metrics.get("data/skipped_total"):
+            extra += f"  skipped: {int(metrics['data/skipped_total'])}"
+        if metrics.get("nonfinite_skipped"):
+            extra += f"  nonfinite skipped: {int(metrics['nonfinite_skipped'])}"
         done = min(iteration + 1, self.max_iter)  # the end-of-training flush reports max_iter
         self.log.info(f"{eta}iter: {done}/{self.max_iter}  {losses}{extra}")
 

@@ -1,19 +1,38 @@
-"""Hooks of the training loop: timing, lr schedule, checkpoints, metric writers,
-progress bar, periodic evaluation."""
+"""Hooks of the training loop: per-step seeding, timing, lr schedule, checkpoints, metric
+writers, progress bar, periodic evaluation, stop requests."""
 import logging
 import os
 import random
+import re
 import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from bridle.data.samplers import derive_seed
 from bridle.utils import comm
 
+from . import signals
 from .train_loop import HookBase
 
 logger = logging.getLogger(__name__)
+
+
+class StepSeeder(HookBase):
+    """Before every step, seed python / numpy / torch (CPU and CUDA) from (SEED, "step",
+    iteration, rank): every random draw of a step (masks, dropout, quantizer restarts) depends
+    only on the run's seed and the iteration, so a resumed run repeats the same draws."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def before_step(self) -> None:
+        s = derive_seed(self.seed, "step", self.trainer.iter, comm.get_rank())
+        random.seed(s)
+        np.random.seed(s % (2**32))
+        torch.manual_seed(s)
 
 
 class IterationTimer(HookBase):
@@ -35,7 +54,7 @@ class LRScheduler(HookBase):
         lr = self.schedule(self.trainer.iter)
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
-        self.trainer.storage.put_scalar("lr", lr)
+        self.trainer.storage.put_scalar("lr", lr, latest=True)  # the current value, not a window mean
 
 
 def rng_state() -> dict:
@@ -60,9 +79,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_PERIODIC = re.compile(r"^model_(\d{7})\.pth$")
+
+
 class PeriodicCheckpointer(HookBase):
     """Saves ``model_{iter:07d}.pth`` every ``period`` iterations and ``model_final.pth`` at the
-    end, keeping at most ``max_to_keep`` periodic files. The RNG state of every rank is saved."""
+    end, keeping at most ``max_to_keep`` periodic files (those already on disk from before a
+    resume included). The RNG state of every rank is saved.
+
+    No non-finite state is ever saved: before each write the non-finite counter of the
+    trainer and the finiteness of the parameters / optimizer state are checked (one host sync
+    per checkpoint); on failure a FloatingPointError is raised and nothing is written, so the
+    previous checkpoint (which retention never deletes) stays the last good one."""
 
     def __init__(self, checkpointer, period: int, max_to_keep: int = 0) -> None:
         self.checkpointer = checkpointer
@@ -70,22 +98,48 @@ class PeriodicCheckpointer(HookBase):
         self.max_to_keep = int(max_to_keep)
         self._recent: List[str] = []
 
-    def _save(self, name: str) -> None:
+    def before_train(self) -> None:
+        d = self.checkpointer.save_dir
+        if d and os.path.isdir(d):  # periodic files of the run before a resume count too
+            found = sorted(f[:-4] for f in os.listdir(d) if _PERIODIC.match(f))
+            self._recent = [n for n in found if int(n[6:]) < self.trainer.start_iter]
+
+    def _check_finite(self) -> None:
+        t = self.trainer
+        if hasattr(t, "check_finite"):
+            t.check_finite()
+        if hasattr(t, "state_is_finite") and not t.state_is_finite():
+            raise FloatingPointError(f"The model or optimizer state became non-finite at or before iteration {t.iter}.")
+
+    def _save(self, name: str) -> str:
+        self._check_finite()
         self.trainer.rng_states = comm.all_gather_object(rng_state())
         self.checkpointer.save(name, iteration=self.trainer.iter)
         comm.synchronize()
+        return os.path.join(self.checkpointer.save_dir, name + ".pth")
+
+    def save_now(self) -> str:
+        """Write ``model_{iter:07d}.pth`` for the iteration just finished (a stop request)."""
+        name = f"model_{self.trainer.iter:07d}"
+        path = self._save(name)
+        self._retain(name)
+        return path
+
+    def _retain(self, name: str) -> None:
+        if comm.is_main_process() and self.max_to_keep > 0:
+            if name not in self._recent:
+                self._recent.append(name)
+            while len(self._recent) > self.max_to_keep:
+                old = os.path.join(self.checkpointer.save_dir, self._recent.pop(0) + ".pth")
+                if os.path.exists(old):
+                    os.remove(old)
 
     def after_step(self) -> None:
         it = self.trainer.iter
         if self.period > 0 and (it + 1) % self.period == 0 and it + 1 < self.trainer.max_iter:
             name = f"model_{it:07d}"
             self._save(name)
-            if comm.is_main_process() and self.max_to_keep > 0:
-                self._recent.append(name)
-                while len(self._recent) > self.max_to_keep:
-                    old = os.path.join(self.checkpointer.save_dir, self._recent.pop(0) + ".pth")
-                    if os.path.exists(old):
-                        os.remove(old)
+            self._retain(name)
 
     def after_train(self) -> None:
         if self.trainer.iter >= self.trainer.max_iter:
@@ -102,7 +156,14 @@ class PeriodicWriter(HookBase):
         self.period = max(1, int(period))
 
     def _write(self) -> None:
-        metrics = self.trainer.storage.flush()  # raises on a non-finite loss
+        t = self.trainer
+        if hasattr(t, "data_bad"):  # unreadable items, summed over ranks
+            bad = t.data_bad
+            if comm.get_world_size() > 1:
+                dev = t.device if dist.get_backend() == "nccl" else torch.device("cpu")
+                bad = int(comm.all_reduce_(torch.tensor([bad], device=dev), "sum").item())
+            t.storage.put_scalar("data/skipped_total", float(bad), latest=True)
+        metrics = self.trainer.storage.flush()  # raises on a non-finite loss (naming it)
         if metrics and comm.is_main_process():
             for w in self.writers:
                 w.write(self.trainer.storage.iter, metrics)
@@ -171,6 +232,57 @@ class EvalHook(HookBase):
     def after_train(self) -> None:
         if self.trainer.iter >= self.trainer.max_iter:
             self._do_eval()
+
+
+class StopOnRequest(HookBase):
+    """Stops training at a step boundary when :func:`bridle.engine.signals.request_stop` was
+    called (SIGTERM / SIGINT / SIGUSR1 handlers, a submitit callback): writes a checkpoint
+    through ``checkpoint_hook`` and raises :class:`~bridle.engine.signals.TrainingInterrupted`.
+
+    With one process the request is read every step (a Python variable). With several, the
+    ranks agree through an asynchronous MAX all-reduce of a one-element flag started every
+    ``period`` iterations and waited ``period`` iterations later, so every rank stops at the
+    same iteration and no step waits on the host."""
+
+    def __init__(self, checkpoint_hook: "PeriodicCheckpointer", period: int = 10) -> None:
+        self.checkpoint_hook = checkpoint_hook
+        self.period = max(1, int(period))
+        self._work = None
+        self._flag: Optional[torch.Tensor] = None
+
+    def _agreed_reason(self) -> Optional[str]:
+        if comm.get_world_size() == 1:
+            return signals.stop_requested()
+        t = self.trainer
+        if (t.iter + 1) % self.period != 0:
+            return None
+        reason = None
+        if self._work is not None:
+            self._work.wait()
+            if int(self._flag.item()) > 0:
+                reason = signals.stop_requested() or "stop requested on another rank"
+        dev = t.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        self._flag = torch.tensor([1 if signals.stop_requested() else 0], dtype=torch.int32, device=dev)
+        self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, async_op=True)
+        return reason
+
+    def after_step(self) -> None:
+        t = self.trainer
+        reason = self._agreed_reason()
+        if reason is None or t.iter + 1 >= t.max_iter:
+            return  # the last step: training ends normally and writes model_final
+        self._finish_pending()
+        path = self.checkpoint_hook.save_now()
+        logger.info(f"Stop requested ({reason}): wrote {path} at iteration {t.iter + 1}")
+        raise signals.TrainingInterrupted(reason, checkpoint=path, iteration=t.iter + 1)
+
+    def _finish_pending(self) -> None:
+        if self._work is not None:
+            self._work.wait()
+            self._work = None
+
+    def after_train(self) -> None:
+        self._finish_pending()
 
 
 def _flatten(d: dict, prefix: str = "") -> Dict[str, float]:

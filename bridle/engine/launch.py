@@ -33,6 +33,18 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def export_dist_env(rank: int, world_size: int, local_rank: int, local_world_size: int,
+                    master_addr: str, master_port: int) -> None:
+    """Set the ``env://`` variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK,
+    LOCAL_WORLD_SIZE) of a process started by a cluster scheduler (Slurm through
+    ``tools/submit.py``); :func:`launch` then joins the process group like under torchrun."""
+    os.environ.update(
+        MASTER_ADDR=str(master_addr), MASTER_PORT=str(int(master_port)), RANK=str(int(rank)),
+        WORLD_SIZE=str(int(world_size)), LOCAL_RANK=str(int(local_rank)),
+        LOCAL_WORLD_SIZE=str(int(local_world_size)),
+    )
+
+
 def launch(
     main_func: Callable,
     num_gpus_per_machine: int = 1,
@@ -40,7 +52,7 @@ def launch(
     machine_rank: int = 0,
     dist_url: str = "auto",
     args: Tuple = (),
-    timeout_minutes: int = 30,
+    timeout_minutes: float = 30,
 ) -> None:
     """Run ``main_func(*args)`` on ``num_gpus_per_machine * num_machines`` processes.
     ``num_gpus_per_machine`` is the number of processes per machine (on a CPU-only machine
@@ -64,13 +76,47 @@ def launch(
         raise ValueError(
             f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices."
         )
-    mp.start_processes(
+    ctx = mp.start_processes(
         _worker,
         nprocs=num_gpus_per_machine,
         args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
         daemon=False,
         start_method="spawn",
+        join=False,
     )
+    _forward_stop_signals(ctx)
+    try:
+        while not ctx.join():
+            pass
+    except mp.ProcessExitedException as e:
+        from .signals import EXIT_INTERRUPTED
+
+        if e.exit_code == EXIT_INTERRUPTED:  # the ranks stopped on request, checkpoint written
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        raise
+
+
+def _forward_stop_signals(ctx) -> None:
+    """The launcher passes SIGTERM / SIGINT / SIGUSR1 on to its ranks (which stop at a step
+    boundary with a checkpoint) instead of dying and leaving them behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def forward(signum, frame):
+        for p in ctx.processes:
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    for name in ("SIGTERM", "SIGINT", "SIGUSR1"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, forward)
 
 
 def _set_device(local_rank: int) -> None:
@@ -79,6 +125,9 @@ def _set_device(local_rank: int) -> None:
 
 
 def _worker(local_rank, main_func, world_size, gpus_per_machine, machine_rank, dist_url, args, timeout):
+    from .signals import die_with_parent
+
+    die_with_parent()  # a rank never outlives its launcher (SIGTERM when the launcher dies)
     rank = machine_rank * gpus_per_machine + local_rank
     os.environ["LOCAL_RANK"] = str(local_rank)
     try:

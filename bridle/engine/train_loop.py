@@ -18,6 +18,11 @@ from .events import EventStorage
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class BadDataError(RuntimeError):
+    """Too many unreadable training items (DATALOADER.MAX_BAD_FRACTION exceeded)."""
 
 
 class HookBase:
@@ -109,10 +114,15 @@ class SimpleTrainer(TrainerBase):
         clip_grad: float = 0.0,
         batch_transforms: Optional[List[Callable[[dict], dict]]] = None,
         device: Optional[torch.device] = None,
+        nonfinite: str = "stop",
+        nonfinite_budget: int = 0,
+        max_bad_fraction: float = 0.01,
     ) -> None:
         super().__init__()
         if precision not in _DTYPES:
             raise ValueError(f"SOLVER.PRECISION must be one of {list(_DTYPES)}; got '{precision}'.")
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"SOLVER.NONFINITE must be one of {list(NONFINITE_POLICIES)}; got '{nonfinite}'.")
         self.model = model
         self.data_loader = data_loader
         self._data_iter = None
@@ -125,6 +135,19 @@ class SimpleTrainer(TrainerBase):
         self.amp_dtype = _DTYPES[precision]
         enabled = precision == "fp16"
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=enabled) if enabled else None
+        # Non-finite losses: counted on the device (no per-step host sync with policy "stop");
+        # read at log and checkpoint boundaries (check_finite).
+        self.nonfinite = nonfinite
+        self.nonfinite_budget = int(nonfinite_budget)
+        self.nonfinite_skipped = 0
+        self._nonfinite_count: Optional[torch.Tensor] = None
+        # Unreadable items: counted run-wide, each logged once with its name.
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.data_seen = 0
+        self.data_bad = 0
+        self.bad_items: List[str] = []
+        self._bad_logged: set = set()
+        self.min_items_for_bad_check = 1000
 
     # -- data
     def _next_batch(self) -> dict:
@@ -135,8 +158,38 @@ class SimpleTrainer(TrainerBase):
             skipped = batch.get("num_skipped")
             if skipped is not None:
                 self.storage.put_scalar("data/skipped", skipped)
+                self._count_bad(batch, int(skipped))
             if not batch.get("empty", False):
                 return batch
+
+    def _count_bad(self, batch: dict, skipped: int) -> None:
+        """Run-wide accounting of unreadable items (``num_skipped`` is a host tensor: no sync)."""
+        n_good = 0
+        for v in batch.values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                n_good = int(v.shape[0])
+                break
+        self.data_seen += n_good + skipped
+        if not skipped:
+            return
+        self.data_bad += skipped
+        for desc in batch.get("bad_items", []) or []:
+            if desc not in self._bad_logged:
+                if len(self._bad_logged) < 100_000:
+                    self._bad_logged.add(desc)
+                if len(self.bad_items) < 20:
+                    self.bad_items.append(desc)
+                logger.warning(f"Skipping unreadable training item {desc}")
+        limit = self.max_bad_fraction
+        size = len(getattr(self.data_loader, "dataset", ())) if hasattr(self.data_loader, "dataset") else 0
+        min_items = min(self.min_items_for_bad_check, size) if size else self.min_items_for_bad_check
+        if self.data_seen >= max(1, min_items) and self.data_bad > limit * self.data_seen:
+            first = "; ".join(self.bad_items[:10]) or "(the dataset did not name them)"
+            what = "Every training item" if self.data_bad == self.data_seen else f"{self.data_bad} of {self.data_seen} training items"
+            raise BadDataError(
+                f"{what} read so far could not be loaded ({self.data_bad / self.data_seen:.1%} > "
+                f"DATALOADER.MAX_BAD_FRACTION {limit}). First unreadable items: {first}"
+            )
 
     def to_device(self, batch: dict) -> dict:
         return {
@@ -184,15 +237,62 @@ class SimpleTrainer(TrainerBase):
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
         if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.step(self.optimizer)  # fp16: the scaler itself skips inf/NaN steps
             self.grad_scaler.update()
-        else:
+        elif self._finite_step(sums):
             self.optimizer.step()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            return  # skipped step: its (non-finite) losses are not recorded
         total_loss = sum(v for k, v in sums.items() if k.startswith("loss"))
         self.storage.put_scalar("total_loss", total_loss, is_loss=True)
         for k, v in sums.items():
             self.storage.put_scalar(k, v, is_loss=k.startswith("loss"))
         self.storage.put_scalar("data_time", data_time)
+
+    def _finite_step(self, sums: Dict[str, torch.Tensor]) -> bool:
+        """Policy bookkeeping before the optimizer step: True to apply the step.
+
+        "stop": count non-finite steps on the device (no sync) and always step; the run stops
+        at the next log / checkpoint boundary. "skip": one host sync per step; a non-finite
+        step is dropped (no optimizer update), and more than SOLVER.NONFINITE_BUDGET dropped
+        steps stop the run."""
+        terms = [v for k, v in sums.items() if k.startswith("loss") or k == "grad_norm"]
+        if not terms:
+            return True
+        bad = ~torch.isfinite(torch.stack([t.detach().float().reshape(()) for t in terms])).all()
+        if self.nonfinite == "skip":
+            if not bool(bad):
+                return True
+            self.nonfinite_skipped += 1
+            logger.warning(
+                f"Non-finite loss or gradient at iteration {self.iter}: step skipped "
+                f"({self.nonfinite_skipped} of at most SOLVER.NONFINITE_BUDGET {self.nonfinite_budget})."
+            )
+            self.storage.put_scalar("nonfinite_skipped", float(self.nonfinite_skipped), latest=True)
+            if self.nonfinite_skipped > self.nonfinite_budget:
+                raise FloatingPointError(
+                    f"{self.nonfinite_skipped} non-finite steps skipped, more than SOLVER.NONFINITE_BUDGET "
+                    f"{self.nonfinite_budget} (SOLVER.NONFINITE skip), at iteration {self.iter}."
+                )
+            return False
+        b = bad.to(torch.int32)
+        self._nonfinite_count = b if self._nonfinite_count is None else self._nonfinite_count + b
+        return True
+
+    def check_finite(self) -> None:
+        """Raise FloatingPointError if a non-finite loss was seen (one host sync)."""
+        if self._nonfinite_count is not None and int(self._nonfinite_count) > 0:
+            n = int(self._nonfinite_count)
+            raise FloatingPointError(f"Loss became non-finite in {n} step(s) at or before iteration {self.iter}.")
+
+    def state_is_finite(self) -> bool:
+        """Whether every parameter and optimizer tensor is finite (one host sync)."""
+        flags = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
+        if self.optimizer is not None:
+            for st in self.optimizer.state.values():
+                flags += [torch.isfinite(v).all() for v in st.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        return bool(torch.stack([f.to(self.device) for f in flags]).all()) if flags else True
 
     def state_dict(self) -> dict:
         state = super().state_dict()

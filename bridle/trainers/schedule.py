@@ -5,6 +5,12 @@ Phase k runs in ``OUTPUT_DIR/<k>_<phase>/`` with its own solver settings
 (``PRETRAIN.PHASES.<PHASE>``) and starts from phase k-1's ``model_final.pth`` by the hand-over
 rules of :mod:`bridle.trainers.pretrain`. With ``--resume``, finished phases are skipped and
 the running one resumes from its last checkpoint.
+
+Every phase's config (with its PRETRAIN.PHASES settings and OPTS) and the phase order are
+validated before the first phase starts. A phase counts as finished only when its
+``phase_done`` marker exists, written after its ``model_final.pth`` was completely (atomically)
+saved. Phase k trains with SEED derived from (SEED, k), so a phase restarted from scratch
+starts from the same initial weights and data order.
 """
 import gc
 import logging
@@ -12,6 +18,10 @@ import os
 
 import torch
 
+from bridle.checkpoint.io import atomic_write_text
+from bridle.config.validate import validate_schedule
+from bridle.data.samplers import derive_seed
+from bridle.engine import signals
 from bridle.registry import TRAINER
 from bridle.utils import comm
 
@@ -26,6 +36,9 @@ PHASE_TRAINERS = {
 }
 _SOLVER_KEYS = {"EPOCHS": "EPOCHS", "MAX_ITER": "MAX_ITER", "WARMUP_EPOCHS": "WARMUP_EPOCHS",
                 "BASE_LR": "BASE_LR", "WEIGHT_DECAY": "WEIGHT_DECAY"}
+
+
+PHASE_DONE = "phase_done"
 
 
 def phase_dir(cfg, k: int, name: str) -> str:
@@ -55,6 +68,8 @@ def phase_config(cfg, k: int, name: str, init_weights: str):
     pcfg.MODEL.TOKENIZER.COLD_START = cold
     pcfg.MODEL.WEIGHTS = init_weights
     pcfg.OUTPUT_DIR = phase_dir(cfg, k, name)
+    if cfg.SEED >= 0:
+        pcfg.SEED = derive_seed(cfg.SEED, "phase", k)
     pcfg.freeze()
     return pcfg
 
@@ -68,8 +83,8 @@ class ScheduleRunner:
         self.schedule = list(cfg.PRETRAIN.SCHEDULE)
         if not self.schedule:
             raise ValueError("PRETRAIN.SCHEDULE is empty: nothing to run.")
-        for name in self.schedule:  # validate all phases before spending compute
-            phase_config(cfg, 0, name, "")
+        # Validate every phase (names, order, merged configs) before spending compute.
+        validate_schedule(cfg, phase_config, list(PHASE_TRAINERS))
         self.resume = False
 
     def resume_or_load(self, resume: bool = True) -> None:
@@ -84,18 +99,23 @@ class ScheduleRunner:
         for k, name in enumerate(self.schedule):
             pcfg = phase_config(self.cfg, k, name, weights)
             final = os.path.join(pcfg.OUTPUT_DIR, "model_final.pth")
-            if self.resume and os.path.isfile(final):
-                logger.info(f"Phase {k} ({name}) already finished: {final}")
+            done = os.path.join(pcfg.OUTPUT_DIR, PHASE_DONE)
+            if self.resume and os.path.isfile(done) and os.path.isfile(final):
+                logger.info(f"Phase {k + 1}/{len(self.schedule)} ({name}) already finished: {final}")
                 weights = final
                 continue
+            reason = signals.stop_requested()
+            if reason:
+                raise signals.TrainingInterrupted(reason)
             logger.info(f"=== Phase {k + 1}/{len(self.schedule)}: {name} -> {pcfg.OUTPUT_DIR}")
             if comm.is_main_process():
-                os.makedirs(pcfg.OUTPUT_DIR, exist_ok=True)
-                with open(os.path.join(pcfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-                    f.write(pcfg.dump())
+                atomic_write_text(os.path.join(pcfg.OUTPUT_DIR, "config.yaml"), pcfg.dump(), "config")
             trainer = TRAINER.get(pcfg.TRAINER.NAME)(pcfg)
             trainer.resume_or_load(resume=self.resume)
             trainer.train()
+            comm.synchronize()
+            if comm.is_main_process():  # model_final.pth is complete (atomic write): mark the phase done
+                atomic_write_text(done, "model_final.pth\n", "phase marker")
             del trainer
             gc.collect()
             if torch.cuda.is_available():

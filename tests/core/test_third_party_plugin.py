@@ -49,7 +49,7 @@ def test_schedule_in_one_command_killed_in_phase_two_and_resumed(toy_plugin, tmp
     assert not os.path.exists(os.path.join(out, "2_encoder"))
 
     log = run(["--resume"] + opts, toy_plugin)
-    assert "Phase 0 (encoder_cold) already finished" in log
+    assert "Phase 1/3 (encoder_cold) already finished" in log
     with open(os.path.join(out, "1_tokenizer", "last_checkpoint")) as f:
         last = f.read().strip()
     resumed_at = int(last.split("_")[1].split(".")[0]) + 1 if last != "model_final.pth" else None
@@ -61,8 +61,8 @@ def test_schedule_in_one_command_killed_in_phase_two_and_resumed(toy_plugin, tmp
     assert its[-1] == 29 and max(its) == 29
     # Phase hand-over: the iteration-2 encoder starts from the iteration-1 encoder and uses
     # the trained tokenizer, bitwise.
-    tok = torch.load(os.path.join(out, "1_tokenizer", "model_final.pth"), weights_only=False)["model"]
-    enc = torch.load(os.path.join(out, "2_encoder", "model_final.pth"), weights_only=False)["model"]
+    tok = torch.load(os.path.join(out, "1_tokenizer", "model_final.pth"), weights_only=True)["model"]
+    enc = torch.load(os.path.join(out, "2_encoder", "model_final.pth"), weights_only=True)["model"]
     for k in tok:
         if k.startswith("tokenizer."):
             assert torch.equal(tok[k], enc[k]), k
@@ -75,7 +75,7 @@ def test_two_process_gloo_training(toy_plugin, tmp_path):
     log = run(["--num-gpus", "2"] + opts, toy_plugin)
     assert "Rank 0 of 2" in log
     assert os.path.exists(os.path.join(out, "log.txt.rank1"))
-    ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
+    ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)
     assert ckpt["iteration"] == 3
     assert iterations(os.path.join(out, "metrics.json"))[-1] == 3
 

@@ -70,8 +70,9 @@ def test_export_meta_and_load_encoder_roundtrip(pretrained, tmp_path):
     cfg, path, enc = pretrained
     dst, timm_dst = tmp_path / "enc.pth", tmp_path / "enc_timm.pth"
     meta = export_encoder(path, dst, timm_path=timm_dst)
-    assert meta == {"embed_dim": 64, "depth": 2, "num_heads": 2, "grid_size": [4, 4], "format": ENCODER_FORMAT}
-    saved = torch.load(dst, weights_only=False)
+    assert meta == {"embed_dim": 64, "depth": 2, "num_heads": 2, "grid_size": [4, 4], "format": ENCODER_FORMAT,
+                    "backbone": "vit"}
+    saved = torch.load(dst, weights_only=True)
     assert set(saved) == {"model", "cfg", "meta"} and saved["meta"] == meta
     assert all(not k.startswith("encoder.") for k in saved["model"])
     x = torch.randn(3, 1, 32, 32)

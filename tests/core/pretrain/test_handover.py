@@ -23,7 +23,7 @@ def run_phase(tmp_path, name, trainer, weights="", cold=False, iters=2):
 
 
 def state(path):
-    return torch.load(path, weights_only=False)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 @pytest.fixture

@@ -58,5 +58,5 @@ def test_prepare_pretrain_finetune_map(clean_corpus, tmp_path):
     log = _run([os.path.join(TOOLS, "train_net.py"), "--config-file", tiny, "TRAINER.NAME", "finetune",
                 "OUTPUT_DIR", str(tmp_path / "ft_short"), "MODEL.WEIGHTS", enc, "SOLVER.MAX_ITER", "2"] + short)
     assert os.path.exists(os.path.join(tmp_path, "ft_short", "final_results.json"))
-    exported = torch.load(enc, weights_only=False)
+    exported = torch.load(enc, weights_only=True)
     assert exported["meta"]["grid_size"] == [8, 2] or tuple(exported["meta"]["grid_size"]) == (8, 2)

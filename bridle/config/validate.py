@@ -1,0 +1,141 @@
+"""Config validation before any compute is spent.
+
+:func:`validate_config` checks value ranges of the core keys; :func:`validate_schedule` checks
+a pretraining schedule: phase names, phase order, and every phase's merged config (with its
+``PRETRAIN.PHASES.<PHASE>`` settings and OPTS). Every error names the key, the value found and
+what is expected; all errors of a config are reported at once.
+"""
+from typing import Callable, List, Optional
+
+from .config import ConfigError
+
+
+class ConfigValueError(ValueError):
+    """One or more config values are out of range; the message lists each key."""
+
+
+def _get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        if part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+# (key, predicate, expected) for the core keys.
+_RULES: List[tuple] = [
+    ("LOG_PERIOD", lambda v: v >= 1, "an integer >= 1"),
+    ("SOLVER.BASE_LR", lambda v: v >= 0, "a learning rate >= 0"),
+    ("SOLVER.MIN_LR", lambda v: v >= 0, "a learning rate >= 0"),
+    ("SOLVER.EPOCHS", lambda v: v >= 0, "a number of epochs >= 0"),
+    ("SOLVER.MAX_ITER", lambda v: v >= 0, "a number of iterations >= 0 (0 = use SOLVER.EPOCHS)"),
+    ("SOLVER.WARMUP_EPOCHS", lambda v: v >= 0, "a number of epochs >= 0"),
+    ("SOLVER.WARMUP_ITERS", lambda v: v >= 0, "a number of iterations >= 0"),
+    ("SOLVER.WEIGHT_DECAY", lambda v: v >= 0, "a weight decay >= 0"),
+    ("SOLVER.EPS", lambda v: v > 0, "an epsilon > 0"),
+    ("SOLVER.BETAS", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two betas in [0, 1)"),
+    ("SOLVER.LAYER_DECAY", lambda v: 0 < v <= 1, "a layer decay in (0, 1]"),
+    ("SOLVER.CLIP_GRAD", lambda v: v >= 0, "a gradient-norm bound >= 0 (0 = off)"),
+    ("SOLVER.PRECISION", lambda v: v in ("fp32", "bf16", "fp16"), "one of 'fp32', 'bf16', 'fp16'"),
+    ("SOLVER.BATCH_SIZE_PER_GPU", lambda v: v >= 1, "a batch size >= 1"),
+    ("SOLVER.ACCUM_STEPS", lambda v: v >= 1, "an integer >= 1"),
+    ("SOLVER.CHECKPOINT_PERIOD", lambda v: v >= 0, "a number of iterations >= 0 (0 = final only)"),
+    ("SOLVER.MAX_TO_KEEP", lambda v: v >= 0, "an integer >= 0 (0 = keep all)"),
+    ("SOLVER.NONFINITE", lambda v: v in ("stop", "skip"), "one of 'stop', 'skip'"),
+    ("SOLVER.NONFINITE_BUDGET", lambda v: v >= 0, "an integer >= 0"),
+    ("SOLVER.STOP_CHECK_PERIOD", lambda v: v >= 1, "an integer >= 1"),
+    ("DATALOADER.NUM_WORKERS", lambda v: v >= 0, "an integer >= 0"),
+    ("DATALOADER.PREFETCH_FACTOR", lambda v: v >= 1, "an integer >= 1"),
+    ("DATALOADER.SAMPLES_PER_EPOCH", lambda v: v >= 0, "an integer >= 0 (0 = the dataset size)"),
+    ("DATALOADER.MAX_BAD_FRACTION", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("DIST.TIMEOUT_MINUTES", lambda v: v > 0, "a number of minutes > 0"),
+    ("MODEL.MASK.RATIO", lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    ("MODEL.ENCODER.DROP_PATH", lambda v: 0 <= v < 1, "a rate in [0, 1)"),
+    ("MODEL.HEAD.NUM_CLASSES", lambda v: v >= 1, "a number of classes >= 1"),
+    ("MODEL.HEAD.LABEL_SMOOTHING", lambda v: 0 <= v < 1, "a value in [0, 1)"),
+    ("MODEL.HEAD.DROPOUT", lambda v: 0 <= v < 1, "a rate in [0, 1)"),
+    ("MODEL.HEAD.LOSS", lambda v: v in ("ce", "bce"), "one of 'ce', 'bce'"),
+    ("MODEL.QUANTIZER.NUM_LEVELS", lambda v: v >= 1, "an integer >= 1"),
+    ("MODEL.QUANTIZER.CODEBOOK_SIZE", lambda v: v >= 1, "an integer >= 1"),
+    ("MODEL.QUANTIZER.CODE_DIM", lambda v: v >= 1, "an integer >= 1"),
+    ("MODEL.QUANTIZER.DECAY", lambda v: 0 <= v <= 1, "a decay in [0, 1]"),
+    ("MODEL.PATCH_EMBED.IN_CHANS", lambda v: v >= 1, "an integer >= 1"),
+    ("MODEL.PATCH_EMBED.INPUT_SIZE", lambda v: len(v) >= 1 and all(int(x) >= 1 for x in v), "sizes >= 1"),
+    ("MODEL.PATCH_EMBED.PATCH_SIZE", lambda v: len(v) >= 1 and all(int(x) >= 1 for x in v), "sizes >= 1"),
+    ("TEST.BATCH_SIZE_PER_GPU", lambda v: v >= 1, "a batch size >= 1"),
+    ("TEST.EVAL_PERIOD", lambda v: v >= 0, "a number of iterations >= 0 (0 = only at the end)"),
+]
+
+
+def config_errors(cfg, where: str = "") -> List[str]:
+    """Every range error of ``cfg`` as 'KEY = value: expected ...' lines."""
+    errors = []
+    for key, ok, expected in _RULES:
+        value = _get(cfg, key)
+        if value is _MISSING:
+            continue
+        try:
+            good = bool(ok(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            errors.append(f"{where}{key} = {value!r}: expected {expected}.")
+    return errors
+
+
+def validate_config(cfg, where: str = "") -> None:
+    """Raise :class:`ConfigValueError` listing every out-of-range key of ``cfg``."""
+    errors = config_errors(cfg, where)
+    if errors:
+        raise ConfigValueError("Invalid config:\n  " + "\n  ".join(errors))
+
+
+def schedule_order_errors(schedule: List[str], has_weights: bool) -> List[str]:
+    """Phase-order errors: an 'encoder' phase needs a trained tokenizer before it, a
+    'tokenizer' phase a trained encoder (its frozen teacher), unless MODEL.WEIGHTS gives one."""
+    errors = []
+    for k, name in enumerate(schedule):
+        before = schedule[:k]
+        if name == "encoder" and not has_weights and not any(p in ("tokenizer", "joint") for p in before):
+            errors.append(
+                f"PRETRAIN.SCHEDULE = {list(schedule)}: phase {k + 1} 'encoder' needs a trained tokenizer; "
+                "expected a 'tokenizer' (or 'joint') phase before it, 'encoder_cold' instead, or "
+                "MODEL.WEIGHTS with a trained tokenizer."
+            )
+        if name == "tokenizer" and not has_weights and not any(p in ("encoder_cold", "encoder", "joint") for p in before):
+            errors.append(
+                f"PRETRAIN.SCHEDULE = {list(schedule)}: phase {k + 1} 'tokenizer' needs a trained encoder "
+                "(its frozen teacher); expected an 'encoder_cold' (or 'encoder' / 'joint') phase before it, "
+                "or MODEL.WEIGHTS with a pretrained encoder."
+            )
+    return errors
+
+
+def validate_schedule(cfg, phase_config: Callable, phase_names: Optional[List[str]] = None) -> None:
+    """Validate a schedule before its first phase: names, order, and each phase's merged
+    config (``phase_config(cfg, k, name, weights)``)."""
+    schedule = list(cfg.PRETRAIN.SCHEDULE)
+    errors: List[str] = []
+    if not schedule:
+        errors.append("PRETRAIN.SCHEDULE = []: expected at least one phase.")
+    for k, name in enumerate(schedule):
+        if phase_names is not None and name not in phase_names:
+            errors.append(
+                f"PRETRAIN.SCHEDULE = {schedule}: entry {k + 1} '{name}' is not a phase; expected one of {sorted(phase_names)}."
+            )
+            continue
+        where = f"phase {k + 1} '{name}' (PRETRAIN.PHASES.{name.upper()}): "
+        try:
+            pcfg = phase_config(cfg, k, name, cfg.MODEL.WEIGHTS)
+        except (ConfigError, KeyError, ValueError, TypeError, AssertionError) as e:
+            msg = e.args[0] if e.args else str(e)
+            errors.append(f"{where}its OPTS / settings do not merge: {msg}")
+            continue
+        errors.extend(config_errors(pcfg, where))
+    if not errors:
+        errors.extend(schedule_order_errors(schedule, bool(cfg.MODEL.WEIGHTS)))
+    if errors:
+        raise ConfigValueError("Invalid config:\n  " + "\n  ".join(errors))
