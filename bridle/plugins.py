@@ -5,18 +5,21 @@ A plugin is any installed package that declares, e.g. in its setup.py::
     entry_points={"bridle.plugins": ["mymodality = my_package"]}
 
 Importing the package registers its components (patch embedders, mask generators,
-datasets, transforms, ...). If the module has ``add_config(cfg)``, it is called by
-:func:`bridle.config.get_cfg` to declare the plugin's config keys.
+datasets, transforms, ...). ``add_config(cfg)``, defined in the entry-point module or in its
+``config`` submodule (``my_package/config.py``), is called by :func:`bridle.config.get_cfg`
+to declare the plugin's config keys.
 
 The environment variable ``BRIDLE_PLUGINS`` chooses what is loaded: unset or ``all``
 loads every installed plugin, ``a,b`` only plugins a and b, ``none`` nothing.
 """
+import importlib
+import importlib.util
 import logging
 import os
 import threading
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 ENTRY_POINT_GROUP = "bridle.plugins"
 ENV_VAR = "BRIDLE_PLUGINS"
@@ -82,3 +85,24 @@ def load_plugins(force: bool = False) -> Dict[str, ModuleType]:
 
 def loaded_plugins() -> Dict[str, ModuleType]:
     return dict(_loaded)
+
+
+def plugin_add_config(module: ModuleType) -> Optional[Callable]:
+    """A plugin's ``add_config``: the entry-point module's own, else that of its ``config``
+    submodule (imported here); None when it declares no keys."""
+    add = getattr(module, "add_config", None)
+    if add is not None:
+        return add
+    if not hasattr(module, "__path__"):  # a plain module has no submodules
+        return None
+    name = f"{module.__name__}.config"
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        sub = importlib.import_module(name)
+    except Exception as e:
+        raise PluginLoadError(
+            f"Bridle plugin module '{name}' failed to import: {type(e).__name__}: {e}. "
+            f"Set {ENV_VAR} to skip the plugin."
+        ) from e
+    return getattr(sub, "add_config", None)

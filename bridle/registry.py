@@ -7,8 +7,9 @@ package that registered each.
 Contracts (what an entry must look like) are documented next to each registry.
 """
 import difflib
+import importlib
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from fvcore.common.registry import Registry as _FvRegistry
 
@@ -26,17 +27,29 @@ __all__ = [
     "TRANSFORM",
     "SAMPLER",
     "EVALUATOR",
+    "SAMPLE_DECODER",
 ]
 
 
 class Registry(_FvRegistry):
     """fvcore's registry with explicit names, origin tracking and a KeyError that
-    suggests the closest registered names."""
+    suggests the closest registered names.
 
-    def __init__(self, name: str, doc: str = "") -> None:
+    ``core_modules`` are the core modules that register this registry's built-in entries;
+    they are imported on the first lookup (``get``, ``names``, ``in``), so no package has to
+    import them for their side effect (e.g. ``bridle.config`` never imports the trainers)."""
+
+    def __init__(self, name: str, doc: str = "", core_modules: Sequence[str] = ()) -> None:
         super().__init__(name)
         self.doc = doc
         self._origin: Dict[str, str] = {}
+        self._core_modules = tuple(core_modules)
+
+    def _import_core(self) -> None:
+        if self._core_modules:
+            mods, self._core_modules = self._core_modules, ()
+            for m in mods:
+                importlib.import_module(m)
 
     def register(self, obj: Any = None, *, name: Optional[str] = None) -> Any:
         if obj is None:
@@ -56,6 +69,7 @@ class Registry(_FvRegistry):
         self._origin[name] = _origin_of(obj)
 
     def get(self, name: str) -> Any:
+        self._import_core()
         if name not in self._obj_map:
             close = difflib.get_close_matches(str(name), list(self._obj_map), n=3, cutoff=0.4)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -70,7 +84,16 @@ class Registry(_FvRegistry):
         return self._origin.get(name, "?")
 
     def names(self):
+        self._import_core()
         return sorted(self._obj_map)
+
+    def __contains__(self, name: str) -> bool:
+        self._import_core()
+        return name in self._obj_map
+
+    def __iter__(self):
+        self._import_core()
+        return iter(self._obj_map.items())
 
 
 def _origin_of(obj: Any) -> str:
@@ -81,50 +104,77 @@ def _origin_of(obj: Any) -> str:
 
 BACKBONE = Registry(
     "BACKBONE",
-    "cls.from_config(cfg) -> nn.Module; encoders (ViT) over patch tokens.",
+    "fn(cfg, node) -> nn.Module, node = cfg.MODEL.ENCODER or cfg.MODEL.TOKENIZER (its NAME picks the "
+    "entry); forward(x, ids_keep=None) -> tokens [B, 1 + M, D] (cls first, after the final norm); "
+    "attributes .grid_size, .num_patches, .embed_dim, .depth and layer_id(param_name) -> int.",
+    core_modules=("bridle.modeling",),
 )
 PATCH_EMBED = Registry(
     "PATCH_EMBED",
     "fn(cfg, embed_dim) -> nn.Module with .grid_size (tuple) and .num_patches; "
     "forward(x [B, *input]) -> tokens [B, N, embed_dim] in row-major grid order.",
+    core_modules=("bridle.modeling",),
 )
 MASK_GENERATOR = Registry(
     "MASK_GENERATOR",
-    "fn(cfg, grid_size) -> callable(batch_size, device) -> bool [B, N] (True = masked), "
-    "the same number of masked tokens in every row (attribute .num_masked).",
+    "fn(cfg, grid_size) -> gen with .num_masked; gen(batch_size, device=None, generator=None) -> "
+    "bool [B, N] (True = masked), exactly .num_masked True per row.",
+    core_modules=("bridle.modeling",),
 )
 QUANTIZER = Registry(
     "QUANTIZER",
-    "cls.from_config(cfg.MODEL.QUANTIZER) -> nn.Module; forward(z [B, N, D]) -> QuantizerOutput.",
+    "cls with from_config(cfg.MODEL.QUANTIZER) -> nn.Module with .num_levels, .codebook_size, "
+    ".code_dim; forward(z [B, N, code_dim]) -> QuantizerOutput (codes long [B, N, num_levels]).",
+    core_modules=("bridle.modeling",),
 )
 META_ARCH = Registry(
     "META_ARCH",
-    "cls(cfg) -> nn.Module whose forward(batch dict) returns a dict of losses in training "
-    "and predictions in eval mode.",
+    "cls(cfg, phase) -> pretraining model (MODEL.META_ARCHITECTURE, a BridleModel subclass); "
+    "cls(cfg) -> downstream model (MODEL.DOWNSTREAM_ARCHITECTURE); forward(batch dict) -> dict of "
+    "losses in training mode.",
+    core_modules=("bridle.modeling.bridle_model", "bridle.modeling.classifier"),
 )
-HEAD = Registry("HEAD", "fn(cfg, in_dim, num_classes) -> nn.Module; classification heads.")
+HEAD = Registry(
+    "HEAD",
+    "fn(cfg, in_dim, num_classes) -> nn.Module mapping pooled features [B, in_dim] to logits "
+    "[B, num_classes] (MODEL.HEAD.NAME).",
+    core_modules=("bridle.modeling.classifier",),
+)
 TRAINER = Registry(
     "TRAINER",
-    "a bridle.engine.DefaultTrainer subclass (or a runner with the same build/train API).",
+    "a bridle.engine.DefaultTrainer subclass: cls(cfg), .resume_or_load(resume), .train(), "
+    "classmethod eval_only(cfg) (TRAINER.NAME).",
+    core_modules=("bridle.trainers",),
 )
 DATASET = Registry(
     "DATASET",
-    "fn(cfg, split: str, mode: str) -> torch Dataset (mode: pretrain|finetune|linear_probe|eval); "
-    "items are dicts with 'input' "
-    "(tensor) and optionally 'label'; an item that cannot be read is returned as None.",
+    "fn(cfg, split, mode) -> torch Dataset with an int __len__; split: train|val|test, mode: "
+    "pretrain|finetune|linear_probe|eval; items are dicts with 'input' (float tensor) and "
+    "optionally 'label'; an item that cannot be read is returned as None.",
+    core_modules=("bridle.data.shards",),
+)
+SAMPLE_DECODER = Registry(
+    "SAMPLE_DECODER",
+    "fn(cfg, mode, meta) -> callable(sample) -> item dict (or None if unreadable); sample: one "
+    "WebDataset sample {'__key__': str, '<ext>': bytes, ...} of a 'shards' dataset, meta: the "
+    "shard index's 'meta' dict. A plugin's own decode + transform of its shard format.",
+    core_modules=("bridle.data.shards",),
 )
 TRANSFORM = Registry(
     "TRANSFORM",
-    "fn(cfg, mode) -> callable. Names listed in INPUT.BATCH_TRANSFORMS are applied by "
-    "fine-tuning trainers to the whole batch (dict -> dict) on the device, in training steps.",
+    "fn(cfg, mode) -> callable(batch dict) -> batch dict. Names listed in INPUT.BATCH_TRANSFORMS "
+    "are applied on the device to training batches by the 'finetune' trainer only.",
 )
 SAMPLER = Registry(
     "SAMPLER",
     "fn(cfg, dataset, start_index) -> torch Sampler yielding indices for this rank forever.",
+    core_modules=("bridle.data",),
 )
 EVALUATOR = Registry(
     "EVALUATOR",
-    "fn(cfg) -> evaluator with reset(), process(outputs, batch), evaluate() -> dict.",
+    "fn(cfg) -> evaluator with reset(), process(logits [B, C], batch), evaluate() -> dict, "
+    ".primary_metric.",
+    core_modules=("bridle.evaluation",),
 )
 
 ALL_REGISTRIES = {
@@ -141,6 +191,7 @@ ALL_REGISTRIES = {
         TRANSFORM,
         SAMPLER,
         EVALUATOR,
+        SAMPLE_DECODER,
     ]
 }
 

@@ -3,15 +3,18 @@ from .defaults import _C
 
 
 def get_cfg(load_plugins: bool = True) -> CfgNode:
-    """Core defaults plus the keys of every loaded plugin (their ``add_config``)."""
-    import bridle.trainers  # noqa: F401  (registers the core trainers)
+    """Core defaults plus the keys of every loaded plugin (their ``add_config``, found on the
+    entry-point module or its ``config`` submodule, see :func:`bridle.plugins.plugin_add_config`).
 
+    Importing the config package imports no trainer or model code: registries import their
+    core entries on first lookup (:class:`bridle.registry.Registry`)."""
     cfg = _C.clone()
     if load_plugins:
         from bridle.plugins import load_plugins as _load
+        from bridle.plugins import plugin_add_config
 
         for name, module in sorted(_load().items()):
-            add = getattr(module, "add_config", None)
+            add = plugin_add_config(module)
             if add is not None:
                 add(cfg)
     return cfg

@@ -22,7 +22,52 @@ def _flat_keys(node, prefix: str = "") -> List[str]:
     return keys
 
 
-def _unknown_key_error(cfg, exc: Exception, source: str) -> ConfigError:
+def _missing_namespace(cfg, key: str, file_value_is_node: bool = False) -> str:
+    """The first component path of ``key`` that ``cfg`` lacks, when that component is a
+    node (more components follow, or the file gives it a mapping); else ''."""
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        if not isinstance(node, _FvCfgNode) or part not in node:
+            if i < len(parts) - 1 or file_value_is_node:
+                return ".".join(parts[: i + 1])
+            return ""
+        node = node[part]
+    return ""
+
+
+def _plugin_hint(namespace: str) -> str:
+    import os
+
+    from bridle.plugins import ENV_VAR, available_plugins, loaded_plugins
+
+    loaded = sorted(loaded_plugins())
+    installed = sorted(available_plugins())
+    env = os.environ.get(ENV_VAR)
+    chosen = f"{ENV_VAR}={env!r}" if env is not None else f"{ENV_VAR} unset: all installed are loaded"
+    return (
+        f" No loaded plugin declares the namespace '{namespace}'. Plugins loaded: {loaded or 'none'}"
+        f" (installed: {installed or 'none'}; {chosen}). A plugin declares its keys in "
+        "add_config(cfg), defined in its entry-point module or its 'config' submodule; check "
+        f"that the plugin is installed (pip install -e ...), listed in {ENV_VAR}, and that its "
+        "add_config creates this node."
+    )
+
+
+def _file_value_is_node(cfg_filename: str, key: str) -> bool:
+    try:
+        import yaml
+
+        with open(cfg_filename) as f:
+            node = yaml.safe_load(f)
+        for part in key.split("."):
+            node = node[part]
+        return isinstance(node, dict)
+    except Exception:
+        return False
+
+
+def _unknown_key_error(cfg, exc: Exception, source: str, cfg_filename: str = "") -> ConfigError:
     msg = str(exc.args[0]) if exc.args else str(exc)
     bad = msg.split(":")[-1].strip()
     valid = _flat_keys(cfg)
@@ -31,6 +76,9 @@ def _unknown_key_error(cfg, exc: Exception, source: str) -> ConfigError:
         last = bad.split(".")[-1]
         close = [k for k in valid if k.split(".")[-1] == last][:5]
     hint = f" Nearest valid keys: {', '.join(close)}." if close else ""
+    namespace = _missing_namespace(cfg, bad, bool(cfg_filename) and _file_value_is_node(cfg_filename, bad))
+    if namespace:
+        hint += _plugin_hint(namespace)
     return ConfigError(f"Unknown config key '{bad}' in {source}.{hint}")
 
 
@@ -46,7 +94,7 @@ class CfgNode(_FvCfgNode):
             super().merge_from_file(cfg_filename, allow_unsafe=allow_unsafe)
         except (KeyError, AssertionError) as e:
             if "Non-existent" in str(e):
-                raise _unknown_key_error(self, e, f"config file '{cfg_filename}'") from None
+                raise _unknown_key_error(self, e, f"config file '{cfg_filename}'", cfg_filename) from None
             raise
         except ValueError as e:
             raise ValueError(f"In config file '{cfg_filename}': {e}") from None

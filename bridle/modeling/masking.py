@@ -2,8 +2,25 @@
 
 Masks are made on the model's device with torch ops only (no host sync) and keep the
 same number of masked tokens per row, so visible tokens gather into a dense tensor.
+
+The contract of a MASK_GENERATOR entry (``fn(cfg, grid_size) -> gen``)::
+
+    gen.num_masked                                   # int, the same for every row
+    gen(batch_size, device=None, generator=None)     # -> bool [batch_size, prod(grid_size)]
+
+with ``True`` = masked, exactly ``gen.num_masked`` True per row, tokens in row-major grid
+order (the patch embedder's). Helpers for writing one (exported from ``bridle.modeling``):
+
+* :func:`num_masked_tokens` ``(num_tokens, ratio) -> int``: the count to mask (checks ratio).
+* :func:`mask_from_scores` ``(scores [B, N], num_masked) -> bool [B, N]``: mask the
+  ``num_masked`` highest scores of each row. Any structured mask is "score the tokens, then
+  take the top ones": add a little noise to break ties and the count is exact.
+* :func:`grid_coords` ``(grid_size, device=None) -> long [N, len(grid_size)]``: the grid
+  coordinates of every token, row-major, to score tokens by position (spans, blocks, tubes).
+* :class:`RandomMaskGenerator` ``(grid_size, ratio)``: uniform random masking, to wrap or
+  subclass.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -11,6 +28,7 @@ from bridle.registry import MASK_GENERATOR
 
 
 def num_masked_tokens(num_tokens: int, ratio: float) -> int:
+    """``round(num_tokens * ratio)``; raises naming MODEL.MASK.RATIO unless 0 <= ratio < 1."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"MODEL.MASK.RATIO must be in [0, 1); got {ratio}.")
     return int(round(num_tokens * ratio))
@@ -23,6 +41,12 @@ def mask_from_scores(scores: torch.Tensor, num_masked: int) -> torch.Tensor:
     if idx is not None:
         mask.scatter_(1, idx, True)
     return mask
+
+
+def grid_coords(grid_size: Sequence[int], device: Optional[torch.device] = None) -> torch.Tensor:
+    """long ``[N, len(grid_size)]``: the coordinates of token ``i`` of a row-major grid."""
+    axes = [torch.arange(int(g), device=device) for g in grid_size]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
 
 
 class RandomMaskGenerator:
@@ -46,10 +70,25 @@ def build_random_mask(cfg, grid_size):
 
 
 def build_mask_generator(cfg, grid_size):
-    gen = MASK_GENERATOR.get(cfg.MODEL.MASK.NAME)(cfg, grid_size)
-    if not hasattr(gen, "num_masked"):
+    """The MASK_GENERATOR entry MODEL.MASK.NAME for this grid, its contract checked on a
+    2-row mask (shape, dtype, the same .num_masked per row)."""
+    name = cfg.MODEL.MASK.NAME
+    gen = MASK_GENERATOR.get(name)(cfg, grid_size)
+    where = f"MASK_GENERATOR entry '{name}' (MODEL.MASK.NAME, registered by {MASK_GENERATOR.origin(name)})"
+    if not hasattr(gen, "num_masked") or not callable(gen):
         raise TypeError(
-            f"MASK_GENERATOR entry '{cfg.MODEL.MASK.NAME}' must expose .num_masked "
-            "(the same count of masked tokens for every sample)."
+            f"{where} built {type(gen).__name__}, which lacks "
+            f"{'.num_masked (the count of masked tokens, the same for every sample)' if not hasattr(gen, 'num_masked') else '__call__(batch_size, device=None, generator=None)'}."
         )
+    n = 1
+    for g in grid_size:
+        n *= int(g)
+    with torch.random.fork_rng(devices=[]):  # the check leaves the global RNG stream untouched
+        mask = gen(2, device=None)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (2, n):
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"{where}: gen(2) must return a bool tensor of shape (2, {n}) for grid {tuple(grid_size)}; got {got}.")
+    counts = mask.sum(dim=1).tolist()
+    if any(c != int(gen.num_masked) for c in counts):
+        raise ValueError(f"{where}: every row must mask exactly .num_masked = {gen.num_masked} tokens; got {counts}.")
     return gen

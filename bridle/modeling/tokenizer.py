@@ -7,19 +7,19 @@ import torch.nn as nn
 
 from .patch_embed import build_patch_embed
 from .pos_embed import sincos_pos_embed
-from .quantizers import build_quantizer
-from .vit import VisionTransformer, init_weights, make_blocks, vit_dims
+from .quantizers import build_quantizer, check_quantizer_output
+from .vit import build_encoder, init_weights, make_blocks
 
 
 class Tokenizer(nn.Module):
-    """ViT over all patches (cls dropped after the blocks) -> Linear-Tanh-Linear to
-    ``code_dim`` -> quantizer."""
+    """Backbone over all patches (the BACKBONE entry MODEL.TOKENIZER.NAME, cls dropped after
+    the blocks) -> Linear-Tanh-Linear to ``code_dim`` -> quantizer."""
 
     cold_start = False
 
     def __init__(self, cfg) -> None:
         super().__init__()
-        self.vit = VisionTransformer.from_config(cfg, cfg.MODEL.TOKENIZER)
+        self.vit = build_encoder(cfg, cfg.MODEL.TOKENIZER)
         dim = self.vit.embed_dim
         code_dim = int(cfg.MODEL.QUANTIZER.CODE_DIM)
         self.proj = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, code_dim))
@@ -31,7 +31,8 @@ class Tokenizer(nn.Module):
         return self.proj(self.vit(x)[:, 1:])
 
     def forward(self, x: torch.Tensor):
-        return self.quantizer(self.features(x))
+        z = self.features(x)
+        return check_quantizer_output(self.quantizer(z), z, self.quantizer)
 
 
 class ColdStartTokenizer(nn.Module):
@@ -55,7 +56,8 @@ class ColdStartTokenizer(nn.Module):
         return self.proj(self.patch_embed(x) + self.pos_embed.to(x.dtype))
 
     def forward(self, x: torch.Tensor):
-        return self.quantizer(self.features(x))
+        z = self.features(x)
+        return check_quantizer_output(self.quantizer(z), z, self.quantizer)
 
 
 class TokenizerEstimator(nn.Module):

@@ -74,10 +74,18 @@ class FinetuneTrainer(DefaultTrainer):
     # -- model / optimizer
     @classmethod
     def build_model(cls, cfg) -> nn.Module:
-        model = META_ARCH.get("EncoderClassifier")(cfg)
+        name = getattr(cfg.MODEL, "DOWNSTREAM_ARCHITECTURE", "EncoderClassifier")
+        model = META_ARCH.get(name)(cfg)
+        lacks = [a for a in ("encoder", "num_layers", "layer_id", "freeze_encoder") if not hasattr(model, a)]
+        if lacks:
+            raise TypeError(
+                f"META_ARCH entry '{name}' (MODEL.DOWNSTREAM_ARCHITECTURE, registered by "
+                f"{META_ARCH.origin(name)}) lacks {lacks}; downstream trainers need .encoder, .num_layers, "
+                ".layer_id(param_name) and .freeze_encoder() (subclass bridle.modeling.EncoderClassifier)."
+            )
         logger.info(
-            f"EncoderClassifier: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-            f"{model.num_classes} classes, loss {model.loss_type}"
+            f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+            f"{getattr(model, 'num_classes', '?')} classes, loss {getattr(model, 'loss_type', '?')}"
         )
         return model
 

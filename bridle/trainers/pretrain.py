@@ -25,7 +25,7 @@ from bridle.data.build import skip_none_collate
 from bridle.data.samplers import TrainingSampler
 from bridle.engine import DefaultTrainer, HookBase
 from bridle.modeling.bridle_model import BridleModel
-from bridle.registry import TRAINER
+from bridle.registry import META_ARCH, TRAINER
 from bridle.utils import comm
 
 logger = logging.getLogger("bridle.pretrain")
@@ -51,7 +51,8 @@ class _InitCodebooks(HookBase):
         t = self.trainer
         model: BridleModel = t.model_without_ddp
         q = model.tokenizer.quantizer
-        if q.is_initialized() or model.phase == "tokenizer":
+        # A quantizer without a codebook to initialise need not define is_initialized/init_codebook.
+        if getattr(q, "is_initialized", lambda: True)() or model.phase == "tokenizer":
             return  # a training quantizer initialises itself on its first batch
         ds = t.train_dataset
         n = int(t.cfg.SOLVER.BATCH_SIZE_PER_GPU)
@@ -74,7 +75,15 @@ class PretrainTrainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg) -> BridleModel:
-        model = BridleModel(cfg, cls.phase)
+        name = getattr(cfg.MODEL, "META_ARCHITECTURE", "Bridle")
+        arch = META_ARCH.get(name)
+        if not (isinstance(arch, type) and issubclass(arch, BridleModel)):
+            raise TypeError(
+                f"META_ARCH entry '{name}' (MODEL.META_ARCHITECTURE, registered by {META_ARCH.origin(name)}) "
+                f"is {arch!r}; pretraining trainers need a subclass of bridle.modeling.bridle_model.BridleModel "
+                "(built as cls(cfg, phase))."
+            )
+        model = arch(cfg, cls.phase)
         counts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in model.parameter_counts().items())
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info(f"BRIDLE {cls.phase} phase parameters: {counts}; trained {trained / 1e6:.2f}M")
@@ -132,12 +141,17 @@ class PretrainTrainer(DefaultTrainer):
     def load_initial_weights(self, path: str) -> None:
         state = checkpoint_state(path)
         required, carried = self._handover_plan(state)
-        fresh_codebooks = self.phase == "tokenizer"
         model = self.model_without_ddp
         own = model.state_dict()
+        # A tokenizer phase re-initialises the codebook state only: the tensors the quantizer
+        # declares as such (codebook_state_keys()); its other trained layers are handed over.
+        declared = getattr(model.tokenizer.quantizer, "codebook_state_keys", None)
+        fresh_codebooks = (
+            {"tokenizer.quantizer." + k for k in declared()} if self.phase == "tokenizer" and declared else set()
+        )
 
         def wanted_key(k: str) -> bool:
-            return k.startswith(tuple(required)) and not (fresh_codebooks and k.startswith("tokenizer.quantizer."))
+            return k.startswith(tuple(required)) and k not in fresh_codebooks
 
         take = {k: v for k, v in state.items() if wanted_key(k)}
         wanted = [k for k in own if wanted_key(k)]

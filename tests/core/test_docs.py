@@ -34,3 +34,37 @@ def test_readme_quickstart_has_the_two_commands():
     quick = readme.split("## Quickstart", 1)[1].split("##", 1)[0]
     assert "make demo" in quick and "make test" in quick
     assert "make test" in open(os.path.join(REPO, ".ci", "run")).read()
+
+
+def test_config_reference_keeps_comments_through_local_aliases():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("config_reference", os.path.join(REPO, "tools", "config_reference.py"))
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    source = '''
+from bridle.config import CfgNode as CN
+
+
+def add_config(c):
+    c.DATASETS.IMU = CN()
+    d = c.DATASETS.IMU
+    # Root of the CSV files.
+    d.ROOT = ""
+    d.RATE = 100  # samples per second
+    c.INPUT.IMU = i = CN()
+    i.CHANNELS = 3  # accelerometer axes
+    span = CN()
+    span.LENGTH = 4  # patches per masked span
+    i.SPAN = span
+    extra = c.INPUT.IMU.SPAN
+    extra.MIN = 1  # shortest span
+'''
+    got = ref._comments(source)
+    assert got == {
+        "DATASETS.IMU.ROOT": "Root of the CSV files.",
+        "DATASETS.IMU.RATE": "samples per second",
+        "INPUT.IMU.CHANNELS": "accelerometer axes",
+        "INPUT.IMU.SPAN.LENGTH": "patches per masked span",
+        "INPUT.IMU.SPAN.MIN": "shortest span",
+    }
