@@ -19,10 +19,12 @@ from bridle.registry import META_ARCH
 
 from .masking import build_mask_generator
 from .decoder import MaskedTokenDecoder
+from .quantizers.utils import UsageWindow, all_reduce_sum_, usage_metrics
 from .tokenizer import build_estimator, build_tokenizer
 from .vit import build_encoder, gather_tokens, visible_ids
 
 PHASES = ("encoder", "tokenizer", "joint")
+TARGET_PRECISIONS = ("fp32", "amp")
 _TEACHER_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -61,6 +63,13 @@ class BridleModel(nn.Module):
             raise ValueError(
                 f"PRETRAIN.TEACHER_PRECISION must be one of {sorted(_TEACHER_DTYPES)}; got '{self.teacher_precision}'."
             )
+        self.target_precision = str(cfg.MODEL.TOKENIZER.TARGET_PRECISION)
+        if self.target_precision not in TARGET_PRECISIONS:
+            raise ValueError(
+                f"MODEL.TOKENIZER.TARGET_PRECISION must be one of {TARGET_PRECISIONS}; got '{self.target_precision}'."
+            )
+        # Code usage of the targets over the last DEAD_CODE_WINDOW training forwards (all ranks).
+        self.target_usage = UsageWindow(self.num_levels, self.codebook_size, int(cfg.MODEL.QUANTIZER.DEAD_CODE_WINDOW))
         self.joint_period = max(1, int(cfg.PRETRAIN.JOINT_TOKENIZER_PERIOD))
         self.global_step = 0  # set by the trainer (joint phase schedules tokenizer steps on it)
         # The joint phase skips the tokenizer on most steps: DDP must tolerate unused params.
@@ -149,27 +158,55 @@ class BridleModel(nn.Module):
             return {"codes": self.tokenize(x)}
         if self.phase == "tokenizer":
             return self.tokenizer_loss(x)
-        with torch.no_grad():
-            was = self.tokenizer.training
-            self.tokenizer.eval()  # targets never update the codebooks
-            q = self.tokenizer(x)
-            self.tokenizer.train(was)
+        q = self.targets(x)
         out = self.masked_prediction(x, q.codes, q.soft_codes)
-        out.update({f"targets/{k}": v for k, v in q.metrics.items()})
+        out.update({f"targets/{k}": v for k, v in self._target_metrics(q).items()})
         if self.phase == "joint" and self.global_step % self.joint_period == 0:
             tok = self.tokenizer_loss(x)
             for k, v in tok.items():
                 out[k] = v * self.joint_ratio if k.startswith("loss") else v
         return out
 
+    def _target_context(self, x: torch.Tensor):
+        """fp32 (autocast off) for MODEL.TOKENIZER.TARGET_PRECISION "fp32"; else the caller's."""
+        if self.target_precision == "fp32":
+            return torch.autocast(device_type=x.device.type, enabled=False)
+        return contextlib.nullcontext()
+
     @torch.no_grad()
-    def tokenize(self, x: torch.Tensor) -> torch.Tensor:
-        """Code ids [B, N, L] of every patch."""
+    def targets(self, x: torch.Tensor):
+        """The tokenizer's output (codes, soft codes, metrics) as masked-prediction targets: eval
+        mode (targets never update the codebooks), no autograd state, and features + quantizer in
+        fp32 unless MODEL.TOKENIZER.TARGET_PRECISION is "amp" (then the surrounding autocast)."""
         was = self.tokenizer.training
         self.tokenizer.eval()
-        codes = self.tokenizer(x).codes
-        self.tokenizer.train(was)
-        return codes
+        try:
+            with self._target_context(x):
+                return self.tokenizer(x.float() if self.target_precision == "fp32" else x)
+        finally:
+            self.tokenizer.train(was)
+
+    @torch.no_grad()
+    def _target_metrics(self, q) -> Dict[str, torch.Tensor]:
+        """Per-level usage of the targets over the window (all ranks), plus the batch's
+        reconstruction error."""
+        counts = torch.zeros(self.num_levels * self.codebook_size, device=q.codes.device)
+        offsets = torch.arange(self.num_levels, device=q.codes.device) * self.codebook_size
+        flat = (q.codes.reshape(-1, self.num_levels) + offsets).reshape(-1)
+        counts.index_add_(0, flat, torch.ones(flat.numel(), device=flat.device))
+        counts = counts.view(self.num_levels, self.codebook_size)
+        all_reduce_sum_([counts])
+        self.target_usage.push(counts)
+        window = self.target_usage.counts
+        out = usage_metrics(window, (window < 1).float().sum(dim=-1))
+        if "recon_mse" in q.metrics:
+            out["recon_mse"] = q.metrics["recon_mse"]
+        return out
+
+    @torch.no_grad()
+    def tokenize(self, x: torch.Tensor) -> torch.Tensor:
+        """Code ids [B, N, L] of every patch (as :meth:`targets`)."""
+        return self.targets(x).codes
 
     @torch.no_grad()
     def init_tokenizer_codebooks(self, x: torch.Tensor) -> None:
@@ -177,4 +214,5 @@ class BridleModel(nn.Module):
         once, before training (all ranks call this; the quantizer keeps ranks identical)."""
         q = self.tokenizer.quantizer
         if not getattr(q, "is_initialized", lambda: True)():  # optional for codebook-free quantizers
-            q.init_codebook(self.tokenizer.features(x).float())
+            with self._target_context(x):  # k-means on the features the targets will see
+                q.init_codebook(self.tokenizer.features(x.float() if self.target_precision == "fp32" else x).float())

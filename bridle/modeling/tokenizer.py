@@ -1,5 +1,6 @@
 """Tokenizer T (patches -> discrete codes) and tokenizer-estimator TE (codes -> encoder
 features)."""
+import math
 from typing import Sequence
 
 import torch
@@ -35,19 +36,38 @@ class Tokenizer(nn.Module):
         return check_quantizer_output(self.quantizer(z), z, self.quantizer)
 
 
+def _default_conv_bias_(module: nn.Module) -> None:
+    """Give every conv bias in ``module`` PyTorch's default init, ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))`` (the core patch embed zeroes it, MAE-style)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd) and m.bias is not None:
+            fan_in = m.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(m.bias, -bound, bound)
+
+
 class ColdStartTokenizer(nn.Module):
     """Iteration-1 tokenizer: frozen random patch embedding + sin-cos position embedding +
-    frozen random projection to ``code_dim``, then the quantizer."""
+    frozen random projection to ``code_dim``, then the quantizer.
+
+    Initialised as the authors' cold start (their ``BRIDLETokenizer.initialize_weights``): the
+    patch conv's weight xavier-uniform (as the PATCH_EMBED entry builds it; the core and the
+    bundled plugins' patch embeds all do) and its bias PyTorch's default random init (not zero),
+    the projection xavier-uniform (std ~0.044 for 768 -> 256, not nn.Linear's default ~0.021).
+    The unit-code RQ is scale-dependent, so these scales decide the cold-start codes.
+    """
 
     cold_start = True
 
     def __init__(self, cfg, embed_dim: int) -> None:
         super().__init__()
         self.patch_embed = build_patch_embed(cfg, embed_dim)
+        _default_conv_bias_(self.patch_embed)
         self.pos_embed = nn.Parameter(
             sincos_pos_embed(embed_dim, self.patch_embed.grid_size)[None], requires_grad=False
         )
         self.proj = nn.Linear(embed_dim, int(cfg.MODEL.QUANTIZER.CODE_DIM), bias=False)
+        nn.init.xavier_uniform_(self.proj.weight)
         for p in list(self.patch_embed.parameters()) + list(self.proj.parameters()):
             p.requires_grad_(False)
         self.quantizer = build_quantizer(cfg)

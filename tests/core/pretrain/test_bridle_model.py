@@ -165,3 +165,62 @@ def test_bad_window_size_is_a_clear_error():
     cfg.MODEL.TOKENIZER.COLD_START = True
     with pytest.raises(ValueError, match="WINDOW_SIZE"):
         BridleModel(cfg, "encoder")
+
+
+def test_cold_start_init_is_the_authors():
+    # Frozen projection xavier-uniform; patch conv bias PyTorch's default U(+-1/sqrt(fan_in)).
+    torch.manual_seed(0)
+    cfg = tiny_cfg(**{"MODEL.ENCODER.EMBED_DIM": 64, "MODEL.QUANTIZER.CODE_DIM": 64})
+    cfg.MODEL.TOKENIZER.COLD_START = True
+    m = BridleModel(cfg, "encoder")
+    w = m.tokenizer.proj.weight
+    bound = (6.0 / (w.shape[0] + w.shape[1])) ** 0.5  # xavier-uniform bound for 64 -> 64
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert abs(w.std().item() - bound / 3 ** 0.5) < 0.1 * bound  # std of U(-b, b) = b / sqrt(3)
+    convs = [c for c in m.tokenizer.patch_embed.modules() if isinstance(c, torch.nn.modules.conv._ConvNd)]
+    assert convs
+    for c in convs:
+        b = 1.0 / c.weight[0].numel() ** 0.5
+        assert (c.bias.abs() <= b).all() and c.bias.abs().max() > 0.5 * b  # random, not zero
+        assert not c.bias.requires_grad and not w.requires_grad
+    # the encoder's own patch embed keeps the MAE init (zero bias)
+    enc_convs = [c for c in m.encoder.modules() if isinstance(c, torch.nn.modules.conv._ConvNd)]
+    assert all(torch.count_nonzero(c.bias) == 0 for c in enc_convs)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "amp"])
+def test_targets_run_in_fp32_under_autocast_unless_amp(precision):
+    m = make("encoder", cold=False, **{"MODEL.TOKENIZER.TARGET_PRECISION": precision})
+    x = batch(seed=3)["input"]
+    ref = m.targets(x)  # no autocast
+    seen = {}
+    hook = m.tokenizer.quantizer.register_forward_pre_hook(lambda mod, args: seen.update(dtype=args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = m.targets(x)
+        codes = m.tokenize(x)
+    hook.remove()
+    assert torch.equal(codes, q.codes)
+    if precision == "fp32":
+        assert seen["dtype"] == torch.float32 and q.quantized.dtype == torch.float32
+        assert torch.equal(q.codes, ref.codes)
+    else:
+        assert seen["dtype"] == torch.bfloat16 and q.quantized.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="TARGET_PRECISION"):
+        make("encoder", **{"MODEL.TOKENIZER.TARGET_PRECISION": "fp8"})
+
+
+def test_target_usage_metrics_count_the_window():
+    m = make("encoder", cold=True, **{"MODEL.QUANTIZER.DEAD_CODE_WINDOW": 2})
+    seen = []
+    for step in range(3):
+        x = batch(seed=10 + step)["input"]
+        seen.append(m.tokenize(x))
+        out = m({"input": x})
+    window = torch.cat(seen[-2:]).reshape(-1, 2)  # the last two forwards' codes
+    for level in range(2):
+        used = torch.unique(window[:, level]).numel()
+        assert out[f"targets/cur/l{level}"].item() == pytest.approx(used / 16)
+        assert out[f"targets/dead_codes/l{level}"].item() == 16 - used
+        counts = torch.bincount(window[:, level], minlength=16).float()
+        p = counts[counts > 0] / counts.sum()
+        assert out[f"targets/perplexity/l{level}"].item() == pytest.approx(torch.exp(-(p * p.log()).sum()).item(), rel=1e-5)
