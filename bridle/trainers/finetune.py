@@ -22,13 +22,14 @@ the test split.
 import json
 import logging
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
 import bridle.evaluation  # noqa: F401  (registers the EVALUATOR entries)
 from bridle.checkpoint import load_checkpoint_file, load_encoder_weights, model_state_of
+from bridle.checkpoint.io import atomic_save
 from bridle.data.build import build_dataset, build_test_loader
 from bridle.engine import hooks
 from bridle.engine.defaults import DefaultTrainer
@@ -61,6 +62,16 @@ def primary_metric(cfg) -> str:
     raise ValueError(f"None of TEST.EVALUATORS {list(cfg.TEST.EVALUATORS)} declares a primary metric.")
 
 
+def check_num_classes(cfg, dataset, what: str) -> None:
+    """MODEL.HEAD.NUM_CLASSES must equal the dataset's ``num_classes`` when it declares one."""
+    n = getattr(dataset, "num_classes", None)
+    if isinstance(n, int) and n > 0 and n != int(cfg.MODEL.HEAD.NUM_CLASSES):
+        raise ValueError(
+            f"MODEL.HEAD.NUM_CLASSES = {cfg.MODEL.HEAD.NUM_CLASSES} but {what} has num_classes = {n}: "
+            f"expected MODEL.HEAD.NUM_CLASSES {n}."
+        )
+
+
 @TRAINER.register(name="finetune")
 class FinetuneTrainer(DefaultTrainer):
     mode = "finetune"
@@ -69,7 +80,20 @@ class FinetuneTrainer(DefaultTrainer):
     def __init__(self, cfg) -> None:
         self.eval_history: List[dict] = []
         self.init_report = None
+        self._eval_datasets = None
         super().__init__(cfg)
+        check_num_classes(cfg, self.train_dataset, f"DATASETS.TRAIN '{cfg.DATASETS.TRAIN}'")
+
+    def eval_datasets(self) -> Dict[str, object]:
+        """The evaluation datasets, built once per run (not at every evaluation)."""
+        if self._eval_datasets is None:
+            self._eval_datasets = {}
+            for split, name in (("test", self.cfg.DATASETS.TEST), ("val", self.cfg.DATASETS.VAL)):
+                if name:
+                    ds = build_dataset(self.cfg, name, split, "eval")
+                    check_num_classes(self.cfg, ds, f"DATASETS.{split.upper()} '{name}'")
+                    self._eval_datasets[split] = ds
+        return self._eval_datasets
 
     # -- model / optimizer
     @classmethod
@@ -113,8 +137,9 @@ class FinetuneTrainer(DefaultTrainer):
         return bool(self.cfg.DATASETS.TEST or self.cfg.DATASETS.VAL)
 
     @classmethod
-    def test(cls, cfg, model: nn.Module) -> Dict[str, Dict[str, float]]:
-        """TEST.EVALUATORS on DATASETS.TEST ("test") and DATASETS.VAL ("val"), each set one."""
+    def test(cls, cfg, model: nn.Module, datasets: Optional[Dict[str, object]] = None) -> Dict[str, Dict[str, float]]:
+        """TEST.EVALUATORS on DATASETS.TEST ("test") and DATASETS.VAL ("val"), each set one
+        (``datasets``: already built ones by split)."""
         if not (cfg.DATASETS.TEST or cfg.DATASETS.VAL):
             raise ValueError("Nothing to evaluate: set DATASETS.TEST and/or DATASETS.VAL.")
         p = next(model.parameters())
@@ -124,7 +149,7 @@ class FinetuneTrainer(DefaultTrainer):
         for split, name in (("test", cfg.DATASETS.TEST), ("val", cfg.DATASETS.VAL)):
             if not name:
                 continue
-            dataset = build_dataset(cfg, name, split, "eval")
+            dataset = datasets[split] if datasets and split in datasets else build_dataset(cfg, name, split, "eval")
             loader = build_test_loader(cfg, dataset)
             results[split] = inference_on_dataset(model, loader, build_evaluators(cfg), device, amp)
             logger.info(f"Evaluation on {name} ({split}, {len(dataset)} items): {_fmt(results[split])}")
@@ -142,7 +167,7 @@ class FinetuneTrainer(DefaultTrainer):
         return hs
 
     def _evaluate_and_record(self) -> Dict[str, Dict[str, float]]:
-        results = self.test(self.cfg, self.model_without_ddp)
+        results = self.test(self.cfg, self.model_without_ddp, self.eval_datasets())
         done = min(self.iter + 1, self.max_iter)
         record = {"iteration": done, "epoch": round(done / self.iters_per_epoch, 4)}
         record.update({k: dict(v) for k, v in results.items()})
@@ -154,8 +179,8 @@ class FinetuneTrainer(DefaultTrainer):
             # The weights chosen on val (never on test), beside the periodic checkpoints; saved
             # without touching last_checkpoint so --resume still continues from the latest.
             path = os.path.join(self.cfg.OUTPUT_DIR, "model_best_val.pth")
-            torch.save({"model": self.model_without_ddp.state_dict(), "cfg": self.cfg.dump(),
-                        "iteration": done, "val": results["val"]}, path)
+            atomic_save({"model": self.model_without_ddp.state_dict(), "cfg": self.cfg.dump(),
+                         "iteration": done, "val": results["val"]}, path)
             logger.info(f"New best val {metric} {val:.4f} at iteration {done}: saved {path}")
         return results
 

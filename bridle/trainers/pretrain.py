@@ -33,9 +33,10 @@ logger = logging.getLogger("bridle.pretrain")
 def checkpoint_state(path: str) -> Dict[str, torch.Tensor]:
     """The model state of a BRIDLE checkpoint; an exported (encoder-only) one gets its keys
     prefixed with ``encoder.`` so the hand-over rules read both alike."""
-    state = model_state_of(load_checkpoint_file(path))
-    if not any(k.startswith("encoder.") for k in state):
-        state = {"encoder." + k: v for k, v in extract_encoder_state(state).items()}
+    ckpt = load_checkpoint_file(path)
+    state = model_state_of(ckpt)
+    if not any(k.startswith("encoder.") for k in state):  # exported: keep the backbone's own keys
+        state = {"encoder." + k: v for k, v in extract_encoder_state(ckpt).items()}
     return state
 
 
@@ -57,7 +58,19 @@ class _InitCodebooks(HookBase):
         ds = t.train_dataset
         n = int(t.cfg.SOLVER.BATCH_SIZE_PER_GPU)
         it = iter(TrainingSampler(len(ds), seed=max(t.cfg.SEED, 0) + 7919))
-        batch = skip_none_collate([ds[next(it)] for _ in range(n)])
+        items, tried = [], 0
+        while len(items) < n and tried < max(4 * n, min(len(ds), 1000)):  # unreadable items: None
+            item = ds[next(it)]
+            tried += 1
+            if item is not None:
+                items.append(item)
+        if not items:
+            failed = getattr(ds, "failed_keys", [])[:10]
+            raise RuntimeError(
+                f"Cannot initialise the tokenizer's codebooks: none of {tried} training items "
+                f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "") + "."
+            )
+        batch = skip_none_collate(items)
         x = batch["input"].to(t.device)
         logger.info("Initialising the frozen tokenizer's codebooks on one batch (%s)", t.cfg.MODEL.QUANTIZER.INIT)
         with t.autocast():
