@@ -1,0 +1,141 @@
+"""The "audio" SAMPLE_DECODER: one WebDataset sample (compressed clip + JSON labels) -> the same
+item an :class:`~bridle_audio.dataset.AudioClipDataset` gives for the clip's file.
+
+Sample fields (written by ``tools/make_shards.py`` / ``tools/prepare_audio.py --shards``):
+``flac`` (or ``wav`` / ``ogg`` / ``mp3`` ... any format soundfile reads) and ``json`` =
+``{"index": int, "labels": [class indices]}`` (multi-label) or ``{"index": int, "label": int}``;
+the shard index's ``meta`` gives ``num_classes`` and ``multi_label``.
+
+The pipeline is the clip dataset's: decode -> mono -> 16 kHz -> [random window of a long clip]
+-> [roll + gain] -> [mixup] -> kaldi fbank -> pad / crop -> [SpecAugment] -> normalise. In a
+stream there is no random access, so waveform mixup ("finetune") mixes with the previous clip
+decoded by the same loader worker.
+"""
+import io
+import json
+import math
+from typing import Dict, List, Optional
+
+import torch
+
+from bridle.data.robust import check_mode
+from bridle.registry import SAMPLE_DECODER
+
+from .augment import SpecAugment, mix_waveforms, roll_and_gain, sample_beta
+from .features import AudioDecodeError, FbankParams, compute_fbank, fit_length, load_waveform, normalize
+
+#: Field names (file extensions) of the clip in a sample, in the order they are looked for.
+AUDIO_FIELDS = ("flac", "wav", "ogg", "oga", "opus", "mp3", "aiff", "aif")
+
+
+def audio_field(sample: Dict[str, bytes]) -> Optional[str]:
+    return next((ext for ext in AUDIO_FIELDS if ext in sample), None)
+
+
+class AudioSampleDecoder:
+    def __init__(self, cfg, mode: str, meta: dict) -> None:
+        check_mode(mode, "SAMPLE_DECODER 'audio'")
+        a = cfg.INPUT.AUDIO
+        self.mode = mode
+        self.params = FbankParams.from_config(cfg)
+        self.target_length = int(a.TARGET_LENGTH)
+        if self.target_length <= 0:
+            raise ValueError(f"INPUT.AUDIO.TARGET_LENGTH must be > 0; got {self.target_length}.")
+        self.norm_mean, self.norm_std = float(a.NORM_MEAN), float(a.NORM_STD)
+        training, finetune = mode != "eval", mode == "finetune"
+        self.random_crop = training and bool(a.TRAIN_RANDOM_CROP)
+        self.roll = training and bool(a.ROLL)
+        self.gain = training and bool(a.GAIN)
+        self.gain_beta = float(a.GAIN_BETA)
+        self.mixup_prob = float(a.MIXUP_PROB) if finetune else 0.0
+        self.mixup_alpha = float(a.MIXUP_ALPHA)
+        self.spec_augment = SpecAugment(int(a.FREQ_MASK), int(a.TIME_MASK)) if finetune else None
+        self.num_classes = int(meta.get("num_classes", 0) or 0)
+        self.multi_label = bool(meta.get("multi_label", False))
+        self.soft_labels = self.num_classes > 0 and (self.multi_label or self.mixup_prob > 0)
+        self._previous = None  # (encoded clip, labels) of the last sample: the mixup partner
+
+    # ------------------------------------------------------------------ pieces
+    def _labels(self, meta: dict) -> Optional[List[int]]:
+        if "labels" in meta:
+            return [int(c) for c in meta["labels"]]
+        if "label" in meta:
+            return [int(meta["label"])]
+        return None
+
+    def _label_tensor(self, idx: List[int], key: str) -> torch.Tensor:
+        if self.num_classes and any(not 0 <= c < self.num_classes for c in idx):
+            raise ValueError(f"sample {key}: class index outside [0, {self.num_classes})")
+        if not self.soft_labels:
+            if len(idx) != 1:
+                raise ValueError(f"sample {key}: {len(idx)} labels for a single-label decoder")
+            return torch.tensor(idx[0], dtype=torch.long)
+        y = torch.zeros(self.num_classes, dtype=torch.float32)
+        y[idx] = 1.0
+        return y
+
+    def _waveform(self, data: bytes, key: str) -> torch.Tensor:
+        try:
+            wav = None
+            if self.random_crop:
+                import soundfile as sf
+
+                info = sf.info(io.BytesIO(data))
+                sr, frames = int(info.samplerate), int(info.frames)
+                need = math.ceil(self.params.samples_for_frames(self.target_length) * sr / self.params.sample_rate)
+                need += sr // 10
+                if frames > 2 * need:
+                    start = int(torch.randint(frames - need + 1, ()))
+                    wav = load_waveform(io.BytesIO(data), self.params.sample_rate, start=start, num_frames=need)
+            if wav is None:
+                wav = load_waveform(io.BytesIO(data), self.params.sample_rate)
+        except AudioDecodeError as e:
+            raise AudioDecodeError(f"sample {key}: {e}") from None
+        except RuntimeError as e:  # soundfile errors on unreadable bytes
+            raise AudioDecodeError(f"sample {key}: cannot decode audio: {e}") from None
+        if self.roll or self.gain:
+            wav = roll_and_gain(wav - wav.mean(), self.roll, self.gain, self.gain_beta)
+        return wav
+
+    # ------------------------------------------------------------------ one sample
+    def __call__(self, sample: Dict[str, bytes]) -> dict:
+        key = sample.get("__key__", "?")
+        ext = audio_field(sample)
+        if ext is None:
+            raise AudioDecodeError(f"sample {key} has no audio field (one of {list(AUDIO_FIELDS)}); "
+                                   f"fields: {sorted(k for k in sample if not k.startswith('__'))}")
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        idx = self._labels(meta) if self.num_classes else None
+        mix = self.mixup_prob > 0 and float(torch.rand(())) < self.mixup_prob and self._previous is not None
+        label = self._label_tensor(idx, key) if idx is not None else None
+        wav = self._waveform(sample[ext], key)
+        if mix:
+            other_data, other_idx = self._previous
+            try:
+                other = self._waveform(other_data, f"{key} (mixup partner)")
+            except AudioDecodeError:
+                other = None
+            if other is not None:
+                lam = sample_beta(self.mixup_alpha)
+                wav = mix_waveforms(wav, other, lam)
+                if label is not None and other_idx is not None:
+                    label = lam * label + (1.0 - lam) * self._label_tensor(other_idx, key)
+        if self.mixup_prob > 0:
+            self._previous = (sample[ext], idx)
+        fbank = compute_fbank(wav, self.params)
+        offset = 0
+        if self.random_crop and fbank.shape[0] > self.target_length:
+            offset = int(torch.randint(fbank.shape[0] - self.target_length + 1, ()))
+        x = fit_length(fbank, self.target_length, offset)
+        if self.spec_augment is not None:
+            x = self.spec_augment(x)
+        x = normalize(x, self.norm_mean, self.norm_std)
+        item = {"input": x.contiguous(), "index": torch.tensor(int(meta.get("index", -1)), dtype=torch.long)}
+        if label is not None:
+            item["label"] = label
+        return item
+
+
+@SAMPLE_DECODER.register(name="audio")
+def build_audio_decoder(cfg, mode: str, meta: dict) -> AudioSampleDecoder:
+    return AudioSampleDecoder(cfg, mode, meta)
