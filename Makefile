@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PYTEST_ARGS ?= -q
 
-.PHONY: setup test demo apt clean
+.PHONY: setup test demo demo-image apt clean
 
 $(VENV)/.installed: setup.py
 	@# Reuse a torch stack the system Python already has (e.g. a GPU machine's CUDA build).
@@ -32,6 +32,10 @@ test: setup
 
 demo: setup
 	$(PY) tools/demo.py --output-dir output/demo
+
+# The image twin of `make demo`: scikit-learn's real handwritten digits (offline, no apt package).
+demo-image: setup
+	$(PY) tools/demo_image.py --output-dir output/demo_image
 
 clean:
 	rm -rf output build *.egg-info

@@ -11,11 +11,13 @@ self-supervised pretraining is meant to help: many unlabelled clips, few labelle
    labelled subset of it (10%), and validation / test clips by voice variants that never occur
    in the pool (speaker-independent evaluation);
 3. the 3-phase BRIDLE schedule (encoder_cold -> tokenizer -> encoder) on the unlabelled pool;
-4. fine-tuning and linear probing on the labelled subset, starting from the BRIDLE encoder and
-   from a randomly initialised one (the same model, same recipe). The reported test accuracy is
-   that of the evaluation selected on the validation split; nothing is selected on test.
+4. fine-tuning and linear probing on the labelled subset, starting from the iteration-1 and the
+   final BRIDLE encoder and from a randomly initialised one (the same model, same recipe), plus
+   logistic regression on the raw log-mel input; the final tokenizer's code usage over the pool.
+   The reported test accuracy is that of the evaluation selected on the validation split;
+   nothing is selected on test. Table on stdout, OUTPUT_DIR/report.json, OUTPUT_DIR/plots/*.png
+   (shared machinery: tools/demo_lib.py; the image twin: tools/demo_image.py).
 """
-import argparse
 import concurrent.futures
 import io
 import json
@@ -26,7 +28,9 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import demo_lib
+from demo_lib import REPO, say
+
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # Mean length (s) of each word at 175 words/min over the voices below, leading and trailing
 # silence trimmed: the speed that makes a word fill a given length is derived from it.
@@ -43,10 +47,6 @@ TEST_VARIANTS = ["m8", "f5", "belinda", "victor", "grandpa", "klatt4", "quincy"]
 SAMPLE_RATE = 16000
 FRAMES = 64  # = INPUT.AUDIO.TARGET_LENGTH of configs/audio/demo_*.yaml (10 ms hop, 25 ms window)
 CLIP_SAMPLES = (FRAMES - 1) * SAMPLE_RATE // 100 + SAMPLE_RATE * 25 // 1000  # exactly FRAMES frames
-
-
-def say(msg: str) -> None:
-    print(f"\n== {msg}", flush=True)
 
 
 # ---------------------------------------------------------------------------- data
@@ -143,77 +143,45 @@ def prepare_data(data: str, args) -> dict:
     return paths
 
 
-# ---------------------------------------------------------------------------- runs
-def train_net(config: str, out_dir: str, opts, env, resume: bool = False) -> None:
-    args = [os.path.join(REPO, "tools", "train_net.py")] + (["--resume"] if resume else []) + [
-        "--config-file", os.path.join(REPO, "configs", "audio", config), "OUTPUT_DIR", out_dir] + list(opts)
-    print("$ " + " ".join(os.path.relpath(a, REPO) if a.startswith(REPO) else a for a in args), flush=True)
-    subprocess.run([sys.executable] + args, check=True, cwd=REPO, env=env)
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output-dir", default="output/demo")
+# ---------------------------------------------------------------------------- run
+def parser():
+    p = demo_lib.base_parser(__doc__, "output/demo")
     p.add_argument("--pool", type=int, default=2000, help="unlabelled pretraining clips")
     p.add_argument("--labelled", type=int, default=200, help="labelled clips (drawn from the pool)")
     p.add_argument("--val", type=int, default=200, help="validation clips (unseen voices)")
     p.add_argument("--test", type=int, default=400, help="test clips (other unseen voices)")
-    p.add_argument("--skip-baseline", action="store_true", help="no random-init comparison")
-    p.add_argument("--pretrain-opts", nargs="*", default=[], help="extra KEY VALUE pairs for pretraining")
-    p.add_argument("--downstream-opts", nargs="*", default=[],
-                   help="extra KEY VALUE pairs for fine-tuning and linear probing")
-    args = p.parse_args()
+    return p
+
+
+def make_spec(args, out: str) -> demo_lib.DemoSpec:
     if shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng is not installed: run `make apt` (Debian: apt-get install espeak-ng sox).")
     if not 0 < args.labelled <= args.pool:
         sys.exit("--labelled must be in [1, --pool]")
-    out = os.path.abspath(args.output_dir)
-    env = dict(os.environ, PYTHONPATH=REPO)
-    # The configs use one data-loader process: leave it a core. With every core given to torch's
-    # intra-op threads as well, a 2-core machine trains about half as fast (oversubscription).
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
-    t0 = time.time()
-
-    say("1/4 speaking digits with espeak-ng over background noise; manifests")
+    say("Speaking digits with espeak-ng over background noise; manifests")
     data = prepare_data(os.path.join(out, "data"), args)
     cache = ["DATASETS.AUDIO.FBANK_CACHE_DIR", os.path.join(out, "fbank_cache")]  # un-augmented items
-    t_data = time.time() - t0
+    return demo_lib.DemoSpec(
+        name="audio",
+        task=f"spoken-digit top-1 accuracy (10 classes, chance 0.10), {args.labelled} labelled clips, "
+             f"{args.test} test clips by unseen voices",
+        pretrain_opts=["DATASETS.AUDIO.TRAIN_MANIFEST", data["pool"], "DATASETS.AUDIO.LABEL_CSV", ""]
+        + cache + args.pretrain_opts,
+        downstream_opts=["DATASETS.AUDIO.TRAIN_MANIFEST", data["labelled"], "DATASETS.AUDIO.VAL_MANIFEST",
+                         data["val"], "DATASETS.AUDIO.TEST_MANIFEST", data["test"],
+                         "DATASETS.AUDIO.LABEL_CSV", data["labels"]] + cache + args.downstream_opts,
+        notes={"pool_items": args.pool, "labelled_items": args.labelled, "val_items": args.val,
+               "test_items": args.test},
+        **demo_lib.spec_configs(args.config_dir or os.path.join(REPO, "configs", "audio")),
+    )
 
-    say("2/4 BRIDLE pretraining on the unlabelled pool: encoder_cold -> tokenizer -> encoder")
-    t1 = time.time()
-    pre = os.path.join(out, "pretrain")
-    train_net("demo_pretrain.yaml", pre, ["DATASETS.AUDIO.TRAIN_MANIFEST", data["pool"],
-                                          "DATASETS.AUDIO.LABEL_CSV", ""] + cache + args.pretrain_opts,
-              env, resume=True)
-    t_pre = time.time() - t1
 
-    say(f"3/4 fine-tuning and linear probing on the {args.labelled} labelled clips")
-    ds = ["DATASETS.AUDIO.TRAIN_MANIFEST", data["labelled"], "DATASETS.AUDIO.VAL_MANIFEST", data["val"],
-          "DATASETS.AUDIO.TEST_MANIFEST", data["test"], "DATASETS.AUDIO.LABEL_CSV", data["labels"]] + cache
-    encoders = [("BRIDLE", os.path.join(pre, "2_encoder", "model_final.pth"))]
-    if not args.skip_baseline:
-        encoders.append(("random init", ""))
-    results = []
-    for proto, config in (("fine-tune", "demo_finetune.yaml"), ("linear probe", "demo_linprobe.yaml")):
-        for name, weights in encoders:
-            t2 = time.time()
-            d = os.path.join(out, f"{proto.replace(' ', '_')}_{'bridle' if weights else 'random_init'}")
-            train_net(config, d, ["MODEL.WEIGHTS", weights] + ds + args.downstream_opts, env)
-            with open(os.path.join(d, "final_results.json")) as f:
-                results.append((proto, name, json.load(f), time.time() - t2))
-
-    say(f"4/4 results: spoken-digit top-1 accuracy (10 classes, chance 0.10), {args.labelled} labelled "
-        f"clips, {args.test} test clips by unseen voices")
-    print(f"  {'protocol':<14}{'encoder':<13}{'test':>7}{'val':>7}  {'(selected at iter; last test)':<30}")
-    for proto, name, res, secs in results:
-        sel = res.get("val_selected") or res["last"]
-        print(f"  {proto:<14}{name:<13}{sel['test']['top1']:>7.3f}{sel.get('val', {}).get('top1', float('nan')):>7.3f}"
-              f"  ({sel['iteration']}; {res['last']['test']['top1']:.3f}; {secs:.0f} s)")
-    se = (0.75 * 0.25 / args.test) ** 0.5
-    print(f"  One seed; the binomial standard error of an accuracy near 0.75 on {args.test} test clips "
-          f"is {se:.3f}.")
-    print(f"Wall time {time.time() - t0:.0f} s (data {t_data:.0f} s, pretraining {t_pre:.0f} s). "
-          f"Outputs: {out} (metrics.json, TensorBoard in */tb, checkpoints)")
+def main() -> None:
+    args = parser().parse_args()
+    out = os.path.abspath(args.output_dir)
+    t0 = time.time()
+    spec = make_spec(args, out)
+    demo_lib.run_demo(spec, out, skip_baseline=args.skip_baseline, t_data=time.time() - t0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Every ``metrics.json`` below OUTPUT_DIR is read (one JSON object per line, as th
 write it). Two kinds of run are recognised:
 
 - a pretraining schedule: a directory whose ``<k>_<phase>/metrics.json`` are its phases
-  (a single pretraining run counts as a one-phase schedule). Its figure ``<name>pretrain.png``
+  (a single pretraining run counts as a one-phase schedule). Its figure ``<name>.png``
+  (``pretrain.png`` for OUTPUT_DIR itself or its ``pretrain/``)
   shows, on one iteration axis with the phases side by side: the losses per phase, the
   masked-prediction accuracy, the learning rate, and per codebook level the code usage (CUR),
   perplexity and dead-code count over time;
@@ -177,8 +178,8 @@ def plot_output_dir(root: str, out: Optional[str] = None) -> List[str]:
     os.makedirs(out, exist_ok=True)
     written = []
     for name, phases in schedules.items():
-        stem = (name.replace(os.sep, "_") + "_") if name else ""
-        written.append(plot_schedule(phases, os.path.join(out, f"{stem}pretrain.png"),
+        stem = name.replace(os.sep, "_") if name and name != "pretrain" else "pretrain"
+        written.append(plot_schedule(phases, os.path.join(out, f"{stem}.png"),
                                      f"pretraining {name or os.path.basename(os.path.abspath(root))}: "
                                      + " -> ".join(p for p, _ in phases)))
     if downstream:

@@ -51,7 +51,7 @@ def test_plots_of_a_schedule_and_downstream_runs(tmp_path):
     _downstream(root, "linear_probe_random_init")
     written = plot_metrics.main([root])
     names = sorted(os.path.basename(w) for w in written)
-    assert names == ["downstream.png", "pretrain_pretrain.png"]
+    assert names == ["downstream.png", "pretrain.png"]
     for w in written:
         img = _image(w)
         assert img.shape[0] > 200 and img.shape[1] > 600
