@@ -61,6 +61,46 @@ def clip_info(path: str) -> Tuple[int, int]:
     return int(info.samplerate), int(info.frames)
 
 
+#: Largest absolute sample value accepted: decoded PCM lies in [-1, 1]; float files a little
+#: above full scale are fine, values like 1e30 are corrupt data that would poison training.
+MAX_ABS_AMPLITUDE = 100.0
+
+
+def _wav_truncation(path: str) -> Optional[Tuple[int, int]]:
+    """(bytes the WAV header declares for its data chunk, bytes present) when a RIFF/WAVE file
+    holds fewer samples than its header says, else None (also for other formats, and for
+    streaming headers that leave the size unknown)."""
+    import contextlib
+    import io
+    import os
+    import struct
+
+    try:
+        if isinstance(path, (str, os.PathLike)):
+            size, opened = os.path.getsize(path), open(path, "rb")
+        elif hasattr(path, "getbuffer"):  # an in-memory file (e.g. a shard member)
+            size, opened = len(path.getbuffer()), contextlib.nullcontext(io.BytesIO(path.getbuffer()))
+        else:
+            return None
+        with opened as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, csize = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    present = size - (pos + 8)
+                    if csize in (0, 0xFFFFFFFF) or csize <= present:
+                        return None
+                    return csize, present
+                pos += 8 + csize + (csize & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 def load_waveform(
     path: str,
     sample_rate: int = 16000,
@@ -70,8 +110,16 @@ def load_waveform(
     """Decode ``path`` with soundfile, mix down to mono and resample to ``sample_rate``.
 
     ``start`` / ``num_frames`` select a segment in the file's *own* sample rate (``-1`` = to
-    the end). Returns float32 ``[1, S]``. Raises :class:`AudioDecodeError` naming the file.
+    the end). Returns float32 ``[1, S]``. Raises :class:`AudioDecodeError` naming the file for
+    an undecodable, empty or truncated file (a WAV with fewer samples than its header says) and
+    for samples that are non-finite or beyond :data:`MAX_ABS_AMPLITUDE`.
     """
+    truncated = _wav_truncation(path)
+    if truncated is not None:
+        raise AudioDecodeError(
+            f"Audio file '{path}' is truncated: its header declares {truncated[0]} data bytes, "
+            f"the file holds {truncated[1]}."
+        )
     try:
         data, sr = sf.read(path, start=start, frames=num_frames, dtype="float32", always_2d=True)
     except Exception as e:
@@ -80,6 +128,12 @@ def load_waveform(
         raise AudioDecodeError(f"Audio file '{path}' contains no samples.")
     if not np.isfinite(data).all():
         raise AudioDecodeError(f"Audio file '{path}' decodes to NaN/Inf samples.")
+    peak = float(np.abs(data).max())
+    if peak > MAX_ABS_AMPLITUDE:
+        raise AudioDecodeError(
+            f"Audio file '{path}' has samples of absolute value {peak:.3g} (> {MAX_ABS_AMPLITUDE}); "
+            "expected audio scaled to about [-1, 1]."
+        )
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))[None]
     return resample(wav, sr, sample_rate)
 
