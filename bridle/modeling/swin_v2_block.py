@@ -1,7 +1,7 @@
 """Swin-v2 style transformer block for window attention over a patch grid of any number of dims.
 
-The authors' local decoder uses these blocks (Swin-v2, arXiv 2111.09883, as adapted by
-AudioMAE); three things differ from a pre-norm ViT block:
+The authors' local decoder uses these blocks (Swin-v2, arXiv 2111.09883, in the variant of
+the MAE-family code they build on); three things differ from a pre-norm ViT block:
 
 * post-norm residuals: ``x + LN(attn(x))`` then ``x + LN(mlp(x))``;
 * cosine attention: ``cos(q_i, k_j) * s_h`` with a learned per-head scale ``s_h = exp(l_h)``,
