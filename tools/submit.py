@@ -1,0 +1,271 @@
+#!/usr/bin/env python
+"""Submit ``tools/train_net.py`` to Slurm (or run it locally) through submitit, with requeue.
+
+    python tools/submit.py --config-file configs/audio/pretrain_rq.yaml --nodes 4 --gpus-per-node 8 \\
+        --partition learnfair --timeout 4320 OUTPUT_DIR /checkpoint/$USER/as2m_rq
+    python tools/submit.py --config-file configs/image/tiny_pretrain.yaml --cluster local \\
+        --gpus-per-node 0 --tasks-per-node 2 --wait OUTPUT_DIR out/local_job
+
+Every task of the job is one training process: ``--nodes N`` x ``--tasks-per-node`` (default:
+``--gpus-per-node``) ranks. ``torch.distributed`` is initialised from the job environment
+(submitit's ``JobEnvironment``: SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_JOB_NODELIST
+-> RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) through
+:func:`bridle.engine.launch.export_dist_env` and the env:// path of ``launch``.
+
+Time-out and preemption: Slurm sends ``SIGUSR2`` ``--signal-delay`` seconds before the time
+limit (submitit's ``--signal=USR2@...``); SIGTERM / SIGINT / SIGUSR1 work too. The signal only
+*requests* a stop (:func:`bridle.engine.signals.request_stop`): every rank finishes the current
+step, the trainer writes a checkpoint and raises ``TrainingInterrupted``. Only then does rank 0
+hand over to submitit, which calls :meth:`TrainJob.checkpoint` (the same job with ``--resume``),
+stores it and requeues the job, so the requeue never races the checkpoint write. The requeued
+job resumes from the last checkpoint in OUTPUT_DIR -- a schedule in the phase it was in.
+A stop caused by SIGTERM alone (``scancel``, or a preemption that Slurm requeues itself) also
+stores the ``--resume`` submission but does not requeue. After ``--max-requeue`` time-outs
+submitit stops requeuing.
+"""
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from typing import List, Optional
+
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TOOLS_DIR)
+
+logger = logging.getLogger("bridle.submit")
+
+
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError as e:  # pragma: no cover
+        raise SystemExit("tools/submit.py needs submitit: pip install submitit") from e
+    return submitit
+
+
+def _master_port(job_id: str) -> int:
+    """A port derived from the job id: every task of the job computes the same one."""
+    return random.Random(f"bridle-{job_id}").randint(20000, 60000)
+
+
+class TrainJob:
+    """The submitted callable: runs ``train_net.main`` in this task. Checkpointable in
+    submitit's sense (it has :meth:`checkpoint`); instances are pickled into the job folder."""
+
+    def __init__(self, train_args: List[str], resume: bool = False) -> None:
+        self.train_args = list(train_args)
+        self.resume = bool(resume)
+        self._requeue_signal: Optional[int] = None
+        self._submitit_handler = None
+
+    # ------------------------------------------------------------------ submitit hooks
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit (rank 0) once the trainer's checkpoint is on disk: the job to
+        requeue is the same training with ``--resume``."""
+        submitit = _import_submitit()
+        return submitit.helpers.DelayedSubmission(TrainJob(self.train_args, resume=True))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_requeue_signal"] = None
+        state["_submitit_handler"] = None
+        return state
+
+    # ------------------------------------------------------------------ the task
+    def __call__(self):
+        submitit = _import_submitit()
+        for p in (TOOLS_DIR, REPO_DIR):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        from bridle.engine.launch import export_dist_env, launch
+        from bridle.engine import signals
+
+        env = submitit.JobEnvironment()
+        master = env.hostnames[0] if env.cluster == "slurm" else "127.0.0.1"
+        export_dist_env(
+            rank=env.global_rank, world_size=env.num_tasks, local_rank=env.local_rank,
+            local_world_size=max(1, env.num_tasks // max(1, env.num_nodes)),
+            master_addr=master, master_port=int(os.environ.get("BRIDLE_MASTER_PORT", _master_port(env.job_id))),
+        )
+        # Signals: SIGTERM/SIGINT/SIGUSR1 request a graceful stop (bridle.engine.signals); the
+        # submitit time-out signal does the same and, once the checkpoint is written, requeues.
+        signals.clear_stop_request()
+        signals.install_stop_handlers()
+        usr_sig = env._usr_sig()
+        previous = signal.getsignal(usr_sig)
+        self._submitit_handler = getattr(previous, "__self__", None)  # submitit's SignalHandler
+        signal.signal(usr_sig, self._on_requeue_signal)
+
+        restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+        resume = self.resume or restarted
+        argv = list(self.train_args)
+        if resume and "--resume" not in argv:
+            argv.insert(0, "--resume")
+        import train_net
+
+        parser = train_net.default_argument_parser()
+        args = parser.parse_args(argv)
+        logging.getLogger("bridle").info(
+            f"submitit task {env.global_rank}/{env.num_tasks} on {env.hostname} (job {env.job_id}), "
+            f"resume={resume}"
+        )
+        try:
+            launch(train_net.main, 1, args=(args,))
+        except signals.TrainingInterrupted as e:  # (train_net.main turns it into SystemExit(75))
+            self._after_interrupt(env, str(e))
+            raise
+        except SystemExit as e:
+            if e.code != signals.EXIT_INTERRUPTED:
+                raise
+            self._after_interrupt(env, signals.stop_requested() or "stop requested")
+            raise
+        finally:
+            signal.signal(usr_sig, previous)
+        return "done"
+
+    def _on_requeue_signal(self, signum, frame) -> None:
+        from bridle.engine import signals
+
+        self._requeue_signal = signum
+        signals.request_stop(f"received {signal.Signals(signum).name} (cluster time limit or preemption)")
+
+    def _after_interrupt(self, env, reason: str) -> None:
+        """The trainer stopped and wrote its checkpoint: requeue (time-out / preemption signal)
+        or just store the ``--resume`` submission (SIGTERM/SIGINT)."""
+        print(f"bridle.submit: training stopped ({reason}); checkpoint written", flush=True)
+        handler = self._submitit_handler
+        if env.global_rank != 0:
+            if self._requeue_signal is not None and env.cluster == "slurm":
+                time.sleep(300)  # rank 0 requeues the job, which ends this task
+            raise SystemExit(75)
+        if handler is None:
+            return  # not under a submitit job with signal handling (debug executor)
+        if self._requeue_signal is not None:
+            handler.checkpoint_and_try_requeue(self._requeue_signal)  # dumps checkpoint(), requeues, exits
+            return
+        # Stopped by SIGTERM/SIGINT: keep the resumable submission (Slurm may requeue a preempted
+        # job itself), do not requeue.
+        from submitit.core import utils as sutils
+
+        delayed = self.checkpoint()
+        with sutils.temporary_save_path(env.paths.submitted_pickle) as tmp:
+            delayed.dump(tmp)
+        raise SystemExit(75)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Submit tools/train_net.py through submitit (Slurm, local or debug executor).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("--config-file", required=True, metavar="FILE")
+    p.add_argument("--nodes", type=int, default=1, help="machines")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per machine")
+    p.add_argument("--tasks-per-node", type=int, default=0,
+                   help="training processes per machine (0 = --gpus-per-node, at least 1)")
+    p.add_argument("--cpus-per-task", type=int, default=10, help="CPU cores per process (loader workers)")
+    p.add_argument("--mem-gb", type=int, default=0, help="memory per machine in GB (0 = cluster default)")
+    p.add_argument("--partition", default="", help="Slurm partition")
+    p.add_argument("--account", default="", help="Slurm account")
+    p.add_argument("--constraint", default="", help="Slurm constraint, e.g. volta32gb")
+    p.add_argument("--comment", default="", help="Slurm comment")
+    p.add_argument("--timeout", type=int, default=4320, help="time limit of one job in minutes")
+    p.add_argument("--signal-delay", type=int, default=120,
+                   help="seconds before the time limit at which the stop signal is sent")
+    p.add_argument("--max-requeue", type=int, default=30, help="requeues after a time-out before giving up")
+    p.add_argument("--cluster", choices=["slurm", "local", "debug"], default=None,
+                   help="submitit executor (default: slurm when available, else local)")
+    p.add_argument("--job-dir", default="", help="submitit folder (logs, pickles); default OUTPUT_DIR/submitit")
+    p.add_argument("--name", default="bridle", help="job name")
+    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    p.add_argument("--wait", action="store_true", help="wait for the job and exit with its status")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = p.parse_args(argv)
+    flags = [o for o in args.opts if o.startswith("--")]
+    if flags:
+        p.error(f"flags {flags} must come before the KEY VALUE config overrides")
+    if len(args.opts) % 2:
+        p.error(f"config overrides must be KEY VALUE pairs; got {args.opts}")
+    for name in ("nodes", "timeout", "signal_delay", "cpus_per_task"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be > 0; got {getattr(args, name)}")
+    if args.gpus_per_node < 0 or args.tasks_per_node < 0:
+        p.error("--gpus-per-node and --tasks-per-node must be >= 0")
+    return args
+
+
+def _output_dir(args) -> str:
+    sys.path.insert(0, REPO_DIR)
+    from bridle.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(list(args.opts))
+    return str(cfg.OUTPUT_DIR)
+
+
+def train_args_of(args) -> List[str]:
+    out = ["--config-file", os.path.abspath(args.config_file)]
+    if args.eval_only:
+        out.append("--eval-only")
+    return out + list(args.opts)
+
+
+def build_executor(args, folder: str):
+    submitit = _import_submitit()
+    cluster = args.cluster or submitit.AutoExecutor.which()
+    tasks = args.tasks_per_node or max(1, args.gpus_per_node)
+    params = dict(
+        name=args.name, nodes=args.nodes, tasks_per_node=tasks, gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task, timeout_min=args.timeout,
+    )
+    if args.mem_gb:
+        params["mem_gb"] = args.mem_gb
+    if cluster == "local":
+        if args.nodes != 1:
+            raise SystemExit("--cluster local runs on one machine: use --nodes 1")
+        # LocalExecutor directly: the AutoExecutor does not pass signal_delay_s to it.
+        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=args.max_requeue)
+        params["signal_delay_s"] = args.signal_delay
+    elif cluster == "debug":
+        if args.nodes != 1 or tasks != 1:
+            raise SystemExit("--cluster debug runs one process in this one: use --nodes 1 --tasks-per-node 1")
+        executor = submitit.AutoExecutor(folder=folder, cluster="debug")
+    else:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=args.max_requeue)
+        params["slurm_signal_delay_s"] = args.signal_delay
+        if args.partition:
+            params["slurm_partition"] = args.partition
+        extra = {k: v for k, v in (("account", args.account), ("constraint", args.constraint),
+                                   ("comment", args.comment)) if v}
+        if extra:
+            params["slurm_additional_parameters"] = extra
+    executor.update_parameters(**params)
+    return executor, cluster
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out_dir = _output_dir(args)
+    folder = args.job_dir or os.path.join(out_dir, "submitit")
+    executor, cluster = build_executor(args, folder)
+    job = executor.submit(TrainJob(train_args_of(args), resume=args.resume))
+    print(f"Submitted job {job.job_id} ({cluster}); logs in {folder}; OUTPUT_DIR {out_dir}", flush=True)
+    if not args.wait:
+        return 0
+    try:
+        job.result()
+    except Exception as e:  # the job's exception, with its traceback text
+        print(f"Job {job.job_id} failed: {e}", file=sys.stderr, flush=True)
+        return 1
+    print(f"Job {job.job_id} finished", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
