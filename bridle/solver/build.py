@@ -55,7 +55,21 @@ def build_optimizer(cfg, model: nn.Module, groups: Optional[List[Dict]] = None) 
     for g in groups:
         g.pop("names", None)
     kwargs = dict(lr=s.BASE_LR, betas=tuple(s.BETAS), eps=s.EPS)
-    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
-    if on_cuda:
-        kwargs["fused"] = True  # one kernel for the whole update
+    kwargs.update(optimizer_impl_kwargs(str(getattr(s, "OPTIMIZER_IMPL", "auto")), groups))
     return torch.optim.AdamW(groups, **kwargs)
+
+
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for")
+
+
+def optimizer_impl_kwargs(impl: str, groups: List[Dict]) -> Dict[str, bool]:
+    """AdamW implementation flags for SOLVER.OPTIMIZER_IMPL: "auto" = fused (one kernel for the
+    whole update) when every parameter is on CUDA, else torch's default (foreach where it can)."""
+    if impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"SOLVER.OPTIMIZER_IMPL must be one of {OPTIMIZER_IMPLS}; got '{impl}'.")
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    if impl == "auto":
+        return {"fused": True} if on_cuda else {}
+    if impl == "fused":
+        return {"fused": True}
+    return {"foreach": impl == "foreach"}
