@@ -397,17 +397,18 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
         if seed is None:
             return self._decode(key, raw)
         main = get_worker_info() is None
-        saved = (random.getstate(), np.random.get_state(), torch.random.get_rng_state()) if main else None
+        gen = torch.random.default_generator
+        saved = (random.getstate(), np.random.get_state(), gen.get_state()) if main else None
         random.seed(seed)
         np.random.seed(seed % (2**32))
-        torch.manual_seed(seed)
+        gen.manual_seed(seed)  # (torch.manual_seed would also queue a lazy CUDA seeding call per item)
         try:
             return self._decode(key, raw)
         finally:
             if saved is not None:
                 random.setstate(saved[0])
                 np.random.set_state(saved[1])
-                torch.random.set_rng_state(saved[2])
+                gen.set_state(saved[2])
 
     def slot_epoch_sizes(self, epoch: int, num_slots: int) -> List[int]:
         counts = [0] * num_slots
