@@ -13,7 +13,8 @@ write it). Two kinds of run are recognised:
   masked-prediction accuracy, the learning rate, and per codebook level the code usage (CUR),
   perplexity and dead-code count over time;
 - a downstream run (its metrics hold ``val/...`` or ``test/...`` evaluations): all of them go
-  into ``downstream.png``: val and test accuracy over iterations, and the training loss.
+  into ``downstream.png``: val and test top-1 (or the first metric logged) over iterations,
+  and the training loss.
 
 The PNGs are written to DIR (default OUTPUT_DIR/plots); the list of files is printed.
 """
@@ -151,15 +152,16 @@ def plot_schedule(phases: List[Tuple[str, Series]], path: str, title: str) -> st
 def plot_downstream(runs: Dict[str, Series], path: str) -> str:
     plt = _plt()
     fig, (ax_val, ax_test, ax_loss) = plt.subplots(1, 3, figsize=(13, 3.6))
+    metric = None
     for name, series in runs.items():
-        for k in sorted(series):
-            if k.startswith("val/"):
-                _line(ax_val, series[k], f"{name}: {k[4:]}", marker="o", ms=3)
-            elif k.startswith("test/"):
-                _line(ax_test, series[k], f"{name}: {k[5:]}", marker="o", ms=3)
+        # One metric per panel: top-1 when logged, else the run's first val metric.
+        metric = "top1" if "val/top1" in series or "test/top1" in series else next(
+            (k.split("/", 1)[1] for k in sorted(series) if k.startswith(("val/", "test/"))), "")
+        _line(ax_val, series.get(f"val/{metric}", []), name, marker="o", ms=3)
+        _line(ax_test, series.get(f"test/{metric}", []), name, marker="o", ms=3)
         _line(ax_loss, series.get("total_loss", []), name)
-    _finish(ax_val, "val accuracy (selection)", "metric")
-    _finish(ax_test, "test accuracy", "metric")
+    _finish(ax_val, f"val {metric} (selection)", metric)
+    _finish(ax_test, f"test {metric}", metric)
     _finish(ax_loss, "training loss", "loss")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
