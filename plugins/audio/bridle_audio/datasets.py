@@ -63,7 +63,8 @@ def build_audioset_manifest(cfg, split: str, mode: str) -> AudioClipDataset:
                 )
             labels.append(sorted({index_of[m] for m in ids}))
         num_classes = len(mids)
-    elif mode in _LABELLED_MODES:
+    elif mode in _LABELLED_MODES and not (mode == "eval" and not any(e["labels"] for e in entries)):
+        # (an unlabelled manifest is fine in "eval" mode, e.g. for tools/tokenize_dataset.py)
         raise ValueError(
             f"Dataset 'audioset_manifest' in mode '{mode}' needs labels: set DATASETS.AUDIO.LABEL_CSV "
             "to the class-label CSV (index,mid,display_name)."
