@@ -128,15 +128,24 @@ def write_jobs(jobs: Sequence[Job], encode: Callable, out: str, decoder: str, me
 
 # ----------------------------------------------------------------------------- sources
 def audio_manifest_jobs(manifest: str, label_csv: str = "", root: str = "") -> Tuple[List[Job], dict]:
-    from bridle_audio.manifest import read_label_csv, read_manifest, split_labels
+    from bridle_audio.manifest import read_label_csv, read_manifest
 
     entries = read_manifest(manifest)
     if not entries:
         raise SystemExit(f"make_shards: manifest '{manifest}' has no entries.")
-    root = root or os.path.dirname(os.path.abspath(manifest))
-    index_of, meta = None, {"multi_label": True, "num_classes": 0, "source": os.path.abspath(manifest)}
-    if label_csv:
-        mids, _ = read_label_csv(label_csv)
+    mids = read_label_csv(label_csv)[0] if label_csv else None
+    return audio_entry_jobs(entries, root or os.path.dirname(os.path.abspath(manifest)), mids,
+                            os.path.abspath(manifest), label_csv)
+
+
+def audio_entry_jobs(entries, root: str, mids: Optional[List[str]], source: str = "",
+                     label_csv: str = "", strict: bool = True) -> Tuple[List[Job], dict]:
+    """Jobs of manifest entries ``{"wav", "labels"}``; ``mids`` (class ids by index) or None.
+    A label id not in ``mids`` is an error (``strict``) or dropped."""
+    from bridle_audio.manifest import split_labels
+
+    index_of, meta = None, {"multi_label": True, "num_classes": 0, "source": source}
+    if mids is not None:
         index_of = {m: i for i, m in enumerate(mids)}
         meta["num_classes"] = len(mids)
     jobs: List[Job] = []
@@ -146,10 +155,10 @@ def audio_manifest_jobs(manifest: str, label_csv: str = "", root: str = "") -> T
         if index_of is not None:
             ids = split_labels(e.get("labels", ""))
             unknown = [m for m in ids if m not in index_of]
-            if unknown:
-                raise SystemExit(f"make_shards: manifest '{manifest}' entry {i} ('{e['wav']}') has labels "
-                                 f"{unknown} that are not in '{label_csv}'.")
-            labels = {"labels": sorted({index_of[m] for m in ids})}
+            if unknown and strict:
+                raise SystemExit(f"make_shards: {source or 'manifest'} entry {i} ('{e['wav']}') has labels "
+                                 f"{unknown} that are not in the label CSV {label_csv!r}.")
+            labels = {"labels": sorted({index_of[m] for m in ids if m in index_of})}
         jobs.append((i, path, labels))
     return jobs, meta
 

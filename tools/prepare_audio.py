@@ -11,6 +11,9 @@ Sources (sub-commands):
   audioset  AudioSet segment CSVs (YTID, start, end, "labels") + a folder of downloaded clips
             (named <YTID>*, Y<YTID>*) + class_labels_indices.csv; one manifest per segment CSV
 
+``--shards DIR`` also writes every manifest's clips as WebDataset shards (FLAC + JSON labels,
+``DIR/<manifest name>/index.json``) for the core "shards" dataset (see tools/make_shards.py).
+
 Unreadable clips are listed in ``<output>/failed.txt`` and skipped; the run never stops on them.
 Already converted clips are kept (re-runs resume) unless ``--overwrite``.
 
@@ -75,6 +78,8 @@ class Preparer:
         self.workers = args.workers
         self.overwrite = args.overwrite
         self.absolute = args.absolute_paths
+        self.shards = os.path.abspath(args.shards) if getattr(args, "shards", "") else ""
+        self.shard_size = int(getattr(args, "shard_size", 1000))
         self.failed: List[Tuple[str, str]] = []
         os.makedirs(self.out, exist_ok=True)
 
@@ -100,6 +105,17 @@ class Preparer:
             labels = [[index_of[m] for m in split_labels(e["labels"]) if m in index_of] for e in entries]
             weights = label_frequency_weights(labels, len(mids)).numpy()
             write_weights(os.path.join(self.out, f"{name}_weight.csv"), weights)
+        if self.shards and entries:
+            self.write_shards(name, entries, mids)
+
+    def write_shards(self, name: str, entries: List[Dict[str, str]], mids: Optional[List[str]]) -> None:
+        """``--shards DIR``: the split's clips as WebDataset shards in ``DIR/<name>/`` (FLAC)."""
+        import make_shards  # tools/make_shards.py (this script's directory is on sys.path)
+
+        jobs, meta = make_shards.audio_entry_jobs(entries, self.out, mids, os.path.join(self.out, f"{name}.json"),
+                                                  strict=False)
+        make_shards.write_jobs(jobs, make_shards._Encode("audio"), os.path.join(self.shards, name), "audio", meta,
+                               self.shard_size, 1 << 30, self.workers)
 
     def finish(self, num_written: int, extra: str = "") -> None:
         failed_txt = os.path.join(self.out, "failed.txt")
@@ -262,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--absolute-paths", action="store_true",
                         help="absolute 'wav' paths in manifests (default: relative to the output folder)")
     common.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS), help="input extensions")
+    common.add_argument("--shards", default="", metavar="DIR",
+                        help="also write each manifest's clips as WebDataset shards (FLAC) to DIR/<name>/ "
+                             "for the 'shards' dataset (tools/make_shards.py)")
+    common.add_argument("--shard-size", type=int, default=1000, help="clips per shard (--shards)")
 
     f = sub.add_parser("folder", parents=[common], help="a folder of clips")
     f.add_argument("--input", required=True, help="folder scanned recursively")

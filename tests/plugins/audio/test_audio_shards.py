@@ -94,3 +94,18 @@ def test_audio_training_modes_and_corrupt_clip(tmp_path):
         assert all(x["input"].shape == (128, 32) and torch.isfinite(x["input"]).all() for x in good)
         if mode == "finetune":  # mixup with the previous clip: soft labels
             assert any(0 < float(x["label"].max()) < 1 or float(x["label"].sum()) > 1 for x in good[1:])
+
+
+def test_prepare_audio_emits_shards(tmp_path):
+    import prepare_audio
+
+    raw = tmp_path / "in"
+    for c in ("dog", "cat"):
+        os.makedirs(raw / c)
+        for k in range(2):
+            sf.write(str(raw / c / f"{k}.wav"), 0.1 * np.ones(8000 + 100 * k), 22050, subtype="PCM_16")
+    prepare_audio.main(["folder", "--input", str(raw), "--output", str(tmp_path / "out"), "--labels-from-subdirs",
+                        "--workers", "1", "--shards", str(tmp_path / "shards"), "--shard-size", "3"])
+    index = json.load(open(tmp_path / "shards" / "train" / "index.json"))
+    assert index["decoder"] == "audio" and index["num_samples"] == 4 and len(index["shards"]) == 2
+    assert index["meta"]["num_classes"] == 2
