@@ -233,6 +233,11 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = self.build_optimizer(cfg, model)
         ddp = create_ddp_model(model, device, find_unused=getattr(model, "ddp_find_unused_parameters", False))
         transforms = build_batch_transforms(cfg, self.mode) if self.use_batch_transforms else []
+        if cfg.INPUT.BATCH_TRANSFORMS and not self.use_batch_transforms:
+            logger.warning(
+                f"INPUT.BATCH_TRANSFORMS {list(cfg.INPUT.BATCH_TRANSFORMS)} are NOT applied by {type(self).__name__}: "
+                "only the 'finetune' trainer applies batch transforms (pretraining and linear probing never do)."
+            )
         runnable = torch.compile(ddp) if cfg.SOLVER.COMPILE else ddp
         super().__init__(
             runnable,

@@ -181,3 +181,16 @@ def test_tokenizer_phase_refreshes_only_declared_codebook_state(toy_plugin, tmp_
             assert torch.equal(q.scale.detach(), torch.full((3,), 2.0))
         vit = trainer.model_without_ddp.tokenizer.vit.state_dict()
         assert all(torch.equal(v, prev["tokenizer.vit." + k]) for k, v in vit.items())  # warm start
+
+
+def test_linear_probe_says_it_does_not_apply_batch_transforms(toy_plugin, tmp_path, caplog):
+    from bridle.trainers.finetune import FinetuneTrainer, LinearProbeTrainer
+
+    assert FinetuneTrainer.use_batch_transforms and not LinearProbeTrainer.use_batch_transforms
+    cfg = toy_cfg(tmp_path, **{"TRAINER.NAME": "linear_probe", "INPUT.BATCH_TRANSFORMS": "['some_mixup']",
+                               "MODEL.HEAD.NUM_CLASSES": 4})
+    with caplog.at_level("WARNING"):
+        trainer = LinearProbeTrainer(cfg)
+    assert trainer.batch_transforms == []
+    assert any("INPUT.BATCH_TRANSFORMS ['some_mixup'] are NOT applied by LinearProbeTrainer" in r.getMessage()
+               for r in caplog.records)
