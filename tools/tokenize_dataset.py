@@ -51,7 +51,7 @@ def load_tokenizer(cfg, weights: str) -> torch.nn.Module:
             f"Tokenizer weights in '{weights}' do not match the config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}."
         )
-    if not tokenizer.quantizer.is_initialized():
+    if not getattr(tokenizer.quantizer, "is_initialized", lambda: True)():  # optional (codebook-free quantizers)
         raise ValueError(f"The tokenizer in '{weights}' has uninitialised codebooks.")
     return tokenizer.eval()
 

@@ -72,3 +72,6 @@ def test_list_shows_registries_with_entries_from_all_plugins():
         assert reg in out
     for origin in ("[bridle]", "[bridle_audio]", "[bridle_image]", "[bridle_video]"):
         assert origin in out, f"no entry from {origin}"
+    # The one-liners state the contracts the builders really call.
+    assert "BACKBONE  (fn(cfg, node) -> nn.Module" in out and "HEAD  (fn(cfg, in_dim, num_classes)" in out
+    assert "cls(cfg, phase)" in out and "by the 'finetune' trainer only" in out
