@@ -1,0 +1,110 @@
+"""Item 5: a non-finite loss is detected at log / checkpoint boundaries (no per-step sync with
+policy "stop"), nothing non-finite is ever saved, the message names the last good checkpoint
+(kept by retention) and --resume restarts from it; policy "skip" drops bad steps within a budget."""
+import glob
+import os
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bridle.checkpoint import load_checkpoint_file
+from bridle.engine import DefaultTrainer
+from rel_helpers import make_cfg
+
+
+class _Model(nn.Module):
+    def __init__(self, nan_calls=()):
+        super().__init__()
+        self.fc = nn.Linear(64, 4)
+        self.nan_calls = set(nan_calls)
+        self.calls = 0
+
+    def forward(self, batch):
+        self.calls += 1
+        loss = nn.functional.cross_entropy(self.fc(batch["input"]), batch["label"])
+        if self.calls in self.nan_calls or ("after" in self.nan_calls and self.calls > self.after):
+            loss = loss * float("nan")
+        return {"loss_cls": loss}
+
+
+class _Trainer(DefaultTrainer):
+    nan_calls = ()
+    after = None
+
+    @classmethod
+    def build_model(cls, cfg):
+        m = _Model(cls.nan_calls)
+        m.after = cls.after
+        return m
+
+
+def _cfg(out, **extra):
+    return make_cfg(out, **{"SOLVER.MAX_ITER": 10, "SOLVER.CHECKPOINT_PERIOD": 2, "SOLVER.MAX_TO_KEEP": 1,
+                            "LOG_PERIOD": 100, **extra})
+
+
+def _all_finite(path):
+    ck = load_checkpoint_file(path)
+    tensors = list(ck["model"].values())
+    for st in ck["optimizer"]["state"].values():
+        tensors += [v for v in st.values() if isinstance(v, torch.Tensor)]
+    return all(torch.isfinite(t).all() for t in tensors)
+
+
+def test_stop_names_last_good_checkpoint_and_resume_restarts_from_it(toy_plugin, tmp_path, monkeypatch):
+    out = str(tmp_path / "nan")
+    monkeypatch.setattr(_Trainer, "nan_calls", ("after",))
+    monkeypatch.setattr(_Trainer, "after", 5)  # iterations 0-4 finite, 5 on non-finite
+    t = _Trainer(_cfg(out))
+    t.resume_or_load(resume=False)
+    with pytest.raises(FloatingPointError) as e:
+        t.train()
+    msg = str(e.value)
+    good = os.path.join(out, "model_0000003.pth")
+    assert f"The last good checkpoint is {good}; --resume restarts from it" in msg
+    assert "at or before iteration 5" in msg  # caught at the checkpoint boundary of iteration 5
+    files = sorted(glob.glob(os.path.join(out, "*.pth")))
+    assert files == [good]  # retention kept it; nothing non-finite written
+    assert all(_all_finite(f) for f in files)
+    monkeypatch.setattr(_Trainer, "nan_calls", ())
+    r = _Trainer(_cfg(out))
+    r.resume_or_load(resume=True)
+    assert r.start_iter == 4
+    r.train()
+    assert _all_finite(os.path.join(out, "model_final.pth"))
+
+
+def test_detection_waits_for_a_boundary(toy_plugin, tmp_path, monkeypatch):
+    """No per-step host sync: a NaN at iteration 4 surfaces at the checkpoint of iteration 7."""
+    monkeypatch.setattr(_Trainer, "nan_calls", (5,))
+    t = _Trainer(_cfg(str(tmp_path / "b"), **{"SOLVER.CHECKPOINT_PERIOD": 4, "SOLVER.MAX_TO_KEEP": 0}))
+    t.resume_or_load(resume=False)
+    with pytest.raises(FloatingPointError, match=r"non-finite.* at or before iteration 7") as e:
+        t.train()
+    assert "model_0000003.pth" in str(e.value)
+
+
+def test_log_boundary_names_the_loss(toy_plugin, tmp_path, monkeypatch):
+    monkeypatch.setattr(_Trainer, "nan_calls", (2,))
+    t = _Trainer(_cfg(str(tmp_path / "c"), **{"LOG_PERIOD": 2, "SOLVER.CHECKPOINT_PERIOD": 0}))
+    t.resume_or_load(resume=False)
+    with pytest.raises(FloatingPointError, match=r"'loss_cls' = nan.*No checkpoint was written yet"):
+        t.train()
+
+
+def test_skip_policy_within_and_beyond_budget(toy_plugin, tmp_path, monkeypatch):
+    monkeypatch.setattr(_Trainer, "nan_calls", (3, 6))
+    t = _Trainer(_cfg(str(tmp_path / "s"), **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2,
+                                              "LOG_PERIOD": 1}))
+    t.resume_or_load(resume=False)
+    t.train()
+    assert t.nonfinite_skipped == 2
+    assert _all_finite(os.path.join(t.cfg.OUTPUT_DIR, "model_final.pth"))
+    monkeypatch.setattr(_Trainer, "nan_calls", ("after",))
+    monkeypatch.setattr(_Trainer, "after", 2)
+    t = _Trainer(_cfg(str(tmp_path / "s2"), **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2}))
+    t.resume_or_load(resume=False)
+    with pytest.raises(FloatingPointError, match=re.escape("3 non-finite steps skipped, more than SOLVER.NONFINITE_BUDGET 2")):
+        t.train()
