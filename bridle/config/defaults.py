@@ -96,7 +96,7 @@ _C.MODEL.TOKENIZER.DEPTH = 0
 # Tokenizer ViT heads (0 = from SIZE).
 _C.MODEL.TOKENIZER.NUM_HEADS = 0
 # Precision of the targets (tokenizer features + quantizer in the encoder/joint phase, the
-# codebook init, tools/tokenize_dataset.py): "fp32" (autocast off, as the authors' fp32 audio
+# codebook init, tools/tokenize_dataset.py): "fp32" (autocast off, as the authors' fp32
 # runs; bf16 features change some codes of every level) or "amp" (the step's autocast, cheaper).
 _C.MODEL.TOKENIZER.TARGET_PRECISION = "fp32"
 
