@@ -50,7 +50,7 @@ def test_downstream_recipes_follow_spec():
     assert (lp.SOLVER.EPOCHS, lp.SOLVER.WARMUP_EPOCHS, lp.SOLVER.WEIGHT_DECAY) == (200.0, 10.0, 5e-4)
     assert not lp.MODEL.HEAD.BATCHNORM and lp.SOLVER.BATCH_SIZE_PER_GPU * lp.SOLVER.ACCUM_STEPS * 8 == 256
     assert ft.SOLVER.WEIGHT_DECAY == 5e-4
-    for cfg in (ft, lp):
+    for cfg in (ft, lp, _load("demo_finetune.yaml"), _load("demo_linprobe.yaml")):
         assert tuple(cfg.SOLVER.BETAS) == (0.9, 0.999)
     for cfg in (ft, lp):
         assert cfg.MODEL.HEAD.NUM_CLASSES == 1000 and cfg.TEST.EVALUATORS == ["accuracy"]
