@@ -259,7 +259,7 @@ def main(argv=None) -> int:
     if not args.wait:
         return 0
     try:
-        job.result()
+        job.results()  # every task's result (raises the first task error)
     except Exception as e:  # the job's exception, with its traceback text
         print(f"Job {job.job_id} failed: {e}", file=sys.stderr, flush=True)
         return 1
