@@ -105,7 +105,10 @@ class JSONWriter:
             raise OSError(e.errno, f"Cannot write the metrics file '{self.path}': {e.strerror or e}") from e
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as e:
+            raise OSError(e.errno, f"Cannot write the metrics file '{self.path}': {e.strerror or e}") from e
 
 
 class TensorboardWriter:
