@@ -147,15 +147,14 @@ class UsageWindow(nn.Module):
         self.register_buffer("ring", torch.zeros(self.window, num_levels, codebook_size), persistent=False)
         self.register_buffer("counts", torch.zeros(num_levels, codebook_size), persistent=False)
         self.register_buffer("age", torch.zeros(num_levels, codebook_size, dtype=torch.long), persistent=False)
-        self._slot = 0
-        self.forwards = 0  # forwards pushed since the last full reset (capped at window)
+        # next ring slot, on the device (no host-side state that changes every forward)
+        self.register_buffer("slot", torch.zeros(1, dtype=torch.long), persistent=False)
 
     @torch.no_grad()
     def push(self, counts: torch.Tensor) -> None:
         """Add one forward's counts ``[L, K]`` (dropping the oldest forward once full)."""
-        self.ring[self._slot].copy_(counts)
-        self._slot = (self._slot + 1) % self.window
-        self.forwards = min(self.forwards + 1, self.window)
+        self.ring.index_copy_(0, self.slot, counts.to(self.ring.dtype)[None])
+        self.slot.add_(1).remainder_(self.window)
         torch.sum(self.ring, dim=0, out=self.counts)
         self.age.add_(1)
 
@@ -166,8 +165,7 @@ class UsageWindow(nn.Module):
             self.ring.zero_()
             self.counts.zero_()
             self.age.zero_()
-            self._slot = 0
-            self.forwards = 0
+            self.slot.zero_()
             return
         self.ring.masked_fill_(mask[None], 0.0)
         self.counts.masked_fill_(mask, 0.0)

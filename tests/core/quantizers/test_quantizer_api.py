@@ -202,3 +202,20 @@ def test_metrics_follow_the_batch():
     assert out.metrics["cur/l0"].item() == pytest.approx((counts > 0).float().mean().item())
     assert out.metrics["entropy_bits/l0"].item() == pytest.approx(ent.item() / math.log(2), rel=1e-5)
     torch.testing.assert_close(out.metrics["recon_mse"], ((out.quantized - x) ** 2).mean())
+
+
+def test_usage_window_sums_the_last_forwards():
+    from bridle.modeling.quantizers import UsageWindow
+
+    w = UsageWindow(1, 3, window=2)
+    for i, c in enumerate(([1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0])):
+        w.push(torch.tensor([c]))
+        assert w.age.tolist() == [[i + 1] * 3]
+    assert w.counts.tolist() == [[0.0, 2.0, 3.0]]  # the first forward left the window
+    w.reset(torch.tensor([[False, True, False]]))
+    assert w.counts.tolist() == [[0.0, 0.0, 3.0]] and w.age.tolist() == [[3, 0, 3]]
+    w.push(torch.tensor([[1.0, 1.0, 1.0]]))
+    assert w.counts.tolist() == [[1.0, 1.0, 4.0]]
+    w.reset()
+    assert w.counts.sum() == 0 and w.age.sum() == 0
+    assert not any(k for k in w.state_dict())  # not saved in checkpoints
