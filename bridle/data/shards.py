@@ -524,6 +524,10 @@ def build_stream_loader(cfg, dataset: IterableDataset, consumed: int, batch_size
         )
     kw = dict(loader_kwargs)
     kw.pop("sampler", None)
+    # Own generator: creating the loader's iterator must not draw from the global RNG (the
+    # training step's), or a resumed run would diverge from an uninterrupted one.
+    kw.setdefault("generator", torch.Generator().manual_seed(_seed(max(int(cfg.SEED), 0), "stream-loader",
+                                                                   comm.get_rank(), consumed)))
     return DataLoader(dataset, batch_size=batch_size, drop_last=train, **kw)
 
 
