@@ -47,9 +47,13 @@ class Registry(_FvRegistry):
 
     def _import_core(self) -> None:
         if self._core_modules:
-            mods, self._core_modules = self._core_modules, ()
-            for m in mods:
-                importlib.import_module(m)
+            mods, self._core_modules = self._core_modules, ()  # () first: no re-entry while importing
+            try:
+                for m in mods:
+                    importlib.import_module(m)
+            except BaseException:
+                self._core_modules = mods  # a failed import is retried (and raises) on the next lookup
+                raise
 
     def register(self, obj: Any = None, *, name: Optional[str] = None) -> Any:
         if obj is None:
