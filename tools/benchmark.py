@@ -41,6 +41,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: The clock of time_fn: wall time, or this process's CPU time (``--clock process``: on a CPU
+#: shared with other jobs, a single-threaded run's CPU time does not count time spent waiting).
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def time_fn(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> float:
     """Median seconds per call of ``fn`` over ``iters`` timed calls after ``warmup`` calls."""
     for _ in range(warmup):
@@ -48,10 +53,10 @@ def time_fn(fn: Callable[[], object], device: torch.device, iters: int, warmup: 
     _sync(device)
     times = []
     for _ in range(iters):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     times.sort()
     return times[len(times) // 2]
 
@@ -132,6 +137,8 @@ def _phase_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config-file", default="configs/audio/pretrain_rq.yaml", help="model config")
     g.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: no codegen)")
+    g.add_argument("--compile-mode", default=None, help="torch.compile mode (default, max-autotune-no-cudagraphs, ...)")
     g.add_argument("--no-flops", action="store_true", help="skip the FLOP count (FlopCounterMode)")
 
 
@@ -179,7 +186,10 @@ def time_training_step(args: argparse.Namespace, model: torch.nn.Module, batch: 
     device = torch.device(args.device)
     if getattr(args, "compile", False):
         torch._dynamo.reset()
-    runnable = torch.compile(model) if getattr(args, "compile", False) else model
+    if getattr(args, "compile", False):
+        runnable = torch.compile(model, backend=args.compile_backend, mode=args.compile_mode)
+    else:
+        runnable = model
     trainer = SimpleTrainer(runnable, _Repeat(batch), optimizer, precision=args.precision, device=device)
     trainer.storage = EventStorage()
     if device.type == "cuda":
@@ -211,7 +221,7 @@ def time_training_step(args: argparse.Namespace, model: torch.nn.Module, batch: 
         "samples_per_s": round(args.batch_size / sec, 1),
         "first_step_s": round(first_s, 2),
         "gflop_per_sample": round(flops / 1e9, 2),
-        "achieved_tflops": round(tflops, 2),
+        "achieved_tflops": round(tflops, 3),
         "trained_params_m": round(trained / 1e6, 2),
     }
     peak = float(getattr(args, "peak_tflops", 0.0) or 0.0)
@@ -237,6 +247,13 @@ class _Repeat:
 def bench_encoder_phase(args: argparse.Namespace) -> List[Row]:
     """BRIDLE encoder phase (cold-start tokenizer targets, masked CE) training step."""
     return _bench_phase(args, "encoder", cold=True)
+
+
+@component("encoder_phase_iter2")
+def bench_encoder_phase_iter2(args: argparse.Namespace) -> List[Row]:
+    """BRIDLE encoder phase of iteration >= 2: targets from a (ViT) tokenizer over all patches,
+    run in MODEL.TOKENIZER.TARGET_PRECISION (fp32 by default; "amp" = the step's autocast)."""
+    return _bench_phase(args, "encoder", cold=False)
 
 
 @component("tokenizer_phase")
@@ -456,9 +473,11 @@ def _loader_data(kind: str, root: str, n: int):
             _json.dump({"data": entries}, f)
         with open(os.path.join(root, "labels.csv"), "w") as f:
             f.write("index,mid,display_name\n0,/m/x,X\n")
-        index = make_shards.main(["--manifest", os.path.join(root, "train.json"), "--label-csv",
-                                  os.path.join(root, "labels.csv"), "--out", os.path.join(root, "shards"),
-                                  "--num-workers", "1", "--shard-size", str(max(1, n // 4))])
+        for fmt, sub in (("keep", "shards_wav"), ("flac", "shards")):
+            index = make_shards.main(["--manifest", os.path.join(root, "train.json"), "--label-csv",
+                                      os.path.join(root, "labels.csv"), "--out", os.path.join(root, sub),
+                                      "--num-workers", "1", "--shard-size", str(max(1, n // 4)),
+                                      "--audio-format", fmt])
     else:
         from PIL import Image
 
@@ -494,8 +513,11 @@ def bench_loader(args: argparse.Namespace) -> List[Row]:
         for kind in args.loader_pipelines:
             root = os.path.join(tmp, kind)
             index = _loader_data(kind, root, n)
-            shard_bytes = sum(os.path.getsize(os.path.join(root, "shards", f))
-                              for f in os.listdir(os.path.join(root, "shards")) if f.endswith(".tar"))
+
+            def tar_bytes(sub):
+                return sum(os.path.getsize(os.path.join(root, sub, f))
+                           for f in os.listdir(os.path.join(root, sub)) if f.endswith(".tar"))
+
             cfg = get_cfg()
             cfg.merge_from_file(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                              recipes[kind]))
@@ -507,26 +529,94 @@ def bench_loader(args: argparse.Namespace) -> List[Row]:
             else:
                 cfg.merge_from_list(["DATASETS.IMAGE.ROOT", root])
                 files = build_dataset(cfg, "image_folder", "train", "pretrain")
-            shards = build_dataset(cfg, "shards", "train", "pretrain")
-            shards.set_start(0, 1)
+            layouts = [("shards (FLAC)" if kind == "audio" else "shards (JPEG)", "shards")]
+            if kind == "audio":
+                layouts.append(("shards (wav bytes kept)", "shards_wav"))
 
             def read_files():
                 for i in range(n):
                     files[i]
 
-            def read_shards():
-                it = iter(shards)
-                for _ in range(n):
-                    next(it)
+            def reader(sub):
+                c = cfg.clone()
+                c.merge_from_list(["DATASETS.SHARDS.TRAIN_INDEX", os.path.join(root, sub, "index.json")])
+                shards = build_dataset(c, "shards", "train", "pretrain")
+                shards.set_start(0, 1)
+
+                def read_shards():
+                    it = iter(shards)
+                    for _ in range(n):
+                        next(it)
+
+                return read_shards
 
             file_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root)
-                             for f in fs if f.endswith((".wav", ".jpg")))
-            for layout, fn, size in (("one file per sample", read_files, file_bytes),
-                                     ("shards", read_shards, shard_bytes)):
-                sec = time_fn(fn, torch.device("cpu"), args.iters, args.warmup)
+                             for f in fs if f.endswith((".wav", ".jpg")) and "shards" not in d)
+            runs = [("one file per sample", read_files, file_bytes)]
+            runs += [(name, reader(sub), tar_bytes(sub)) for name, sub in layouts]
+            # interleaved (files, shards, files, ...) so that load drifts on a shared machine hit
+            # every layout alike; median of --iters passes each
+            for _, fn, _ in runs:
+                for _ in range(args.warmup):
+                    fn()
+            times = {layout: [] for layout, _, _ in runs}
+            for _ in range(args.iters):
+                for layout, fn, _ in runs:
+                    start = CLOCK()
+                    fn()
+                    times[layout].append(CLOCK() - start)
+            for layout, fn, size in runs:
+                sec = sorted(times[layout])[len(times[layout]) // 2]
                 rows.append({"component": "loader", "name": f"{kind}: {layout}", "samples": n,
                              "samples_per_s": round(n / sec, 1), "ms_per_sample": round(sec * 1e3 / n, 2),
                              "MB_on_disk": round(size / 2**20, 1), "threads": torch.get_num_threads()})
+    return rows
+
+
+def _video_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("video_clips")
+    g.add_argument("--video-config", default="configs/video/pretrain_rq.yaml", help="video config")
+    g.add_argument("--video-seconds", type=float, default=10.0, help="length of the synthetic 25-fps clip")
+
+
+@component("video_clips", add_args=_video_args)
+def bench_video_clips(args: argparse.Namespace) -> List[Row]:
+    """Video loader worker: clips/s of the pretraining dataset (decord decode + transform) on a
+    synthetic H.264 320x256 25-fps video, for INPUT.VIDEO.NUM_SAMPLE (clips per decode) 1 / 2 / 4
+    and DECODE_THREADS 1 / 2, in this process (= one loader worker)."""
+    import tempfile
+
+    import av
+    import numpy as np
+
+    from bridle.config import get_cfg
+    from bridle.registry import DATASET
+
+    rows: List[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "clips"))
+        path = os.path.join(tmp, "clips", "synthetic.mp4")
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 255, (256 + 64, 320 + 64, 3), dtype=np.uint8)
+        with av.open(path, mode="w") as container:
+            stream = container.add_stream("libx264", rate=25)
+            stream.height, stream.width, stream.pix_fmt = 256, 320, "yuv420p"
+            for i in range(int(args.video_seconds * 25)):
+                frame = base[i % 64: i % 64 + 256, i % 64: i % 64 + 320]  # a moving pan
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(stream.encode())
+        for threads in (1, 2):
+            for per_decode in (1, 2, 4):
+                cfg = get_cfg()
+                cfg.merge_from_file(args.video_config)
+                cfg.DATASETS.VIDEO.FOLDER_ROOT = os.path.join(tmp, "clips")
+                cfg.INPUT.VIDEO.NUM_SAMPLE = per_decode
+                cfg.INPUT.VIDEO.DECODE_THREADS = threads
+                ds = DATASET.get("video_folder")(cfg, "train", "pretrain")
+                sec = time_fn(lambda: ds[0], torch.device("cpu"), args.iters, args.warmup)
+                rows.append({"component": "video_clips", "name": f"NUM_SAMPLE {per_decode}, DECODE_THREADS {threads}",
+                             "ms": round(sec * 1e3, 1), "clips_per_s": round(per_decode / sec, 1),
+                             "threads": torch.get_num_threads()})
     return rows
 
 
@@ -538,6 +628,7 @@ def environment(args: argparse.Namespace) -> Dict[str, object]:
         "device": args.device,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "clock": getattr(args, "clock", "wall"),
     }
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
@@ -578,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--json", default="", help="also write the rows and the environment here")
+    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
+                        help="wall time (default) or this process's CPU time (CPU runs on a shared machine)")
     for fn in COMPONENTS.values():
         if fn.add_args is not None:
             fn.add_args(parser)
@@ -596,6 +689,8 @@ def main(argv=None) -> List[Row]:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "process" else time.perf_counter
     rows: List[Row] = []
     for name in args.component:
         rows += COMPONENTS[name](args)
