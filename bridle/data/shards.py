@@ -285,6 +285,9 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
         self._batch_size = 1
         self._headers: Dict[int, List[List[Tuple[str, int, int]]]] = {}
         self.worker_override: Optional[Tuple[int, int]] = None
+        #: Return a bridle.data.build.BadItem naming an unreadable sample instead of None
+        #: (set by the training loader; the collate counts both).
+        self.name_bad_items = False
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -380,17 +383,23 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
             yield pending.pop(order[k], (f"epoch {epoch} position {k}", None))
             k += 1
 
+    def _bad(self, key: str, exc: BaseException):
+        self.record_failure(key, exc)
+        if self.name_bad_items:  # the training loader names skipped samples (DATALOADER.MAX_BAD_FRACTION)
+            from .build import BadItem
+
+            return BadItem(key, f"{key} ({type(exc).__name__}: {exc})")
+        return None
+
     def _decode(self, key: str, raw: Optional[Dict[str, bytes]]) -> Optional[dict]:
         if raw is None:
-            self.record_failure(key, EOFError("sample missing from its shard"))
-            return None
+            return self._bad(key, EOFError("sample missing from its shard"))
         try:
             item = self.decoder(raw)
         except self.load_errors as e:
-            self.record_failure(key, e)
-            return None
+            return self._bad(key, e)
         if item is None:
-            self.record_failure(key, ValueError("the decoder could not read it"))
+            return self._bad(key, ValueError("the decoder could not read it"))
         return item
 
     def _seeded_decode(self, key, raw, seed: Optional[int]) -> Optional[dict]:
@@ -505,8 +514,7 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
         except (OSError, EOFError, ValueError, tarfile.TarError, IndexError) as e:
             if isinstance(e, IndexError):
                 raise
-            self.record_failure(key, e)
-            return None
+            return self._bad(key, e)
         return self._decode(key, raw)
 
 
@@ -516,6 +524,8 @@ def build_stream_loader(cfg, dataset: IterableDataset, consumed: int, batch_size
     itself); ``consumed`` samples of this rank are skipped."""
     if train and hasattr(dataset, "set_start"):
         dataset.set_start(consumed, batch_size)
+    if hasattr(dataset, "name_bad_items"):
+        dataset.name_bad_items = True
     if train and cfg.DATALOADER.SAMPLER_TRAIN not in ("TrainingSampler", ""):
         raise ValueError(
             f"DATALOADER.SAMPLER_TRAIN '{cfg.DATALOADER.SAMPLER_TRAIN}' needs a map-style dataset; the "

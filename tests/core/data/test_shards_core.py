@@ -134,6 +134,14 @@ def test_corrupt_sample_is_skipped_and_counted(tmp_path):
     assert [int(b["num_skipped"]) for b in batches] == [0, 1]
     assert _indices(batches) == [0, 1, 2, 3, 4, 6, 7]
     assert ds.num_failed == 1 and "shard-000001.tar#1" in ds.failed_keys[0]
+    # through the training loader the skipped sample is also named (bad_items)
+    from bridle.data.build import build_train_loader
+
+    cfg = get_cfg()
+    cfg.SOLVER.BATCH_SIZE_PER_GPU, cfg.DATALOADER.NUM_WORKERS = 8, 0
+    batch = next(iter(build_train_loader(cfg, _dataset(path, buffer=1), 0)))
+    assert int(batch["num_skipped"]) == 1 and len(batch["input"]) == 7
+    assert any("shard-000001.tar#1" in d and "ValueError" in d for d in batch["bad_items"])
 
 
 def test_truncated_shard_counts_its_missing_samples(tmp_path):
