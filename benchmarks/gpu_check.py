@@ -33,7 +33,7 @@ import benchmark as B  # noqa: E402  tools/benchmark.py
 
 
 def plan(smoke: bool):
-    """(label, argv for tools/benchmark.py, estimated seconds) in priority order."""
+    """(label, argv for tools/benchmark.py, estimated seconds), cheapest and most needed first."""
     if smoke:
         audio = ["--config-file", "configs/audio/tiny_pretrain.yaml"]
         ft = ["--finetune-config", "configs/audio/demo_finetune.yaml"]
@@ -41,7 +41,9 @@ def plan(smoke: bool):
         video = ["--config-file", "configs/video/tiny_pretrain.yaml"]
         bs, img_bs, vid_bs = "2", "2", "2"
         it = ["--iters", "1", "--warmup", "1"]
-        compile_cost = 90
+        # no C++ code generation on a CPU in the smoke mode: dynamo + AOT autograd only
+        comp = ["--compile", "--compile-backend", "aot_eager"]
+        compile_cost = 60
     else:
         audio = ["--config-file", "configs/audio/pretrain_rq.yaml"]
         ft = ["--finetune-config", "configs/audio/finetune_as2m.yaml"]
@@ -49,45 +51,47 @@ def plan(smoke: bool):
         video = ["--config-file", "configs/video/pretrain_rq.yaml"]
         bs, img_bs, vid_bs = "32", "64", "16"
         it = ["--iters", "10", "--warmup", "3"]
-        compile_cost = 120
+        comp = ["--compile"]
+        compile_cost = 90
     steps = [("encoder_phase", audio), ("tokenizer_phase", audio), ("finetune_step", audio + ft)]
     out = [("matmul_peak", ["--component", "matmul_peak"] + it, 10)]
     for prec in ("bf16", "fp16"):
-        for comp, cfg in steps:
-            out.append((f"audio {comp} {prec} eager", ["--component", comp, "--precision", prec,
-                                                       "--batch-size", bs] + cfg + it, 25))
-    for comp, cfg in steps:
-        out.append((f"audio {comp} bf16 compile", ["--component", comp, "--precision", "bf16", "--compile",
-                                                   "--batch-size", bs] + cfg + it, compile_cost))
+        for c, cfg in steps:
+            out.append((f"audio {c} {prec} eager", ["--component", c, "--precision", prec, "--batch-size", bs]
+                        + cfg + it, 20))
     out += [
         ("image encoder_phase bf16 eager", ["--component", "encoder_phase", "--precision", "bf16",
-                                            "--batch-size", img_bs] + image + it, 25),
+                                            "--batch-size", img_bs] + image + it, 20),
         ("image tokenizer_phase bf16 eager", ["--component", "tokenizer_phase", "--precision", "bf16",
-                                              "--batch-size", img_bs] + image + it, 25),
+                                              "--batch-size", img_bs] + image + it, 20),
         ("video encoder_phase bf16 eager", ["--component", "encoder_phase", "--precision", "bf16",
-                                            "--batch-size", vid_bs] + video + it, 30),
+                                            "--batch-size", vid_bs] + video + it, 25),
         ("fbank device vs cpu", ["--component", "fbank", "--component", "device_fbank",
-                                 "--batch-size", bs] + it, 20),
-        ("audio encoder_phase bf16 eager foreach AdamW",
-         ["--component", "encoder_phase", "--precision", "bf16", "--batch-size", bs, "--no-flops"] + audio + it
-         + ["--opts", "SOLVER.OPTIMIZER_IMPL", "foreach"], 20),
-        ("audio encoder_phase bf16 eager grad checkpoint",
-         ["--component", "encoder_phase", "--precision", "bf16", "--batch-size", bs, "--no-flops"] + audio + it
-         + ["--opts", "MODEL.ENCODER.GRAD_CHECKPOINT", "True"], 20),
-        ("audio tokenizer_phase bf16 eager teacher fp32",
-         ["--component", "tokenizer_phase", "--precision", "bf16", "--batch-size", bs, "--no-flops"] + audio + it
-         + ["--opts", "PRETRAIN.TEACHER_PRECISION", "fp32"], 20),
+                                 "--batch-size", bs] + it, 15),
     ]
-    for comp, cfg in steps:
-        out.append((f"audio {comp} fp16 compile", ["--component", comp, "--precision", "fp16", "--compile",
-                                                   "--batch-size", bs] + cfg + it, compile_cost))
+    for c, cfg in steps:
+        out.append((f"audio {c} bf16 compile", ["--component", c, "--precision", "bf16", "--batch-size", bs]
+                    + comp + cfg + it, compile_cost))
+    extra = ["--precision", "bf16", "--batch-size", bs, "--no-flops"] + audio + it
+    out += [
+        ("audio encoder_phase bf16 eager foreach AdamW",
+         ["--component", "encoder_phase"] + extra + ["--opts", "SOLVER.OPTIMIZER_IMPL", "foreach"], 15),
+        ("audio encoder_phase bf16 eager grad checkpoint",
+         ["--component", "encoder_phase"] + extra + ["--opts", "MODEL.ENCODER.GRAD_CHECKPOINT", "True"], 15),
+        ("audio tokenizer_phase bf16 eager teacher fp32",
+         ["--component", "tokenizer_phase"] + extra + ["--opts", "PRETRAIN.TEACHER_PRECISION", "fp32"], 15),
+    ]
+    for c, cfg in steps:
+        out.append((f"audio {c} fp16 compile", ["--component", c, "--precision", "fp16", "--batch-size", bs]
+                    + comp + cfg + it, compile_cost))
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda (the check) or cpu (smoke mode)")
-    ap.add_argument("--budget-s", type=float, default=400.0, help="stop starting measurements after this")
+    ap.add_argument("--budget-s", type=float, default=420.0,
+                    help="start no measurement that would end (by its estimate) after this many seconds")
     ap.add_argument("--out", default="", help="JSON path (default $OUT/gpu_check.json or benchmarks/out/)")
     ap.add_argument("--only", default="", help="run only measurements whose label contains this")
     args = ap.parse_args(argv)

@@ -39,7 +39,9 @@ class BadItem:
 
 def skip_none_collate(items: List[Optional[dict]]) -> dict:
     """Collate item dicts, dropping ``None`` / :class:`BadItem` (unreadable) items;
-    ``num_skipped`` counts them and ``bad_items`` names those that are known."""
+    ``num_skipped`` counts them and ``bad_items`` names those that are known. An item that is a
+    list of item dicts (several samples from one read, e.g. repeated sampling) adds each."""
+    items = [x for it in items for x in (it if isinstance(it, list) else [it])]
     good = [it for it in items if it is not None and not isinstance(it, BadItem)]
     skipped = len(items) - len(good)
     bad = [it.desc for it in items if isinstance(it, BadItem)]
@@ -169,7 +171,17 @@ def build_test_loader(cfg, dataset, batch_size: Optional[int] = None) -> DataLoa
 
 
 def build_batch_transforms(cfg, mode: str) -> List[Callable[[dict], dict]]:
-    return [TRANSFORM.get(name)(cfg, mode) for name in cfg.INPUT.BATCH_TRANSFORMS]
+    """The TRANSFORM entries of INPUT.BATCH_TRANSFORMS, each ``fn(cfg, mode)`` -> callable(batch) -> batch."""
+    out = []
+    for name in cfg.INPUT.BATCH_TRANSFORMS:
+        t = TRANSFORM.get(name)(cfg, mode)
+        if not callable(t):
+            raise TypeError(
+                f"TRANSFORM entry '{name}' (INPUT.BATCH_TRANSFORMS, registered by {TRANSFORM.origin(name)}) "
+                f"returned {type(t).__name__}; fn(cfg, mode) must return a callable(batch dict) -> batch dict."
+            )
+        out.append(t)
+    return out
 
 
 def iters_per_epoch(cfg, dataset_len: int) -> int:

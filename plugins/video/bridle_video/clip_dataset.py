@@ -15,6 +15,10 @@ the probabilities of a sample's views over (bridle/evaluation/classification.py)
 - "finetune" mode: ``num_views = INPUT.VIDEO.REPEATED_AUG``; each view is an independent random
   clip and augmentation of the same video (repeated augmentation).
 - "pretrain" / "linear_probe": one random view per video.
+- Repeated sampling (``clips_per_decode`` > 1, INPUT.VIDEO.NUM_SAMPLE, training modes): the
+  clip's frames are decoded once and augmented ``clips_per_decode`` times; the item is then a
+  *list* of that many item dicts, which ``bridle.data.build.skip_none_collate`` flattens into the
+  batch (VideoMAE V2).
 
 A file that decord cannot open or decode gives ``None`` (counted in ``num_failed``, warned once).
 """
@@ -46,6 +50,7 @@ class ClipDataset(RobustItemsMixin, Dataset):
         repeats: int = 1,
         decode_threads: int = 1,
         num_classes: Optional[int] = None,
+        clips_per_decode: int = 1,
     ) -> None:
         self.paths: List[str] = list(paths)
         self.labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
@@ -55,6 +60,7 @@ class ClipDataset(RobustItemsMixin, Dataset):
         self.num_segments, self.num_crops = num_segments, num_crops
         self.num_views = repeats if self.random_clips else num_segments * num_crops
         self.decode_threads = decode_threads
+        self.clips_per_decode = max(1, int(clips_per_decode)) if self.random_clips else 1
         if num_classes is not None:
             self.num_classes = num_classes
         self._last_clip = None  # (path, segment, frames): the crops of a segment decode once
@@ -73,6 +79,10 @@ class ClipDataset(RobustItemsMixin, Dataset):
         frames = self.load_or_none(path, self._frames, path, segment)
         if frames is None:
             return None
+        items = [self._item(frames, video_index, view_index, crop) for _ in range(self.clips_per_decode)]
+        return items[0] if self.clips_per_decode == 1 else items
+
+    def _item(self, frames: torch.Tensor, video_index: int, view_index: int, crop: int) -> dict:
         video_tensor = torch.tensor(video_index, dtype=torch.long)
         item = {
             "input": self.transform(frames, crop, self.num_crops),
@@ -114,7 +124,7 @@ def build_clip_dataset(
     check_mode(mode, f"DATASET '{entry}'")
     v = cfg.INPUT.VIDEO
     num_frames = clip_input_size(cfg)[0]
-    for key in ("SAMPLING_RATE", "TEST_NUM_SEGMENTS", "TEST_NUM_CROPS", "REPEATED_AUG", "DECODE_THREADS"):
+    for key in ("SAMPLING_RATE", "TEST_NUM_SEGMENTS", "TEST_NUM_CROPS", "REPEATED_AUG", "DECODE_THREADS", "NUM_SAMPLE"):
         if int(v[key]) < 1:
             raise ValueError(f"INPUT.VIDEO.{key} must be >= 1; got {v[key]}.")
     multi_view = mode == "eval" and split == "test"
@@ -129,4 +139,5 @@ def build_clip_dataset(
         repeats=int(v.REPEATED_AUG) if mode == "finetune" else 1,
         decode_threads=int(v.DECODE_THREADS),
         num_classes=num_classes,
+        clips_per_decode=int(v.NUM_SAMPLE) if mode != "eval" else 1,
     )

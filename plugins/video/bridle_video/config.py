@@ -48,6 +48,11 @@ def add_config(cfg) -> None:
     # "finetune": each video yields this many independently augmented items per epoch
     # (repeated augmentation, VideoMAE num_sample; 1 = off).
     v.REPEATED_AUG = 1
+    # Repeated sampling (VideoMAE V2 num_sample) in training modes: each video is decoded once
+    # and this many independently augmented clips of the decoded frames come out as consecutive
+    # batch items (a loader batch holds BATCH_SIZE_PER_GPU x NUM_SAMPLE clips; 1 = off). Cuts
+    # decoding per clip by this factor; unlike REPEATED_AUG it does not lengthen the epoch.
+    v.NUM_SAMPLE = 1
     # ------------------------------------------------------------------ evaluation
     # "eval": frames are resized so their short side is this, then cropped to [H, W].
     v.TEST_SHORT_SIDE_SIZE = 224
