@@ -132,4 +132,14 @@ def build_evaluators(cfg, names: Optional[List[str]] = None) -> DatasetEvaluator
     names = list(cfg.TEST.EVALUATORS if names is None else names)
     if not names:
         raise ValueError("TEST.EVALUATORS is empty: name at least one EVALUATOR entry (e.g. 'accuracy').")
-    return DatasetEvaluators([EVALUATOR.get(n)(cfg) for n in names])
+    evaluators = []
+    for n in names:
+        ev = EVALUATOR.get(n)(cfg)
+        lacks = [m for m in ("reset", "process", "evaluate") if not callable(getattr(ev, m, None))]
+        if lacks:
+            raise TypeError(
+                f"EVALUATOR entry '{n}' (TEST.EVALUATORS, registered by {EVALUATOR.origin(n)}) built "
+                f"{type(ev).__name__}, which lacks {lacks}: an evaluator has reset(), process(logits, batch), evaluate() -> dict."
+            )
+        evaluators.append(ev)
+    return DatasetEvaluators(evaluators)

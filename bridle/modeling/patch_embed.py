@@ -68,11 +68,18 @@ def build_conv_patch_embed(cfg, embed_dim: int) -> ConvPatchEmbed:
 
 
 def build_patch_embed(cfg, embed_dim: int) -> nn.Module:
-    embed = PATCH_EMBED.get(cfg.MODEL.PATCH_EMBED.NAME)(cfg, embed_dim)
-    for attr in ("grid_size", "num_patches"):
-        if not hasattr(embed, attr):
-            raise TypeError(
-                f"PATCH_EMBED entry '{cfg.MODEL.PATCH_EMBED.NAME}' returned a module without "
-                f"'{attr}'; see bridle.registry.PATCH_EMBED for the contract."
-            )
+    name = cfg.MODEL.PATCH_EMBED.NAME
+    embed = PATCH_EMBED.get(name)(cfg, embed_dim)
+    where = f"PATCH_EMBED entry '{name}' (MODEL.PATCH_EMBED.NAME, registered by {PATCH_EMBED.origin(name)})"
+    lacks = [a for a in ("grid_size", "num_patches") if not hasattr(embed, a)]
+    if not isinstance(embed, nn.Module) or lacks:
+        raise TypeError(
+            f"{where} returned {type(embed).__name__}" + (f", which lacks {lacks}" if lacks else ", not an nn.Module")
+            + "; fn(cfg, embed_dim) must return an nn.Module with .grid_size (tuple) and .num_patches (docs/DESIGN.md)."
+        )
+    n = 1
+    for g in tuple(embed.grid_size):
+        n *= int(g)
+    if n != int(embed.num_patches):
+        raise ValueError(f"{where}: .num_patches {embed.num_patches} != prod(.grid_size {tuple(embed.grid_size)}) = {n}.")
     return embed

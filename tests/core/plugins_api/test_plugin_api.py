@@ -194,3 +194,27 @@ def test_linear_probe_says_it_does_not_apply_batch_transforms(toy_plugin, tmp_pa
     assert trainer.batch_transforms == []
     assert any("INPUT.BATCH_TRANSFORMS ['some_mixup'] are NOT applied by LinearProbeTrainer" in r.getMessage()
                for r in caplog.records)
+
+
+def test_patch_embed_evaluator_and_transform_contracts_name_the_entry(toy_plugin, tmp_path):
+    from bridle.data.build import build_batch_transforms
+    from bridle.evaluation import build_evaluators
+    from bridle.modeling import build_patch_embed
+    from bridle.registry import EVALUATOR, PATCH_EMBED, TRANSFORM
+
+    class Wrong(nn.Module):
+        grid_size, num_patches = (4, 4), 15
+
+    if "plugins_api_wrong_embed" not in PATCH_EMBED:
+        PATCH_EMBED.register(lambda cfg, dim: Wrong(), name="plugins_api_wrong_embed")
+        EVALUATOR.register(lambda cfg: object(), name="plugins_api_no_methods")
+        TRANSFORM.register(lambda cfg, mode: None, name="plugins_api_none_transform")
+    cfg = toy_cfg(tmp_path, **{"MODEL.PATCH_EMBED.NAME": "plugins_api_wrong_embed"})
+    with pytest.raises(ValueError, match=r"PATCH_EMBED entry 'plugins_api_wrong_embed'.*num_patches 15 != .* 16"):
+        build_patch_embed(cfg, 32)
+    with pytest.raises(TypeError, match=r"EVALUATOR entry 'plugins_api_no_methods'.*\['reset', 'process', 'evaluate'\]"):
+        build_evaluators(cfg, ["plugins_api_no_methods"])
+    cfg.defrost()
+    cfg.INPUT.BATCH_TRANSFORMS = ["plugins_api_none_transform"]
+    with pytest.raises(TypeError, match=r"TRANSFORM entry 'plugins_api_none_transform'.*callable"):
+        build_batch_transforms(cfg, "finetune")
