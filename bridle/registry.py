@@ -110,7 +110,7 @@ BACKBONE = Registry(
     "BACKBONE",
     "fn(cfg, node) -> nn.Module, node = cfg.MODEL.ENCODER or cfg.MODEL.TOKENIZER (its NAME picks the "
     "entry); forward(x, ids_keep=None) -> tokens [B, 1 + M, D] (cls first, after the final norm); "
-    "attributes .grid_size, .num_patches, .embed_dim, .depth and layer_id(param_name) -> int.",
+    "attributes .grid_size, .embed_dim, .depth and layer_id(param_name) -> int.",
     core_modules=("bridle.modeling",),
 )
 PATCH_EMBED = Registry(

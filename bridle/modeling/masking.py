@@ -84,7 +84,7 @@ def build_mask_generator(cfg, grid_size):
     for g in grid_size:
         n *= int(g)
     with torch.random.fork_rng(devices=[]):  # the check leaves the global RNG stream untouched
-        mask = gen(2, device=None)
+        mask = gen(2, device=torch.device("cpu"))
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (2, n):
         got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise TypeError(f"{where}: gen(2) must return a bool tensor of shape (2, {n}) for grid {tuple(grid_size)}; got {got}.")

@@ -155,13 +155,13 @@ def build_vit(cfg, node=None) -> VisionTransformer:
 
 
 #: What every BACKBONE module must have (checked by :func:`check_backbone` at build time).
-BACKBONE_ATTRIBUTES = ("grid_size", "num_patches", "embed_dim", "depth")
+BACKBONE_ATTRIBUTES = ("grid_size", "embed_dim", "depth")
 
 
 def check_backbone(model, name: str = "?", key: str = "MODEL.ENCODER.NAME"):
     """Raise naming the BACKBONE entry and what it lacks unless ``model`` meets the contract:
-    an ``nn.Module`` with ``.grid_size`` (tuple), ``.num_patches``, ``.embed_dim``, ``.depth``
-    (ints), ``layer_id(param_name) -> int`` and ``forward(x, ids_keep=None)``."""
+    an ``nn.Module`` with ``.grid_size`` (tuple), ``.embed_dim``, ``.depth`` (ints; ``.num_patches``,
+    when present, = prod(grid_size)), ``layer_id(param_name) -> int`` and ``forward(x, ids_keep=None)``."""
     where = f"BACKBONE entry '{name}' ({key}, registered by {BACKBONE.origin(name)})"
     if not isinstance(model, nn.Module):
         raise TypeError(f"{where} returned {type(model).__name__}; a backbone builder fn(cfg, node) must return an nn.Module.")
@@ -176,7 +176,7 @@ def check_backbone(model, name: str = "?", key: str = "MODEL.ENCODER.NAME"):
     n = 1
     for g in tuple(model.grid_size):
         n *= int(g)
-    if n != int(model.num_patches):
+    if int(getattr(model, "num_patches", n)) != n:
         raise ValueError(f"{where}: .num_patches {model.num_patches} != prod(.grid_size {tuple(model.grid_size)}) = {n}.")
     if int(model.depth) <= 0 or int(model.embed_dim) <= 0:
         raise ValueError(f"{where}: .depth ({model.depth}) and .embed_dim ({model.embed_dim}) must be > 0.")

@@ -1,5 +1,7 @@
 """Codebook quantizers: ``vq`` (normalised, BEATs NormEMA) and ``rq`` (residual), registered in
 :data:`bridle.registry.QUANTIZER`. Build one from a config with :func:`build_quantizer`."""
+import operator
+
 import torch
 
 from bridle.registry import QUANTIZER
@@ -58,10 +60,10 @@ def build_quantizer(cfg) -> CodebookQuantizer:
     q = cls.from_config(cfg.MODEL.QUANTIZER)
     if not isinstance(q, nn.Module):
         raise TypeError(f"{where}: from_config returned {type(q).__name__}, not an nn.Module.")
-    lacks = [a for a in ("num_levels", "codebook_size", "code_dim") if not isinstance(getattr(q, a, None), int)]
+    lacks = [a for a in ("num_levels", "codebook_size", "code_dim") if not _is_int(getattr(q, a, None))]
     if lacks:
         raise TypeError(f"{where} built {type(q).__name__}, which lacks int attributes {lacks}.")
-    if q.code_dim != int(cfg.MODEL.QUANTIZER.CODE_DIM):
+    if int(q.code_dim) != int(cfg.MODEL.QUANTIZER.CODE_DIM):
         raise ValueError(
             f"{where}: .code_dim {q.code_dim} != MODEL.QUANTIZER.CODE_DIM {cfg.MODEL.QUANTIZER.CODE_DIM} "
             "(the tokenizer projects its features to CODE_DIM)."
@@ -69,14 +71,26 @@ def build_quantizer(cfg) -> CodebookQuantizer:
     return q
 
 
+def _is_int(value) -> bool:
+    try:
+        operator.index(value)  # python / numpy ints (not floats, not None)
+        return True
+    except TypeError:
+        return False
+
+
 def check_quantizer_output(out, z, quantizer):
     """``out`` unchanged if it is a QuantizerOutput of the right shapes for input ``z`` [..., D];
     else raise naming the quantizer (shapes only: no host sync)."""
     name = type(quantizer).__name__
-    if not isinstance(out, QuantizerOutput):
-        raise TypeError(f"Quantizer {name}.forward must return a bridle.modeling.quantizers.QuantizerOutput; got {type(out).__name__}.")
+    fields = ("quantized", "codes", "loss", "metrics", "soft_codes")
+    if not all(hasattr(out, f) for f in fields):
+        raise TypeError(
+            f"Quantizer {name}.forward must return a bridle.modeling.quantizers.QuantizerOutput (fields {fields}); "
+            f"got {type(out).__name__} without {[f for f in fields if not hasattr(out, f)]}."
+        )
     lead = tuple(z.shape[:-1])
-    want = {"quantized": lead + (quantizer.code_dim,), "codes": lead + (quantizer.num_levels,)}
+    want = {"quantized": lead + (int(quantizer.code_dim),), "codes": lead + (int(quantizer.num_levels),)}
     bad = [f"{k} {tuple(getattr(out, k).shape)} (expected {v})" for k, v in want.items() if tuple(getattr(out, k).shape) != v]
     if out.codes.dtype != torch.long:
         bad.append(f"codes dtype {out.codes.dtype} (expected torch.long)")
