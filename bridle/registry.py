@@ -32,6 +32,8 @@ __all__ = [
 
 
 class Registry(_FvRegistry):
+    _instances: list = []  # every registry created (core, plugins' own), for --list
+
     """fvcore's registry with explicit names, origin tracking and a KeyError that
     suggests the closest registered names.
 
@@ -44,6 +46,7 @@ class Registry(_FvRegistry):
         self.doc = doc
         self._origin: Dict[str, str] = {}
         self._core_modules = tuple(core_modules)
+        Registry._instances.append(self)
 
     def _import_core(self) -> None:
         if self._core_modules:
@@ -203,7 +206,10 @@ ALL_REGISTRIES = {
 def format_registries() -> str:
     """A human-readable table of every registry with its entries and their origin."""
     lines = []
-    for name, reg in ALL_REGISTRIES.items():
+    for reg in ALL_REGISTRIES.values():
+        reg.names()  # imports the core modules, which may define registries of their own
+    others = [r for r in Registry._instances if r not in ALL_REGISTRIES.values() and r.doc]
+    for name, reg in list(ALL_REGISTRIES.items()) + [(r._name, r) for r in others]:
         lines.append(f"{name}  ({reg.doc})")
         if not reg.names():
             lines.append("    (empty)")
