@@ -292,6 +292,12 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def device_transform(self):
+        """The decoder's batch transform on the device, if it has one (e.g. features computed on
+        the device from the raw samples the decoder returns); see data.build.device_transform_of."""
+        return getattr(self.decoder, "device_transform", None)
+
     # -- resume
     def set_start(self, consumed: int, batch_size: int) -> None:
         """This rank already consumed ``consumed`` samples in batches of ``batch_size``."""

@@ -54,6 +54,13 @@ class AudioSampleDecoder:
         self.multi_label = bool(meta.get("multi_label", False))
         self.soft_labels = self.num_classes > 0 and (self.multi_label or self.mixup_prob > 0)
         self._previous = None  # (encoded clip, labels) of the last sample: the mixup partner
+        # DATASETS.AUDIO.FBANK_ON_DEVICE: items are waveforms; the "shards" dataset exposes this
+        # transform (device_transform), which the trainers apply to whole batches on the device.
+        self.device_transform = None
+        if bool(getattr(cfg.DATASETS.AUDIO, "FBANK_ON_DEVICE", False)):
+            from .device_fbank import DeviceFbank
+
+            self.device_transform = DeviceFbank(cfg, mode)
 
     # ------------------------------------------------------------------ pieces
     def _labels(self, meta: dict) -> Optional[List[int]]:
@@ -122,6 +129,9 @@ class AudioSampleDecoder:
                     label = lam * label + (1.0 - lam) * self._label_tensor(other_idx, key)
         if self.mixup_prob > 0:
             self._previous = (sample[ext], idx)
+        index = torch.tensor(int(meta.get("index", -1)), dtype=torch.long)
+        if self.device_transform is not None:
+            return self._waveform_item(wav, index, label)
         fbank = compute_fbank(wav, self.params)
         offset = 0
         if self.random_crop and fbank.shape[0] > self.target_length:
@@ -130,7 +140,23 @@ class AudioSampleDecoder:
         if self.spec_augment is not None:
             x = self.spec_augment(x)
         x = normalize(x, self.norm_mean, self.norm_std)
-        item = {"input": x.contiguous(), "index": torch.tensor(int(meta.get("index", -1)), dtype=torch.long)}
+        item = {"input": x.contiguous(), "index": index}
+        if label is not None:
+            item["label"] = label
+        return item
+
+    def _waveform_item(self, wav: torch.Tensor, index: torch.Tensor, label) -> dict:
+        """FBANK_ON_DEVICE: as AudioClipDataset's, the samples of the TARGET_LENGTH frames the
+        CPU path would keep, zero-padded to a fixed length, and their count."""
+        p = self.params
+        need = p.samples_for_frames(self.target_length)
+        frames = p.num_frames(wav.shape[1])
+        offset = 0
+        if self.random_crop and frames > self.target_length:
+            offset = int(torch.randint(frames - self.target_length + 1, ()))
+        seg = wav[0, offset * p.shift_samples: offset * p.shift_samples + need].float()
+        item = {"input": torch.nn.functional.pad(seg, (0, need - seg.shape[0])).contiguous(),
+                "num_samples": torch.tensor(seg.shape[0], dtype=torch.long), "index": index}
         if label is not None:
             item["label"] = label
         return item

@@ -109,3 +109,23 @@ def test_prepare_audio_emits_shards(tmp_path):
     index = json.load(open(tmp_path / "shards" / "train" / "index.json"))
     assert index["decoder"] == "audio" and index["num_samples"] == 4 and len(index["shards"]) == 2
     assert index["meta"]["num_classes"] == 2
+
+
+def test_fbank_on_device_items_match_the_clip_dataset(tmp_path):
+    import make_shards
+
+    cfg0 = get_cfg()
+    if "FBANK_ON_DEVICE" not in cfg0.DATASETS.AUDIO:
+        pytest.skip("DATASETS.AUDIO.FBANK_ON_DEVICE is not available")
+    root = _clips(tmp_path / "raw")
+    index = make_shards.main(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
+                              "--out", str(tmp_path / "s"), "--num-workers", "1"])
+    cfg = _cfg(root, **{"DATASETS.SHARDS.TRAIN_INDEX": index, "DATASETS.AUDIO.FBANK_ON_DEVICE": "True"})
+    files = build_dataset(cfg, "audioset_manifest", "train", "eval")
+    shards = build_dataset(cfg, "shards", "train", "eval")
+    assert shards.device_transform is not None
+    for i, item in enumerate(shards):
+        ref = files[i]
+        assert torch.equal(item["input"], ref["input"]) and int(item["num_samples"]) == int(ref["num_samples"])
+    batch = shards.device_transform({"input": item["input"][None], "num_samples": item["num_samples"][None]})
+    assert batch["input"].shape[1:] == (128, 32)
