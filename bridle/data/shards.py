@@ -13,6 +13,9 @@ Index (``index.json`` next to the shards)::
      "meta": {...decoder metadata, e.g. num_classes...},
      "num_samples": N, "shards": [{"name": "shard-000000.tar", "num_samples": n0}, ...]}
 
+Each shard may have a sidecar ``<shard>.idx.json`` (member offsets of every sample, written with
+the shard) that makes random access ``dataset[i]`` one seek; without it the tar headers are scanned.
+
 Order (deterministic given SEED, epoch and position):
 
 * A *slot* is one (rank, loader worker); there are ``world_size * num_workers`` of them.
@@ -110,6 +113,26 @@ def read_index(path: str) -> dict:
     return index
 
 
+def scan_tar(path: str) -> List[List[Tuple[str, int, int]]]:
+    """Per sample (WebDataset grouping: members sharing the name up to the first dot), its
+    members ``(ext, data offset, size)``, from the tar headers only (no data is read)."""
+    samples: List[List[Tuple[str, int, int]]] = []
+    last = None
+    with tarfile.open(path, "r:") as tar:
+        for m in tar:
+            if not m.isreg():
+                continue
+            key, _, ext = os.path.basename(m.name).partition(".")
+            if key != last:
+                samples.append([])
+                last = key
+            samples[-1].append((ext.lower(), m.offset_data, m.size))
+    return samples
+
+
+SIDECAR_SUFFIX = ".idx.json"
+
+
 class ShardSink:
     """Writes samples (dicts of bytes) into ``out_dir/<prefix>-%06d.tar`` with WebDataset's
     TarWriter, a new shard every ``max_count`` samples or ``max_bytes`` bytes, then the index.
@@ -144,6 +167,9 @@ class ShardSink:
     def _close_shard(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            # sidecar: member offsets of every sample, for fast random access (dataset[i])
+            with open(self._final + SIDECAR_SUFFIX, "w", encoding="utf-8") as f:
+                json.dump(scan_tar(self._tmp), f, separators=(",", ":"))
             os.replace(self._tmp, self._final)
             self._writer = None
 
@@ -484,19 +510,17 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
     # -- random access (slow path)
     def _shard_headers(self, s: int) -> List[List[Tuple[str, int, int]]]:
         if s not in self._headers:
-            samples: List[List[Tuple[str, int, int]]] = []
-            last = None
-            with tarfile.open(self.paths[s], "r:") as tar:
-                for m in tar:
-                    if not m.isreg():
-                        continue
-                    base = os.path.basename(m.name)
-                    key, _, ext = base.partition(".")
-                    if key != last:
-                        samples.append([])
-                        last = key
-                    samples[-1].append((ext.lower(), m.offset_data, m.size))
-            self._headers[s] = samples
+            sidecar = self.paths[s] + SIDECAR_SUFFIX
+            headers = None
+            if os.path.isfile(sidecar):
+                try:
+                    with open(sidecar, encoding="utf-8") as f:
+                        headers = [[(str(e), int(o), int(n)) for e, o, n in sample] for sample in json.load(f)]
+                except (OSError, ValueError, TypeError):
+                    headers = None  # unreadable sidecar: scan the tar headers instead
+            if headers is None or len(headers) != self.counts[s]:
+                headers = scan_tar(self.paths[s])
+            self._headers[s] = headers
         return self._headers[s]
 
     def raw_sample(self, index: int) -> Dict[str, bytes]:

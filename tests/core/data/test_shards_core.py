@@ -55,9 +55,16 @@ def test_round_trip_items_equal_originals(tmp_path):
         ref = _item(i)
         assert torch.equal(it["input"], ref["input"]) and int(it["label"]) == int(ref["label"])
         assert int(it["index"]) == i
-    # random access gives the same items
+    # random access gives the same items, through the offset sidecars or by scanning tar headers
+    assert os.path.isfile(os.path.join(tmp_path, "shard-000001.tar.idx.json"))
     for i in (0, 7, 22):
         assert torch.equal(ds[i]["input"], _item(i)["input"])
+    for f in os.listdir(tmp_path):
+        if f.endswith(".idx.json"):
+            os.remove(os.path.join(tmp_path, f))
+    ds2 = _dataset(path, train=False)
+    for i in (22, 3, 14):
+        assert torch.equal(ds2[i]["input"], _item(i)["input"]) and int(ds2[i]["index"]) == i
 
 
 def test_shuffle_order_is_a_bounded_permutation():
