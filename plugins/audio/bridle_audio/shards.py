@@ -146,20 +146,11 @@ class AudioSampleDecoder:
         return item
 
     def _waveform_item(self, wav: torch.Tensor, index: torch.Tensor, label) -> dict:
-        """FBANK_ON_DEVICE: as AudioClipDataset's, the samples of the TARGET_LENGTH frames the
-        CPU path would keep, zero-padded to a fixed length, and their count."""
-        p = self.params
-        need = p.samples_for_frames(self.target_length)
-        frames = p.num_frames(wav.shape[1])
-        offset = 0
-        if self.random_crop and frames > self.target_length:
-            offset = int(torch.randint(frames - self.target_length + 1, ()))
-        seg = wav[0, offset * p.shift_samples: offset * p.shift_samples + need].float()
-        item = {"input": torch.nn.functional.pad(seg, (0, need - seg.shape[0])).contiguous(),
-                "num_samples": torch.tensor(seg.shape[0], dtype=torch.long), "index": index}
-        if label is not None:
-            item["label"] = label
-        return item
+        """FBANK_ON_DEVICE: exactly AudioClipDataset's waveform item (its method, on this
+        decoder's params / target_length / random_crop), so both layouts stay identical."""
+        from .dataset import AudioClipDataset
+
+        return AudioClipDataset._waveform_item(self, wav, int(index), label)
 
 
 @SAMPLE_DECODER.register(name="audio")
