@@ -213,3 +213,18 @@ def test_training_on_shards_resumes_to_the_same_weights(tmp_path):
     got = torch.load(b / "model_final.pth", map_location="cpu", weights_only=True)["model"]
     worst = max(float((ref[k].float() - got[k].float()).abs().max()) for k in ref if ref[k].numel())
     assert worst <= 1e-6, worst
+
+
+def test_shard_recipes_keep_their_base_recipe():
+    import glob
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    files = sorted(glob.glob(os.path.join(repo, "configs", "*", "*_shards.yaml")))
+    assert len(files) == 6
+    for path in files:
+        cfg, base = get_cfg(), get_cfg()
+        cfg.merge_from_file(path)
+        base.merge_from_file(path.replace("_shards.yaml", ".yaml"))
+        assert cfg.DATASETS.TRAIN == "shards" and cfg.DATASETS.SHARDS.TRAIN_INDEX.endswith("index.json"), path
+        assert cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler", path
+        assert cfg.MODEL == base.MODEL and cfg.PRETRAIN == base.PRETRAIN, path  # same model and schedule
