@@ -98,3 +98,32 @@ def test_local_job_interrupted_mid_phase_is_requeued_and_ends_equal(tmp_path):
     assert ref.keys() == got.keys()
     worst = max(float((ref[k].float() - got[k].float()).abs().max()) for k in ref if ref[k].numel())
     assert worst <= 1e-6, f"resumed run differs from the uninterrupted one by {worst}"
+
+
+def test_after_interrupt_requeues_only_on_the_time_out_signal(tmp_path):
+    """Rank 0 after the trainer's checkpoint: the time-out signal hands over to submitit's
+    handler (which requeues); SIGTERM stores the --resume submission and exits 75; other ranks
+    exit 75."""
+    from types import SimpleNamespace
+
+    from submitit.core.utils import DelayedSubmission
+
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import submit
+
+    calls = []
+    handler = SimpleNamespace(checkpoint_and_try_requeue=lambda sig: calls.append(sig))
+    pickle_path = tmp_path / "job_submitted.pkl"
+    env = SimpleNamespace(global_rank=0, cluster="local", paths=SimpleNamespace(submitted_pickle=pickle_path))
+    job = submit.TrainJob(["--config-file", CFG])
+    job._submitit_handler, job._requeue_signal = handler, signal.SIGUSR2
+    job._after_interrupt(env, "received SIGUSR2")
+    assert calls == [signal.SIGUSR2] and not pickle_path.exists()
+    job._requeue_signal = None  # SIGTERM
+    with pytest.raises(SystemExit) as e:
+        job._after_interrupt(env, "received SIGTERM")
+    assert e.value.code == 75 and calls == [signal.SIGUSR2]
+    stored = DelayedSubmission.load(pickle_path)
+    assert stored.function.resume and stored.function.train_args == ["--config-file", CFG]
+    with pytest.raises(SystemExit):
+        job._after_interrupt(SimpleNamespace(global_rank=1, cluster="local"), "received SIGUSR2")
