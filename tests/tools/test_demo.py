@@ -72,3 +72,17 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
     assert [x["level"] for x in levels] == [0, 1] and report["tokenizer_usage"]["items"] == report["notes"]["pool_items"]
     assert all(0 < x["usage"] <= 1 and x["used"] <= x["codebook_size"] for x in levels)
     assert sorted(os.listdir(os.path.join(out, "plots"))) == ["downstream.png", "pretrain.png"]
+    # One seed, the same numbers: the linear probe of the final encoder run again.
+    again = str(tmp_path / "again")
+    subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file",
+         os.path.join(REPO, "configs", "image", "demo_linprobe.yaml"), "OUTPUT_DIR", again,
+         "MODEL.WEIGHTS", os.path.join(out, report["encoders"]["bridle"]),
+         "DATASETS.IMAGE.ROOT", os.path.join(out, "data", "labelled"), *tiny, "SOLVER.MAX_ITER", "4",
+         "TEST.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"],
+        check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(again, "final_results.json")) as f:
+        rerun = demo_lib.selected(json.load(f))
+    first = dict(report["results"]["linear_probe"]["bridle"])
+    first.pop("seconds")
+    assert rerun == first
