@@ -106,6 +106,16 @@ class PeriodicCheckpointer(HookBase):
 
     def _check_finite(self) -> None:
         t = self.trainer
+        if comm.get_world_size() > 1 and hasattr(t, "state_is_finite"):
+            # Every rank decides alike (a rank raising alone would leave the others waiting).
+            counted = getattr(t, "_nonfinite_count", None)
+            bad = (counted is not None and int(counted) > 0) or not t.state_is_finite()
+            dev = t.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            if int(comm.all_reduce_(torch.tensor([int(bad)], device=dev), "sum").item()) > 0:
+                raise FloatingPointError(
+                    f"Loss or model state became non-finite (on at least one rank) at or before iteration {t.iter}."
+                )
+            return
         if hasattr(t, "check_finite"):
             t.check_finite()
         if hasattr(t, "state_is_finite") and not t.state_is_finite():
