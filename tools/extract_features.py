@@ -45,6 +45,10 @@ class _Indexed(Dataset):
         return item
 
 
+# The batch entries a dataset's device_transform reads (features are computed on the device).
+_MODEL_KEYS = ("input", "num_samples")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", default="", metavar="FILE", help="config describing the data (and model input)")
@@ -74,7 +78,7 @@ def build_cfg(args, ckpt: dict):
 def extract(cfg, ckpt: dict, split: str, use_cls: bool = False, batch_size: int = 0):
     """(features [N, D] float32, labels or None, kept dataset indices [N], total items)."""
     from bridle.checkpoint import load_encoder_weights
-    from bridle.data.build import build_dataset, build_test_loader
+    from bridle.data.build import apply_device_transform, build_dataset, build_test_loader
     from bridle.engine.defaults import resolve_device
     from bridle.modeling.vit import build_encoder
 
@@ -92,7 +96,8 @@ def extract(cfg, ckpt: dict, split: str, use_cls: bool = False, batch_size: int 
         for batch in loader:
             if batch.get("empty", False):
                 continue
-            tokens = encoder(batch["input"].to(device))
+            x = apply_device_transform(dataset, {k: v.to(device) for k, v in batch.items() if k in _MODEL_KEYS})["input"]
+            tokens = encoder(x)
             f = tokens[:, 0] if use_cls else tokens[:, 1:].mean(dim=1)
             feats.append(f.float().cpu())
             index.append(batch["index"])

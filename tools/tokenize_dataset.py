@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from bridle.checkpoint import cfg_from_checkpoint, load_checkpoint_file
-from bridle.data.build import build_dataset, build_test_loader
+from bridle.data.build import apply_device_transform, build_dataset, build_test_loader
 from bridle.engine import resolve_device
 from bridle.modeling.tokenizer import build_tokenizer
 from bridle.modeling.vit import vit_dims
@@ -101,7 +101,8 @@ def main(argv=None) -> str:
             skipped += int(batch["num_skipped"])
             if batch.get("empty"):
                 continue
-            out = tokenizer(batch["input"].to(device).float())
+            moved = {k: batch[k].to(device) for k in ("input", "num_samples") if k in batch}
+            out = tokenizer(apply_device_transform(dataset, moved)["input"].float())
             c = out.codes.reshape(-1, num_levels).cpu()
             for level in range(num_levels):
                 counts[level] += torch.bincount(c[:, level], minlength=size).double()

@@ -170,6 +170,21 @@ def build_test_loader(cfg, dataset, batch_size: Optional[int] = None) -> DataLoa
     )
 
 
+def device_transform_of(dataset) -> Optional[Callable[[dict], dict]]:
+    """The dataset's ``device_transform(batch) -> batch``, if it declares one: what turns its
+    collated batches into model inputs on the device (e.g. waveforms -> features). The core
+    applies it to every batch of that dataset in every mode (training, evaluation, tools),
+    after the move to the device and before INPUT.BATCH_TRANSFORMS."""
+    fn = getattr(dataset, "device_transform", None)
+    return fn if callable(fn) else None
+
+
+def apply_device_transform(dataset, batch: dict) -> dict:
+    """``batch`` through :func:`device_transform_of` ``(dataset)`` (unchanged when none)."""
+    fn = device_transform_of(dataset)
+    return fn(batch) if fn is not None else batch
+
+
 def build_batch_transforms(cfg, mode: str) -> List[Callable[[dict], dict]]:
     """The TRANSFORM entries of INPUT.BATCH_TRANSFORMS, each ``fn(cfg, mode)`` -> callable(batch) -> batch."""
     out = []

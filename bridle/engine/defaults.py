@@ -20,6 +20,7 @@ from bridle.checkpoint.io import CheckpointError, atomic_save, atomic_write_text
 from bridle.data.build import (
     build_batch_transforms,
     build_dataset,
+    device_transform_of,
     build_test_loader,
     build_train_loader,
     iters_per_epoch,
@@ -233,6 +234,9 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = self.build_optimizer(cfg, model)
         ddp = create_ddp_model(model, device, find_unused=getattr(model, "ddp_find_unused_parameters", False))
         transforms = build_batch_transforms(cfg, self.mode) if self.use_batch_transforms else []
+        dataset_transform = device_transform_of(self.train_dataset)  # e.g. waveform -> features
+        if dataset_transform is not None:
+            transforms = [dataset_transform] + transforms
         if cfg.INPUT.BATCH_TRANSFORMS and not self.use_batch_transforms:
             logger.warning(
                 f"INPUT.BATCH_TRANSFORMS {list(cfg.INPUT.BATCH_TRANSFORMS)} are NOT applied by {type(self).__name__}: "

@@ -94,6 +94,9 @@ def inference_on_dataset(
     was_training = model.training
     model.eval()
     n_batches = n_items = n_skipped = 0
+    from bridle.data.build import device_transform_of
+
+    dataset_transform = device_transform_of(getattr(data_loader, "dataset", None))
     start = time.perf_counter()
     try:
         with torch.no_grad():
@@ -107,6 +110,8 @@ def inference_on_dataset(
                     k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
                     for k, v in batch.items()
                 }
+                if dataset_transform is not None:  # the dataset's own (e.g. waveform -> features)
+                    batch = dataset_transform(batch)
                 with _autocast(device, amp_dtype):
                     out = model(batch)
                 logits = _logits_of(out).float()

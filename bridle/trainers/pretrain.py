@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 import torch
 
 from bridle.checkpoint import extract_encoder_state, load_checkpoint_file, model_state_of
-from bridle.data.build import skip_none_collate
+from bridle.data.build import apply_device_transform, skip_none_collate
 from bridle.data.samplers import TrainingSampler
 from bridle.engine import DefaultTrainer, HookBase
 from bridle.modeling.bridle_model import BridleModel
@@ -71,7 +71,8 @@ class _InitCodebooks(HookBase):
                 f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "") + "."
             )
         batch = skip_none_collate(items)
-        x = batch["input"].to(t.device)
+        batch = {k: (v.to(t.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        x = apply_device_transform(ds, batch)["input"]
         logger.info("Initialising the frozen tokenizer's codebooks on one batch (%s)", t.cfg.MODEL.QUANTIZER.INIT)
         with t.autocast():
             model.init_tokenizer_codebooks(x)

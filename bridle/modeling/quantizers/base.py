@@ -401,6 +401,9 @@ class CodebookQuantizer(nn.Module):
             code = directions * (gain / n.clamp_min(1.0)).clamp_min(0.0)[:, None]
         return torch.where((n > 0)[:, None], code, fallback)
 
+    # Runs eagerly under torch.compile: its Python step counter (the restart period) would
+    # otherwise be a guard that recompiles the graph on every training step.
+    @torch.compiler.disable
     def _update(self, inputs: List[torch.Tensor], codes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Training-time state update from the (detached) level inputs and their codes;
         ``counts`` is made global in place. Returns the number of dead codes per level seen

@@ -101,6 +101,13 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
         self.mixup_alpha = float(a.MIXUP_ALPHA)
         self.spec_augment = SpecAugment(int(a.FREQ_MASK), int(a.TIME_MASK)) if finetune else None
         self.cache_dir = str(cfg.DATASETS.AUDIO.FBANK_CACHE_DIR)
+        # DATASETS.AUDIO.FBANK_ON_DEVICE: items are waveforms, the core applies device_transform
+        self.device_transform = None
+        if bool(getattr(cfg.DATASETS.AUDIO, "FBANK_ON_DEVICE", False)) and normalize_input:
+            from .device_fbank import DeviceFbank
+
+            self.device_transform = DeviceFbank(cfg, mode)
+            self.cache_dir = ""
 
         self._paths = _PackedStrings(paths)
         self.num_classes = int(num_classes) if labels is not None else 0
@@ -183,6 +190,8 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
                     wav = mix_waveforms(wav, other, lam)
                     if label is not None:
                         label = lam * label + (1.0 - lam) * self._label_tensor(partner)
+            if self.device_transform is not None:
+                return self._waveform_item(wav, index, label)
             fbank = compute_fbank(wav, self.params)
         offset = 0
         if self.random_crop and fbank.shape[0] > self.target_length:
@@ -193,6 +202,27 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
         if self.normalize_input:
             x = normalize(x, self.norm_mean, self.norm_std)
         item = {"input": x.contiguous(), "index": torch.tensor(index, dtype=torch.long)}
+        if label is not None:
+            item["label"] = label
+        return item
+
+    def _waveform_item(self, wav: torch.Tensor, index: int, label) -> Dict[str, torch.Tensor]:
+        """FBANK_ON_DEVICE: the samples of the TARGET_LENGTH frames the CPU path would keep (the
+        same random frame offset in training), zero-padded to a fixed length, and their count."""
+        p = self.params
+        need = p.samples_for_frames(self.target_length)
+        frames = p.num_frames(wav.shape[1])
+        offset = 0
+        if self.random_crop and frames > self.target_length:
+            offset = int(torch.randint(frames - self.target_length + 1, ()))
+        wav = wav.float()
+        wav = wav - wav.mean()  # the whole clip's mean, as compute_fbank (the device does not redo it)
+        seg = wav[0, offset * p.shift_samples: offset * p.shift_samples + need]
+        item = {
+            "input": torch.nn.functional.pad(seg, (0, need - seg.shape[0])).contiguous(),
+            "num_samples": torch.tensor(seg.shape[0], dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
         if label is not None:
             item["label"] = label
         return item

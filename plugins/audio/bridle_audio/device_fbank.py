@@ -10,7 +10,8 @@ filterbank (torchaudio's own ``get_mel_banks``), log. Clips of different lengths
 padded batch: ``lengths`` gives each clip's true number of samples; frames beyond a clip's last
 full frame are reported through the returned frame counts.
 
-:class:`DeviceFbank` (TRANSFORM "audio_device_fbank") finishes the audio input on the device
+:class:`DeviceFbank` (the audio datasets' ``device_transform`` under DATASETS.AUDIO.FBANK_ON_DEVICE,
+applied by the core to every batch in every mode) finishes the audio input on the device
 exactly as the dataset does on the CPU: fbank, zero padding in the log-mel domain after the
 clip's last frame, pad / crop to TARGET_LENGTH, SpecAugment ("finetune" mode), normalisation.
 """
@@ -49,11 +50,13 @@ def batched_fbank(
     waves: torch.Tensor,
     params: FbankParams = FbankParams(),
     lengths: Optional[torch.Tensor] = None,
+    subtract_mean: bool = True,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Log-mel fbank ``[B, frames, mel]`` of waveforms ``[B, S]`` (float, any device) and the
     number of valid frames per clip ``[B]``. ``lengths`` (samples per clip, default S for all)
     marks the zero padding of shorter clips: each clip's mean is taken over its own samples, and
     frames after its last full window are invalid (their values are undefined; mask them).
+    ``subtract_mean=False`` when the waveforms had their (whole-clip) mean removed already.
     No host sync."""
     if waves.dim() != 2:
         raise ValueError(f"batched_fbank expects waveforms [B, S]; got {list(waves.shape)}.")
@@ -65,8 +68,10 @@ def batched_fbank(
         lengths = torch.full((b,), n, device=device, dtype=torch.long)
     lengths = lengths.to(device=device, dtype=torch.long)
     valid = torch.arange(n, device=device)[None] < lengths[:, None]
-    mean = (x * valid).sum(1, keepdim=True) / lengths.clamp(min=1)[:, None].to(x.dtype)
-    x = (x - mean) * valid  # the padding stays exactly zero, as compute_fbank's window padding
+    if subtract_mean:
+        mean = (x * valid).sum(1, keepdim=True) / lengths.clamp(min=1)[:, None].to(x.dtype)
+        x = x - mean
+    x = x * valid  # the padding stays exactly zero, as compute_fbank's window padding
     if n < w:
         x = F.pad(x, (0, w - n))
     frames = x.unfold(1, w, shift)  # [B, m, w] view
@@ -135,7 +140,8 @@ class DeviceFbank:
             )
         batch = dict(batch)
         lengths = batch.pop("num_samples", None)
-        fb, frames = batched_fbank(x, self.params, lengths)
+        # the dataset removed each clip's whole-clip mean before cropping, as compute_fbank
+        fb, frames = batched_fbank(x, self.params, lengths, subtract_mean=False)
         fb = fit_frames(fb, frames, self.target_length)
         if self.spec_augment and self.train:
             fb = spec_augment_batch(fb, self.freq_mask, self.time_mask)
