@@ -91,9 +91,9 @@ class CosineWindowAttention(nn.Module):
         q = F.normalize(q, dim=-1) * self.scale().to(q.dtype)[:, None, None]
         k = F.normalize(k, dim=-1)
         mask = self.additive_mask(attn_mask, q.dtype)
-        if attn_mask is not None:
+        if attn_mask is not None:  # [nW, H, T, T] -> one per batch window (4-D inputs take SDPA's fused CPU path)
             nw = attn_mask.shape[0]
-            q, k, v = (z.reshape(bw // nw, nw, h, t, c // h) for z in (q, k, v))  # mask broadcasts over B
+            mask = mask[None].expand(bw // nw, -1, -1, -1, -1).reshape(bw, h, t, t)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
         out = out.reshape(bw, h, t, c // h).transpose(1, 2).reshape(bw, t, c)
         return self.proj(out)
