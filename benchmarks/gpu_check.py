@@ -66,8 +66,8 @@ def plan(smoke: bool):
                                               "--batch-size", img_bs] + image + it, 20),
         ("video encoder_phase bf16 eager", ["--component", "encoder_phase", "--precision", "bf16",
                                             "--batch-size", vid_bs] + video + it, 25),
-        ("fbank device vs cpu", ["--component", "fbank", "--component", "device_fbank",
-                                 "--batch-size", bs] + it, 15),
+        ("fbank device vs cpu", ["--component", "fbank", "--component", "audio_decode_fbank",
+                                 "--component", "device_fbank", "--batch-size", bs, "--threads", "1"] + it, 20),
     ]
     for c, cfg in steps:
         out.append((f"audio {c} bf16 compile", ["--component", c, "--precision", "bf16", "--batch-size", bs]
@@ -106,6 +106,13 @@ def main(argv=None) -> int:
     env = {"torch": torch.__version__, "python": platform.python_version(), "device": args.device,
            "smoke": smoke, "cpu_threads": torch.get_num_threads(), "cuda": torch.version.cuda,
            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        import subprocess
+
+        env["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                       text=True, timeout=10).stdout.strip()
+    except Exception:  # a copy of the tree without .git
+        env["commit"] = ""
     if not smoke:
         env["gpu"] = torch.cuda.get_device_name(0)
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 parts stay fp32
@@ -129,9 +136,15 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         try:
             ns = B.build_parser().parse_args(full)
+            threads = torch.get_num_threads()
+            if ns.threads > 0:  # per-core CPU figures
+                torch.set_num_threads(ns.threads)
             rows = []
-            for name in ns.component:
-                rows += B.COMPONENTS[name](ns)
+            try:
+                for name in ns.component:
+                    rows += B.COMPONENTS[name](ns)
+            finally:
+                torch.set_num_threads(threads)
             for r in rows:
                 r["label"] = label
                 r["wall_s"] = round(time.perf_counter() - start, 1)

@@ -53,11 +53,18 @@ if ! ($PY -c "import bridle, bridle_audio" 2>/dev/null && has_eps); then
 fi
 
 # 3. only the plugins that import
-ok=""
-for p in audio image video; do
-  if BRIDLE_PLUGINS=none $PY -c "import bridle_$p" 2>/tmp/bridle_plugin_$p.log; then ok="$ok${ok:+,}$p"
-  else echo "gpu_check: plugin $p does not import ($(tail -1 /tmp/bridle_plugin_$p.log)); left out"; fi
-done
+ok=$(BRIDLE_PLUGINS=none $PY - <<'PYEOF'
+import importlib, sys
+ok = []
+for p in ("audio", "image", "video"):
+    try:
+        importlib.import_module(f"bridle_{p}")
+        ok.append(p)
+    except Exception as e:
+        print(f"gpu_check: plugin {p} does not import ({type(e).__name__}: {e}); left out", file=sys.stderr)
+print(",".join(ok))
+PYEOF
+)
 export BRIDLE_PLUGINS=${ok:-none}
 echo "gpu_check: plugins $BRIDLE_PLUGINS; setup took $(( $(date +%s) - T0 )) s"
 
