@@ -74,6 +74,18 @@ def phase_config(cfg, k: int, name: str, init_weights: str):
     return pcfg
 
 
+def _agreed_stop_request():
+    """The pending stop request, agreed by every rank (between phases; one small all-reduce)."""
+    reason = signals.stop_requested()
+    if comm.get_world_size() == 1:
+        return reason
+    import torch.distributed as dist
+
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    flag = comm.all_reduce_(torch.tensor([1 if reason else 0], device=dev), "sum")
+    return (reason or "stop requested on another rank") if int(flag.item()) > 0 else None
+
+
 @TRAINER.register(name="schedule")
 class ScheduleRunner:
     """Runs PRETRAIN.SCHEDULE phase after phase (same API as a trainer)."""
@@ -104,7 +116,7 @@ class ScheduleRunner:
                 logger.info(f"Phase {k + 1}/{len(self.schedule)} ({name}) already finished: {final}")
                 weights = final
                 continue
-            reason = signals.stop_requested()
+            reason = _agreed_stop_request()
             if reason:
                 raise signals.TrainingInterrupted(reason)
             logger.info(f"=== Phase {k + 1}/{len(self.schedule)}: {name} -> {pcfg.OUTPUT_DIR}")

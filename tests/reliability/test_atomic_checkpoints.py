@@ -25,6 +25,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes_leaves_complete_files(tmp_path):
     path, ptr = str(tmp_path / "model_final.pth"), str(tmp_path / "last_checkpoint")
     atomic_save({"i": 0, "w": torch.zeros(2_000_000)}, path)
