@@ -57,7 +57,7 @@ _RULES: List[tuple] = [
     ("MODEL.HEAD.NUM_CLASSES", lambda v: v >= 1, "a number of classes >= 1"),
     ("MODEL.HEAD.LABEL_SMOOTHING", lambda v: 0 <= v < 1, "a value in [0, 1)"),
     ("MODEL.HEAD.DROPOUT", lambda v: 0 <= v < 1, "a rate in [0, 1)"),
-    ("MODEL.HEAD.LOSS", lambda v: v in ("ce", "bce"), "one of 'ce', 'bce'"),
+    ("MODEL.HEAD.LOSS", lambda v: str(v).lower() in ("ce", "bce"), "one of 'ce', 'bce'"),
     ("MODEL.QUANTIZER.NUM_LEVELS", lambda v: v >= 1, "an integer >= 1"),
     ("MODEL.QUANTIZER.CODEBOOK_SIZE", lambda v: v >= 1, "an integer >= 1"),
     ("MODEL.QUANTIZER.CODE_DIM", lambda v: v >= 1, "an integer >= 1"),
