@@ -222,7 +222,8 @@ _C.SOLVER.WEIGHT_DECAY = 0.05
 _C.SOLVER.BETAS = (0.9, 0.95)
 # AdamW eps.
 _C.SOLVER.EPS = 1e-8
-# AdamW implementation: "auto" (fused on CUDA, torch's default elsewhere), "fused", "foreach", "for".
+# AdamW implementation: "auto" (fused on CUDA, and on the CPU where torch has that kernel;
+# torch's default elsewhere), "fused", "foreach", "for".
 _C.SOLVER.OPTIMIZER_IMPL = "auto"
 # Layer-wise lr decay for fine-tuning (1.0 = off).
 _C.SOLVER.LAYER_DECAY = 1.0
