@@ -138,3 +138,20 @@ def test_mismatched_weights_are_a_clear_error(cold_ckpt, tmp_path):
     t = TRAINER.get("tokenizer")(cfg)
     with pytest.raises(ValueError, match="does not fit"):
         t.resume_or_load(resume=False)
+
+
+def test_schedule_carries_decoder_and_estimator_between_phases(toy_plugin, tmp_path):
+    """The schedule's checkpoints: 2_encoder keeps 1_tokenizer's estimator bitwise, and its
+    decoder started from 0_encoder_cold's (kept unchanged through the tokenizer phase)."""
+    cfg = get_cfg()
+    cfg.merge_from_list(toy_opts(str(tmp_path / "sched"), **{
+        "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": '["encoder_cold", "tokenizer", "encoder"]',
+        "SOLVER.MAX_ITER": 2}))
+    torch.manual_seed(0)
+    TRAINER.get("schedule")(cfg).train()
+    ck = {k: state(os.path.join(cfg.OUTPUT_DIR, k, "model_final.pth")) for k in ("0_encoder_cold", "1_tokenizer", "2_encoder")}
+    est = [k for k in ck["1_tokenizer"] if k.startswith("estimator.")]
+    assert all(torch.equal(ck["1_tokenizer"][k], ck["2_encoder"][k]) for k in est)
+    assert not all(torch.equal(ck["0_encoder_cold"][k], ck["1_tokenizer"][k]) for k in est)  # it trained there
+    dec = [k for k in ck["0_encoder_cold"] if k.startswith("decoder.")]
+    assert all(torch.equal(ck["0_encoder_cold"][k], ck["1_tokenizer"][k]) for k in dec)
