@@ -121,7 +121,10 @@ def _features(cfg, split: str):
                 continue
             xs.append(batch["input"].flatten(1).float().numpy())
             ys.append(batch["label"].numpy())
-    return np.concatenate(xs), np.concatenate(ys)
+    y = np.concatenate(ys)
+    if y.ndim == 2:  # one-hot / multi-hot targets (AudioSet-style manifests): the class index
+        y = y.argmax(1)
+    return np.concatenate(xs), y
 
 
 def raw_feature_baseline(config: str, opts: Sequence[str]) -> dict:
