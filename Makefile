@@ -28,7 +28,8 @@ apt:
 	fi
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	@# One torch thread per process: loader workers and subprocess tests share 2 cores without oversubscription.
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest $(PYTEST_ARGS) tests
 
 demo: setup
 	$(PY) tools/demo.py --output-dir output/demo

@@ -8,6 +8,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: an end-to-end test that takes more than ~20 s (runs in CI too)")
+
+
 @pytest.fixture(scope="session")
 def toy_plugin(tmp_path_factory):
     """The third-party toy plugin, installed (dist-info on sys.path / PYTHONPATH) for this
