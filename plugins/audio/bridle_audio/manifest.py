@@ -2,6 +2,7 @@
 ESC-50's ``meta/esc50.csv``, AST per-clip weight files, and recursive folder listing.
 Shared by the datasets and by ``tools/prepare_audio.py``."""
 import csv
+import re
 import json
 import os
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -96,7 +97,9 @@ def write_label_csv(path: str, mids: Sequence[str], names: Sequence[str]) -> Non
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["index", "mid", "display_name"])
     for i, (m, n) in enumerate(zip(mids, names)):
-        w.writerow([i, m, n])
+        # A bare CR would go unquoted with a "\n" terminator and split the row on reading back:
+        # line breaks inside a display name become spaces.
+        w.writerow([i, m, re.sub(r"[\r\n]+", " ", str(n))])
     _atomic_write(path, buf.getvalue())
 
 
