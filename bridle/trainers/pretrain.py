@@ -13,7 +13,8 @@ later phase starts from (as the authors, who load the whole previous checkpoint)
              trained (non cold-start) tokenizer and PRETRAIN.TOKENIZER_WARM_START, else fresh.
              Codebooks are always fresh (re-initialised on the first batch). D <- checkpoint
              when it has one (unused here, kept for the next encoder phase).
-- joint:     every module whose weights the checkpoint has.
+- joint:     E <- checkpoint; D, T and TE <- checkpoint when it has them in a fitting shape (after
+             encoder_cold the cold-start tokenizer does not fit: T and TE start fresh).
 """
 import logging
 from typing import Dict, List, Tuple
@@ -125,7 +126,9 @@ class PretrainTrainer(DefaultTrainer):
             if has_trained_tokenizer(state) and self.cfg.PRETRAIN.TOKENIZER_WARM_START:
                 return ["encoder.", "tokenizer.", "estimator."], ["decoder."]
             return ["encoder."], ["decoder."]
-        return ["encoder.", "decoder.", "tokenizer.", "estimator."], []
+        # joint: E is required; D, T and TE are carried when the checkpoint has them in a fitting
+        # shape (after encoder_cold the cold-start tokenizer does not fit: T and TE start fresh).
+        return ["encoder."], ["decoder.", "tokenizer.", "estimator."]
 
     def _carried(self, state, own, prefix: str, path: str) -> Tuple[Dict[str, torch.Tensor], str]:
         """The tensors of network ``prefix`` taken from the checkpoint, and a note for the log.

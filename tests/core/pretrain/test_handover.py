@@ -155,3 +155,20 @@ def test_schedule_carries_decoder_and_estimator_between_phases(toy_plugin, tmp_p
     assert not all(torch.equal(ck["0_encoder_cold"][k], ck["1_tokenizer"][k]) for k in est)  # it trained there
     dec = [k for k in ck["0_encoder_cold"] if k.startswith("decoder.")]
     assert all(torch.equal(ck["0_encoder_cold"][k], ck["1_tokenizer"][k]) for k in dec)
+
+
+def test_joint_phase_after_encoder_cold_and_after_a_tokenizer_phase(cold_ckpt, tmp_path):
+    cold = state(cold_ckpt)
+    # after encoder_cold: E and D carried, the cold-start tokenizer does not fit -> fresh ViT tokenizer
+    loaded = load_only(tmp_path, "joint_cold", "joint", cold_ckpt)
+    for k in cold:
+        if k.startswith(("encoder.", "decoder.")):
+            assert torch.equal(cold[k], loaded[k]), k
+    assert any(k.startswith("tokenizer.vit.") for k in loaded) and not any(k.startswith("tokenizer.vit.") for k in cold)
+    run_phase(tmp_path, "joint_run", "joint", weights=cold_ckpt, iters=2)
+    # after a tokenizer phase: every network, the trained tokenizer's codebooks included
+    _, tok = run_phase(tmp_path, "tok", "tokenizer", weights=cold_ckpt, iters=1)
+    prev = state(tok)
+    loaded = load_only(tmp_path, "joint_tok", "joint", tok)
+    for k in prev:
+        assert torch.equal(prev[k], loaded[k]), k
