@@ -193,6 +193,12 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
             if self.device_transform is not None:
                 return self._waveform_item(wav, index, label)
             fbank = compute_fbank(wav, self.params)
+        return self._fbank_item(fbank, index, label)
+
+    def _fbank_item(self, fbank: torch.Tensor, index: int, label) -> Dict[str, torch.Tensor]:
+        """fbank [frames, mel] -> the item: [random (training) | start] crop or zero padding to
+        TARGET_LENGTH frames in the log-mel domain -> [SpecAugment] -> normalise. The shards
+        decoder calls this too, so both layouts give identical items."""
         offset = 0
         if self.random_crop and fbank.shape[0] > self.target_length:
             offset = int(torch.randint(fbank.shape[0] - self.target_length + 1, ()))
@@ -201,7 +207,7 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
             x = self.spec_augment(x)
         if self.normalize_input:
             x = normalize(x, self.norm_mean, self.norm_std)
-        item = {"input": x.contiguous(), "index": torch.tensor(index, dtype=torch.long)}
+        item = {"input": x.contiguous(), "index": torch.tensor(int(index), dtype=torch.long)}
         if label is not None:
             item["label"] = label
         return item

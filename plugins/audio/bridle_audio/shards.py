@@ -22,7 +22,7 @@ from bridle.data.robust import check_mode
 from bridle.registry import SAMPLE_DECODER
 
 from .augment import SpecAugment, mix_waveforms, roll_and_gain, sample_beta
-from .features import AudioDecodeError, FbankParams, compute_fbank, fit_length, load_waveform, normalize
+from .features import AudioDecodeError, FbankParams, compute_fbank, load_waveform
 
 #: Field names (file extensions) of the clip in a sample, in the order they are looked for.
 AUDIO_FIELDS = ("flac", "wav", "ogg", "oga", "opus", "mp3", "aiff", "aif")
@@ -33,6 +33,8 @@ def audio_field(sample: Dict[str, bytes]) -> Optional[str]:
 
 
 class AudioSampleDecoder:
+    normalize_input = True  # as AudioClipDataset's default (read by its _fbank_item)
+
     def __init__(self, cfg, mode: str, meta: dict) -> None:
         check_mode(mode, "SAMPLE_DECODER 'audio'")
         a = cfg.INPUT.AUDIO
@@ -132,18 +134,14 @@ class AudioSampleDecoder:
         index = torch.tensor(int(meta.get("index", -1)), dtype=torch.long)
         if self.device_transform is not None:
             return self._waveform_item(wav, index, label)
-        fbank = compute_fbank(wav, self.params)
-        offset = 0
-        if self.random_crop and fbank.shape[0] > self.target_length:
-            offset = int(torch.randint(fbank.shape[0] - self.target_length + 1, ()))
-        x = fit_length(fbank, self.target_length, offset)
-        if self.spec_augment is not None:
-            x = self.spec_augment(x)
-        x = normalize(x, self.norm_mean, self.norm_std)
-        item = {"input": x.contiguous(), "index": index}
-        if label is not None:
-            item["label"] = label
-        return item
+        return self._fbank_item(compute_fbank(wav, self.params), index, label)
+
+    def _fbank_item(self, fbank: torch.Tensor, index: torch.Tensor, label) -> dict:
+        """Exactly AudioClipDataset's fbank -> item step (its method, on this decoder's
+        target_length / random_crop / spec_augment / normalisation)."""
+        from .dataset import AudioClipDataset
+
+        return AudioClipDataset._fbank_item(self, fbank, int(index), label)
 
     def _waveform_item(self, wav: torch.Tensor, index: torch.Tensor, label) -> dict:
         """FBANK_ON_DEVICE: exactly AudioClipDataset's waveform item (its method, on this
