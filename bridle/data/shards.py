@@ -42,7 +42,7 @@ import math
 import os
 import random
 import tarfile
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -228,6 +228,20 @@ def encode_tensor_item(item: Dict[str, Any]) -> Dict[str, bytes]:
             plain[name] = value
     fields["json"] = json.dumps(plain).encode("utf-8")
     return fields
+
+
+def sample_payload(sample: Dict[str, bytes], fields: Sequence[str], what: str,
+                   error: Type[Exception] = ValueError) -> Tuple[str, str, dict]:
+    """(key, field, meta) of one sample: the first of ``fields`` (file extensions) it holds and
+    its parsed ``json`` field ({} without one). A sample without any of ``fields`` raises
+    ``error`` naming the sample and the fields it has (the dataset counts it as unreadable).
+    Plugins' SAMPLE_DECODERs start with this, ``what`` naming their payload in the message."""
+    key = sample.get("__key__", "?")
+    field = next((f for f in fields if f in sample), None)
+    if field is None:
+        raise error(f"sample {key} has no {what} field (one of {list(fields)}); "
+                    f"fields: {sorted(k for k in sample if not k.startswith('__'))}")
+    return key, field, (json.loads(sample["json"]) if "json" in sample else {})
 
 
 def decode_tensor_sample(sample: Dict[str, bytes]) -> Dict[str, Any]:

@@ -12,13 +12,13 @@ stream there is no random access, so waveform mixup ("finetune") mixes with the 
 decoded by the same loader worker.
 """
 import io
-import json
 import math
 from typing import Dict, List, Optional
 
 import torch
 
 from bridle.data.robust import check_mode
+from bridle.data.shards import sample_payload
 from bridle.registry import SAMPLE_DECODER
 
 from .augment import SpecAugment, mix_waveforms, roll_and_gain, sample_beta
@@ -26,10 +26,6 @@ from .features import AudioDecodeError, FbankParams, compute_fbank, load_wavefor
 
 #: Field names (file extensions) of the clip in a sample, in the order they are looked for.
 AUDIO_FIELDS = ("flac", "wav", "ogg", "oga", "opus", "mp3", "aiff", "aif")
-
-
-def audio_field(sample: Dict[str, bytes]) -> Optional[str]:
-    return next((ext for ext in AUDIO_FIELDS if ext in sample), None)
 
 
 class AudioSampleDecoder:
@@ -108,12 +104,7 @@ class AudioSampleDecoder:
 
     # ------------------------------------------------------------------ one sample
     def __call__(self, sample: Dict[str, bytes]) -> dict:
-        key = sample.get("__key__", "?")
-        ext = audio_field(sample)
-        if ext is None:
-            raise AudioDecodeError(f"sample {key} has no audio field (one of {list(AUDIO_FIELDS)}); "
-                                   f"fields: {sorted(k for k in sample if not k.startswith('__'))}")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
+        key, ext, meta = sample_payload(sample, AUDIO_FIELDS, "audio", AudioDecodeError)
         idx = self._labels(meta) if self.num_classes else None
         mix = self.mixup_prob > 0 and float(torch.rand(())) < self.mixup_prob and self._previous is not None
         label = self._label_tensor(idx, key) if idx is not None else None

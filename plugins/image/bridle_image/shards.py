@@ -6,23 +6,19 @@ Sample fields (written by ``tools/make_shards.py --image-folder``): ``jpg`` / ``
 ``webp`` / ``bmp`` and ``json`` = ``{"label": int, "index": int}``.
 """
 import io
-import json
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 from PIL import Image
 
 from bridle.data.robust import check_mode
+from bridle.data.shards import sample_payload
 from bridle.registry import SAMPLE_DECODER
 
 from .transforms import build_image_transform
 
 #: Field names (file extensions) of the image in a sample, in the order they are looked for.
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff")
-
-
-def image_field(sample: Dict[str, bytes]) -> Optional[str]:
-    return next((ext for ext in IMAGE_FIELDS if ext in sample), None)
 
 
 def decode_rgb(data: bytes, key: str) -> Image.Image:
@@ -40,12 +36,7 @@ class ImageSampleDecoder:
         self.num_classes = int(meta.get("num_classes", 0) or 0)
 
     def __call__(self, sample: Dict[str, bytes]) -> dict:
-        key = sample.get("__key__", "?")
-        ext = image_field(sample)
-        if ext is None:
-            raise ValueError(f"sample {key} has no image field (one of {list(IMAGE_FIELDS)}); "
-                             f"fields: {sorted(k for k in sample if not k.startswith('__'))}")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
+        key, ext, meta = sample_payload(sample, IMAGE_FIELDS, "image")
         item = {"input": self.transform(decode_rgb(sample[ext], key))}
         if "label" in meta:
             label = int(meta["label"])

@@ -9,22 +9,18 @@ x TEST_NUM_CROPS views per video) needs random access: evaluate with ``kinetics_
 ``video_index`` / ``view_group`` are the sample's index, so evaluators group views per video.
 """
 import io
-import json
 from typing import Dict, Optional
 
 import torch
 
 from bridle.data.robust import check_mode
+from bridle.data.shards import sample_payload
 from bridle.registry import SAMPLE_DECODER
 
 from .clip_dataset import build_clip_dataset
 
 #: Field names (file extensions) of the video in a sample, in the order they are looked for.
 VIDEO_FIELDS = ("mp4", "avi", "mkv", "webm", "mov", "m4v")
-
-
-def video_field(sample: Dict[str, bytes]) -> Optional[str]:
-    return next((ext for ext in VIDEO_FIELDS if ext in sample), None)
 
 
 class VideoSampleDecoder:
@@ -36,12 +32,7 @@ class VideoSampleDecoder:
         self.clips = build_clip_dataset(cfg, "val", mode, [None], [0], "shards:video", self.num_classes)
 
     def __call__(self, sample: Dict[str, bytes]) -> Optional[dict]:
-        key = sample.get("__key__", "?")
-        ext = video_field(sample)
-        if ext is None:
-            raise ValueError(f"sample {key} has no video field (one of {list(VIDEO_FIELDS)}); "
-                             f"fields: {sorted(k for k in sample if not k.startswith('__'))}")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
+        key, ext, meta = sample_payload(sample, VIDEO_FIELDS, "video")
         self.clips.paths[0] = io.BytesIO(sample[ext])
         self.clips._last_clip = None
         has_label = "label" in meta

@@ -228,3 +228,13 @@ def test_shard_recipes_keep_their_base_recipe():
         assert cfg.DATASETS.TRAIN == "shards" and cfg.DATASETS.SHARDS.TRAIN_INDEX.endswith("index.json"), path
         assert cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler", path
         assert cfg.MODEL == base.MODEL and cfg.PRETRAIN == base.PRETRAIN, path  # same model and schedule
+
+
+def test_sample_payload_picks_the_first_field_and_names_a_sample_without_one():
+    from bridle.data.shards import sample_payload
+
+    sample = {"__key__": "k7", "wav": b"w", "flac": b"f", "json": b'{"label": 3}'}
+    assert sample_payload(sample, ("flac", "wav"), "clip") == ("k7", "flac", {"label": 3})
+    assert sample_payload({"__key__": "k8", "wav": b"w"}, ("flac", "wav"), "clip") == ("k8", "wav", {})
+    with pytest.raises(KeyError, match=r"sample k9 has no clip field \(one of \['flac'\]\); fields: \['json', 'txt'\]"):
+        sample_payload({"__key__": "k9", "txt": b"", "json": b"{}"}, ("flac",), "clip", KeyError)
