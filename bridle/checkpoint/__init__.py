@@ -1,19 +1,8 @@
 """Checkpoints: file I/O (:mod:`.io`), formats and encoder loading/export (:mod:`.formats`),
 positional-embedding resizing (:mod:`.pos_embed`). Every public name is re-exported here.
 
-Two formats hold encoder weights:
-
-* a FULL BRIDLE checkpoint, written by the trainers (fvcore's Checkpointer):
-  ``{"model": state_dict, "cfg": YAML text of the run config, "iteration", "optimizer",
-  "trainer", ...}``. A pretraining model's encoder keys start with ``encoder.`` (the other
-  networks with ``decoder.``, ``tokenizer.``, ``estimator.``, ...); a fine-tuned
-  ``EncoderClassifier`` stores ``encoder.*``, ``fc_norm.*`` and ``head.*``.
-* an EXPORTED encoder (:func:`export_encoder`): ``{"model": encoder state dict in timm layout
-  (cls_token, pos_embed, patch_embed.proj.*, blocks.N.*, norm.*), "cfg": YAML text,
-  "meta": {"embed_dim", "depth", "num_heads", "grid_size", "format": "bridle-encoder-v1"}}``.
-
-A bare (timm-layout) state dict, and state dicts whose keys carry a ``module.`` (DDP) or
-``_orig_mod.`` (torch.compile) prefix, are accepted too.
+The checkpoint formats (a FULL BRIDLE checkpoint, an EXPORTED encoder, bare or wrapped state
+dicts) are described in :mod:`.formats`.
 
 Positional embeddings. Fine-tuning at another input size than pretraining changes the patch
 grid (e.g. 64x8 -> 32x8 when 1024 frames become 512), so the stored ``pos_embed`` table must be

@@ -48,7 +48,81 @@ class _PackedStrings:
         return self._buf[self._offsets[i] : self._offsets[i + 1]].tobytes().decode("utf-8")
 
 
-class AudioClipDataset(RobustItemsMixin, Dataset):
+class ClipPipeline:
+    """The per-clip settings of ``INPUT.AUDIO`` for one ``mode`` and the steps from a decoded
+    waveform to an item, shared by :class:`AudioClipDataset` and the shards decoder
+    (:mod:`bridle_audio.shards`), so both layouts give identical items."""
+
+    def _init_pipeline(self, cfg, mode: str, normalize_input: bool = True) -> None:
+        a = cfg.INPUT.AUDIO
+        self.mode = mode
+        self.params = FbankParams.from_config(cfg)
+        self.target_length = int(a.TARGET_LENGTH)
+        if self.target_length <= 0:
+            raise ValueError(f"INPUT.AUDIO.TARGET_LENGTH must be > 0; got {self.target_length}.")
+        self.norm_mean, self.norm_std = float(a.NORM_MEAN), float(a.NORM_STD)
+        if self.norm_std <= 0:
+            raise ValueError(f"INPUT.AUDIO.NORM_STD must be > 0; got {self.norm_std}.")
+        self.normalize_input = normalize_input
+        training = mode != "eval"
+        finetune = mode == "finetune"
+        self.random_crop = training and bool(a.TRAIN_RANDOM_CROP)
+        self.roll = training and bool(a.ROLL)
+        self.gain = training and bool(a.GAIN)
+        self.gain_beta = float(a.GAIN_BETA)
+        if not 0.0 <= float(a.MIXUP_PROB) <= 1.0:
+            raise ValueError(f"INPUT.AUDIO.MIXUP_PROB must be in [0, 1]; got {a.MIXUP_PROB}.")
+        self.mixup_prob = float(a.MIXUP_PROB) if finetune else 0.0
+        self.mixup_alpha = float(a.MIXUP_ALPHA)
+        self.spec_augment = SpecAugment(int(a.FREQ_MASK), int(a.TIME_MASK)) if finetune else None
+        # DATASETS.AUDIO.FBANK_ON_DEVICE: items are waveforms, the core applies device_transform
+        # (batched fbank + padding + SpecAugment + normalisation on the training device)
+        self.device_transform = None
+        if bool(getattr(cfg.DATASETS.AUDIO, "FBANK_ON_DEVICE", False)) and normalize_input:
+            from .device_fbank import DeviceFbank
+
+            self.device_transform = DeviceFbank(cfg, mode)
+
+    def _fbank_item(self, fbank: torch.Tensor, index: int, label) -> Dict[str, torch.Tensor]:
+        """fbank [frames, mel] -> the item: [random (training) | start] crop or zero padding to
+        TARGET_LENGTH frames in the log-mel domain -> [SpecAugment] -> normalise."""
+        offset = 0
+        if self.random_crop and fbank.shape[0] > self.target_length:
+            offset = int(torch.randint(fbank.shape[0] - self.target_length + 1, ()))
+        x = fit_length(fbank, self.target_length, offset)
+        if self.spec_augment is not None:
+            x = self.spec_augment(x)
+        if self.normalize_input:
+            x = normalize(x, self.norm_mean, self.norm_std)
+        item = {"input": x.contiguous(), "index": torch.tensor(int(index), dtype=torch.long)}
+        if label is not None:
+            item["label"] = label
+        return item
+
+    def _waveform_item(self, wav: torch.Tensor, index: int, label) -> Dict[str, torch.Tensor]:
+        """FBANK_ON_DEVICE: the samples of the TARGET_LENGTH frames the CPU path would keep (the
+        same random frame offset in training), zero-padded to a fixed length, and their count."""
+        p = self.params
+        need = p.samples_for_frames(self.target_length)
+        frames = p.num_frames(wav.shape[1])
+        offset = 0
+        if self.random_crop and frames > self.target_length:
+            offset = int(torch.randint(frames - self.target_length + 1, ()))
+        wav = wav.float()
+        wav = wav - wav.mean()  # the whole clip's mean, as compute_fbank (the device does not redo it)
+        seg = wav[0, offset * p.shift_samples: offset * p.shift_samples + need]
+        item = {
+            "input": torch.nn.functional.pad(seg, (0, need - seg.shape[0])).contiguous(),
+            "num_samples": torch.tensor(seg.shape[0], dtype=torch.long),
+            "index": torch.tensor(int(index), dtype=torch.long),
+        }
+        if label is not None:
+            item["label"] = label
+        return item
+
+
+
+class AudioClipDataset(ClipPipeline, RobustItemsMixin, Dataset):
     """Clips ``paths`` with optional labels.
 
     ``labels``: ``None`` (unlabeled), a sequence of class indices (single-label), or a sequence
@@ -78,36 +152,10 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
         check_mode(mode, f"Dataset '{name}'")
         if len(paths) == 0:
             raise ValueError(f"Dataset '{name}' has no clips.")
-        a = cfg.INPUT.AUDIO
         self.name = name
-        self.mode = mode
-        self.params = FbankParams.from_config(cfg)
-        self.target_length = int(a.TARGET_LENGTH)
-        if self.target_length <= 0:
-            raise ValueError(f"INPUT.AUDIO.TARGET_LENGTH must be > 0; got {self.target_length}.")
-        self.norm_mean, self.norm_std = float(a.NORM_MEAN), float(a.NORM_STD)
-        if self.norm_std <= 0:
-            raise ValueError(f"INPUT.AUDIO.NORM_STD must be > 0; got {self.norm_std}.")
-        self.normalize_input = normalize_input
-        training = mode != "eval"
-        finetune = mode == "finetune"
-        self.random_crop = training and bool(a.TRAIN_RANDOM_CROP)
-        self.roll = training and bool(a.ROLL)
-        self.gain = training and bool(a.GAIN)
-        self.gain_beta = float(a.GAIN_BETA)
-        self.mixup_prob = float(a.MIXUP_PROB) if finetune else 0.0
-        if not 0.0 <= float(a.MIXUP_PROB) <= 1.0:
-            raise ValueError(f"INPUT.AUDIO.MIXUP_PROB must be in [0, 1]; got {a.MIXUP_PROB}.")
-        self.mixup_alpha = float(a.MIXUP_ALPHA)
-        self.spec_augment = SpecAugment(int(a.FREQ_MASK), int(a.TIME_MASK)) if finetune else None
-        self.cache_dir = str(cfg.DATASETS.AUDIO.FBANK_CACHE_DIR)
-        # DATASETS.AUDIO.FBANK_ON_DEVICE: items are waveforms, the core applies device_transform
-        self.device_transform = None
-        if bool(getattr(cfg.DATASETS.AUDIO, "FBANK_ON_DEVICE", False)) and normalize_input:
-            from .device_fbank import DeviceFbank
-
-            self.device_transform = DeviceFbank(cfg, mode)
-            self.cache_dir = ""
+        self._init_pipeline(cfg, mode, normalize_input)
+        # no fbank cache when the features are computed on the device
+        self.cache_dir = "" if self.device_transform is not None else str(cfg.DATASETS.AUDIO.FBANK_CACHE_DIR)
 
         self._paths = _PackedStrings(paths)
         self.num_classes = int(num_classes) if labels is not None else 0
@@ -194,44 +242,6 @@ class AudioClipDataset(RobustItemsMixin, Dataset):
                 return self._waveform_item(wav, index, label)
             fbank = compute_fbank(wav, self.params)
         return self._fbank_item(fbank, index, label)
-
-    def _fbank_item(self, fbank: torch.Tensor, index: int, label) -> Dict[str, torch.Tensor]:
-        """fbank [frames, mel] -> the item: [random (training) | start] crop or zero padding to
-        TARGET_LENGTH frames in the log-mel domain -> [SpecAugment] -> normalise. The shards
-        decoder calls this too, so both layouts give identical items."""
-        offset = 0
-        if self.random_crop and fbank.shape[0] > self.target_length:
-            offset = int(torch.randint(fbank.shape[0] - self.target_length + 1, ()))
-        x = fit_length(fbank, self.target_length, offset)
-        if self.spec_augment is not None:
-            x = self.spec_augment(x)
-        if self.normalize_input:
-            x = normalize(x, self.norm_mean, self.norm_std)
-        item = {"input": x.contiguous(), "index": torch.tensor(int(index), dtype=torch.long)}
-        if label is not None:
-            item["label"] = label
-        return item
-
-    def _waveform_item(self, wav: torch.Tensor, index: int, label) -> Dict[str, torch.Tensor]:
-        """FBANK_ON_DEVICE: the samples of the TARGET_LENGTH frames the CPU path would keep (the
-        same random frame offset in training), zero-padded to a fixed length, and their count."""
-        p = self.params
-        need = p.samples_for_frames(self.target_length)
-        frames = p.num_frames(wav.shape[1])
-        offset = 0
-        if self.random_crop and frames > self.target_length:
-            offset = int(torch.randint(frames - self.target_length + 1, ()))
-        wav = wav.float()
-        wav = wav - wav.mean()  # the whole clip's mean, as compute_fbank (the device does not redo it)
-        seg = wav[0, offset * p.shift_samples: offset * p.shift_samples + need]
-        item = {
-            "input": torch.nn.functional.pad(seg, (0, need - seg.shape[0])).contiguous(),
-            "num_samples": torch.tensor(seg.shape[0], dtype=torch.long),
-            "index": torch.tensor(index, dtype=torch.long),
-        }
-        if label is not None:
-            item["label"] = label
-        return item
 
     def _waveform(self, index: int) -> torch.Tensor:
         """The clip's waveform at the target rate, with roll + gain in training modes. A clip

@@ -21,44 +21,24 @@ from bridle.data.robust import check_mode
 from bridle.data.shards import sample_payload
 from bridle.registry import SAMPLE_DECODER
 
-from .augment import SpecAugment, mix_waveforms, roll_and_gain, sample_beta
-from .features import AudioDecodeError, FbankParams, compute_fbank, load_waveform
+from .augment import mix_waveforms, roll_and_gain, sample_beta
+from .dataset import ClipPipeline
+from .features import AudioDecodeError, compute_fbank, load_waveform
 
 #: Field names (file extensions) of the clip in a sample, in the order they are looked for.
 AUDIO_FIELDS = ("flac", "wav", "ogg", "oga", "opus", "mp3", "aiff", "aif")
 
 
-class AudioSampleDecoder:
-    normalize_input = True  # as AudioClipDataset's default (read by its _fbank_item)
-
+class AudioSampleDecoder(ClipPipeline):
     def __init__(self, cfg, mode: str, meta: dict) -> None:
         check_mode(mode, "SAMPLE_DECODER 'audio'")
-        a = cfg.INPUT.AUDIO
-        self.mode = mode
-        self.params = FbankParams.from_config(cfg)
-        self.target_length = int(a.TARGET_LENGTH)
-        if self.target_length <= 0:
-            raise ValueError(f"INPUT.AUDIO.TARGET_LENGTH must be > 0; got {self.target_length}.")
-        self.norm_mean, self.norm_std = float(a.NORM_MEAN), float(a.NORM_STD)
-        training, finetune = mode != "eval", mode == "finetune"
-        self.random_crop = training and bool(a.TRAIN_RANDOM_CROP)
-        self.roll = training and bool(a.ROLL)
-        self.gain = training and bool(a.GAIN)
-        self.gain_beta = float(a.GAIN_BETA)
-        self.mixup_prob = float(a.MIXUP_PROB) if finetune else 0.0
-        self.mixup_alpha = float(a.MIXUP_ALPHA)
-        self.spec_augment = SpecAugment(int(a.FREQ_MASK), int(a.TIME_MASK)) if finetune else None
+        # the clip dataset's settings; with FBANK_ON_DEVICE the "shards" dataset exposes
+        # device_transform, which the trainers apply to whole batches on the device
+        self._init_pipeline(cfg, mode)
         self.num_classes = int(meta.get("num_classes", 0) or 0)
         self.multi_label = bool(meta.get("multi_label", False))
         self.soft_labels = self.num_classes > 0 and (self.multi_label or self.mixup_prob > 0)
         self._previous = None  # (encoded clip, labels) of the last sample: the mixup partner
-        # DATASETS.AUDIO.FBANK_ON_DEVICE: items are waveforms; the "shards" dataset exposes this
-        # transform (device_transform), which the trainers apply to whole batches on the device.
-        self.device_transform = None
-        if bool(getattr(cfg.DATASETS.AUDIO, "FBANK_ON_DEVICE", False)):
-            from .device_fbank import DeviceFbank
-
-            self.device_transform = DeviceFbank(cfg, mode)
 
     # ------------------------------------------------------------------ pieces
     def _labels(self, meta: dict) -> Optional[List[int]]:
@@ -126,20 +106,6 @@ class AudioSampleDecoder:
         if self.device_transform is not None:
             return self._waveform_item(wav, index, label)
         return self._fbank_item(compute_fbank(wav, self.params), index, label)
-
-    def _fbank_item(self, fbank: torch.Tensor, index: torch.Tensor, label) -> dict:
-        """Exactly AudioClipDataset's fbank -> item step (its method, on this decoder's
-        target_length / random_crop / spec_augment / normalisation)."""
-        from .dataset import AudioClipDataset
-
-        return AudioClipDataset._fbank_item(self, fbank, int(index), label)
-
-    def _waveform_item(self, wav: torch.Tensor, index: torch.Tensor, label) -> dict:
-        """FBANK_ON_DEVICE: exactly AudioClipDataset's waveform item (its method, on this
-        decoder's params / target_length / random_crop), so both layouts stay identical."""
-        from .dataset import AudioClipDataset
-
-        return AudioClipDataset._waveform_item(self, wav, int(index), label)
 
 
 @SAMPLE_DECODER.register(name="audio")
