@@ -186,6 +186,11 @@ _C.PRETRAIN.TOKENIZER_WARM_START = True
 # (autocast; its normed features match fp32 to cosine > 0.999, benchmarks/README.md), "fp16",
 # "fp32" (autocast off), or "auto" (whatever SOLVER.PRECISION gives the step).
 _C.PRETRAIN.TEACHER_PRECISION = "bf16"
+# Which of the frozen teacher's layers the tokenizer reconstructs: 0 = the last block's output
+# after the encoder's final norm (the authors, BEATs); k >= 1 = the output of block k (1-based),
+# normalised by a LayerNorm without affine (data2vec-style; the final norm is trained for the
+# last block only). The number of blocks must be > k.
+_C.PRETRAIN.TEACHER_LAYER = 0
 # Encoder phases start the decoder from MODEL.WEIGHTS' decoder (as the authors); its head is
 # re-initialised only when its shape changed. False = a fresh decoder every encoder phase.
 _C.PRETRAIN.CARRY_DECODER = True

@@ -9,6 +9,7 @@ Frozen modules have ``requires_grad=False`` and stay in eval mode (no dropout, n
 updates) whatever ``.train()`` is called with.
 """
 import contextlib
+import inspect
 from typing import Dict, List
 
 import torch
@@ -62,6 +63,18 @@ class BridleModel(nn.Module):
         if self.teacher_precision not in _TEACHER_DTYPES:
             raise ValueError(
                 f"PRETRAIN.TEACHER_PRECISION must be one of {sorted(_TEACHER_DTYPES)}; got '{self.teacher_precision}'."
+            )
+        self.teacher_layer = int(cfg.PRETRAIN.TEACHER_LAYER)
+        depth = int(getattr(self.encoder, "depth", 0))
+        if self.teacher_layer < 0 or (self.teacher_layer and self.teacher_layer >= depth):
+            raise ValueError(
+                f"PRETRAIN.TEACHER_LAYER must be 0 (the final normed output) or a block 1..{depth - 1} of the "
+                f"{depth}-block encoder; got {self.teacher_layer}."
+            )
+        if self.teacher_layer and "num_blocks" not in inspect.signature(self.encoder.forward).parameters:
+            raise TypeError(
+                f"PRETRAIN.TEACHER_LAYER {self.teacher_layer} needs an encoder whose forward takes num_blocks= "
+                f"(bridle.modeling.VisionTransformer's does); {type(self.encoder).__name__}.forward does not."
             )
         self.target_precision = str(cfg.MODEL.TOKENIZER.TARGET_PRECISION)
         if self.target_precision not in TARGET_PRECISIONS:
@@ -141,7 +154,10 @@ class BridleModel(nn.Module):
         else:
             ctx = torch.autocast(x.device.type, dtype=_TEACHER_DTYPES[kind], enabled=kind != "fp32")
         with torch.no_grad(), ctx:
-            return self.encoder(x)[:, 1:].float()
+            if not self.teacher_layer:
+                return self.encoder(x)[:, 1:].float()
+            tokens = self.encoder(x, num_blocks=self.teacher_layer)[:, 1:].float()
+            return F.layer_norm(tokens, tokens.shape[-1:], eps=1e-6)
 
     def tokenizer_loss(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         teacher = self.teacher_features(x)

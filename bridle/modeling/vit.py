@@ -132,20 +132,28 @@ class VisionTransformer(nn.Module):
         """Patch tokens plus position embedding, without cls: [B, N, D]."""
         return self.patch_embed(x) + self.pos_embed[:, 1:].to(x.dtype if x.is_floating_point() else torch.float32)
 
-    def forward(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None, final_norm: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None, final_norm: bool = True,
+                num_blocks: Optional[int] = None) -> torch.Tensor:
         """Tokens [B, 1 + M, D] after the final norm (cls first). With ``ids_keep`` [B, M] only
         those patches go through the blocks (MAE-style); otherwise all N patches.
-        ``final_norm=False`` returns the last block's output (what MAE-style global pooling reads)."""
+        ``final_norm=False`` returns the last block's output (what MAE-style global pooling reads).
+        ``num_blocks=k`` stops after block k and returns its raw output (no final norm)."""
+        if num_blocks is not None and not 1 <= num_blocks <= self.depth:
+            raise ValueError(f"num_blocks must be in 1..{self.depth} (the encoder's depth); got {num_blocks}.")
         tokens = self.embed(x)
         if ids_keep is not None:
             tokens = gather_tokens(tokens, ids_keep)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls.to(tokens.dtype), tokens], dim=1)
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks):
+            if num_blocks is not None and i == num_blocks:
+                return tokens
             if self.grad_checkpoint and self.training:
                 tokens = checkpoint(blk, tokens, use_reentrant=False)
             else:
                 tokens = blk(tokens)
+        if num_blocks is not None:
+            return tokens
         return self.norm(tokens) if final_norm else tokens
 
 

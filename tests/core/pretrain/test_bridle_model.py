@@ -224,3 +224,31 @@ def test_target_usage_metrics_count_the_window():
         counts = torch.bincount(window[:, level], minlength=16).float()
         p = counts[counts > 0] / counts.sum()
         assert out[f"targets/perplexity/l{level}"].item() == pytest.approx(torch.exp(-(p * p.log()).sum()).item(), rel=1e-5)
+
+
+def test_teacher_layer_reconstructs_that_blocks_normalised_output():
+    x = batch()["input"]
+    last = make("tokenizer", **{"PRETRAIN.TEACHER_PRECISION": "fp32"})
+    with torch.no_grad():
+        ref = last.encoder.norm(last.encoder(x, num_blocks=last.encoder.depth))[:, 1:]
+    torch.testing.assert_close(last.teacher_features(x), ref)
+    m = make("tokenizer", **{"PRETRAIN.TEACHER_PRECISION": "fp32", "PRETRAIN.TEACHER_LAYER": 1,
+                             "MODEL.ENCODER.DEPTH": 2})
+    with torch.no_grad():
+        enc = m.encoder
+        tokens = torch.cat([(enc.cls_token + enc.pos_embed[:, :1]).expand(x.shape[0], -1, -1), enc.embed(x)], 1)
+        block1 = enc.blocks[0](tokens)[:, 1:]
+    want = (block1 - block1.mean(-1, keepdim=True)) / torch.sqrt(block1.var(-1, unbiased=False, keepdim=True) + 1e-6)
+    got = m.teacher_features(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        final = m.encoder(x)[:, 1:]
+    assert not torch.allclose(got, final, atol=1e-2)
+    out = m(batch())
+    assert torch.isfinite(out["loss_cos"]) and out["loss_cos"] > 0
+
+
+@pytest.mark.parametrize("layer", [-1, 1])
+def test_teacher_layer_out_of_range_is_a_clear_error(layer):
+    with pytest.raises(ValueError, match="PRETRAIN.TEACHER_LAYER"):
+        make("tokenizer", **{"PRETRAIN.TEACHER_LAYER": layer})
