@@ -230,6 +230,25 @@ def _relative(obj, root: str):
     return obj
 
 
+def set_aside_stale_pretraining(spec: DemoSpec, pre: str) -> None:
+    """A pretraining run in ``pre`` whose finished phases ran another config (e.g. configs changed
+    since) cannot be resumed: rename it to ``pre.old-N`` (nothing is deleted) and start afresh."""
+    if not os.path.isdir(pre):
+        return
+    from bridle.trainers.schedule import stale_finished_phases
+
+    stale = stale_finished_phases(load_cfg(spec.pretrain_config, list(spec.pretrain_opts) + ["OUTPUT_DIR", pre]))
+    if not stale:
+        return
+    n = 1
+    while os.path.exists(f"{pre}.old-{n}"):
+        n += 1
+    os.rename(pre, f"{pre}.old-{n}")
+    d, changes = stale[0]
+    print(f"{d} finished with another config ({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): "
+          f"moved the old run to {pre}.old-{n}; pretraining starts afresh.", flush=True)
+
+
 def run_demo(spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: float = 0.0,
              encoders: Sequence[str] = ENCODERS) -> dict:
     """Pretrain (resumable), evaluate, measure; writes and returns the report."""
@@ -237,6 +256,7 @@ def run_demo(spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: floa
     t0 = time.time()
     say("BRIDLE pretraining on the unlabelled pool")
     pre = os.path.join(out, "pretrain")
+    set_aside_stale_pretraining(spec, pre)
     train_net(spec.pretrain_config, pre, spec.pretrain_opts, env, resume=True)
     t_pre = time.time() - t0
     ckpts = schedule_checkpoints(pre)

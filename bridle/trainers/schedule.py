@@ -39,6 +39,76 @@ _SOLVER_KEYS = {"EPOCHS": "EPOCHS", "MAX_ITER": "MAX_ITER", "WARMUP_EPOCHS": "WA
 
 
 PHASE_DONE = "phase_done"
+# Keys a finished phase may have run with differently and still be reused on --resume.
+RESUME_IGNORED_KEYS = ("OUTPUT_DIR", "DATALOADER.NUM_WORKERS", "LOG_PERIOD")
+
+
+def _flat(node, prefix=""):
+    out = {}
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _ignored_for(name: str):
+    """What a finished phase ``name`` may differ in: RESUME_IGNORED_KEYS, the schedule list and
+    the other phases' PRETRAIN.PHASES settings (a later phase changed does not make it stale)."""
+    own = f"PRETRAIN.PHASES.{name.upper()}."
+    return lambda key: (key in RESUME_IGNORED_KEYS or key == "PRETRAIN.SCHEDULE"
+                        or (key.startswith("PRETRAIN.PHASES.") and not key.startswith(own)))
+
+
+def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
+    """``["KEY: saved -> now", ...]`` for every key (but those :func:`_ignored_for` phase ``name``
+    lists) in which the config a finished phase saved (``saved_yaml``) differs from ``pcfg``; paths compare as absolute paths.
+    A saved config that cannot be parsed is reported as one change; a missing one (a phase
+    directory written by hand or by an older version) cannot be checked: no change, a warning."""
+    import yaml
+
+    if not os.path.isfile(saved_yaml):
+        logger.warning(f"{saved_yaml} is missing: cannot check that the finished phase ran this config.")
+        return []
+    try:
+        with open(saved_yaml) as f:
+            saved = _flat(yaml.safe_load(f) or {})
+    except (OSError, yaml.YAMLError) as e:
+        return [f"{saved_yaml}: unreadable ({e})"]
+    now = _flat(yaml.safe_load(pcfg.dump()))
+
+    def norm(key, v):
+        if key == "MODEL.WEIGHTS" and isinstance(v, str) and v:
+            return os.path.abspath(v)
+        return v
+
+    ignored = _ignored_for(name)
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        if ignored(key):
+            continue
+        a, b = norm(key, saved.get(key, "<absent>")), norm(key, now.get(key, "<absent>"))
+        if a != b:
+            changes.append(f"{key}: {a!r} -> {b!r}")
+    return changes
+
+
+def stale_finished_phases(cfg) -> list:
+    """``[(phase dir, changes)]`` for the finished phases of ``cfg``'s schedule whose saved
+    config differs from what the schedule would run now (what ``--resume`` refuses to reuse)."""
+    stale, weights = [], cfg.MODEL.WEIGHTS
+    for k, name in enumerate(cfg.PRETRAIN.SCHEDULE):
+        pcfg = phase_config(cfg, k, name, weights)
+        final = os.path.join(pcfg.OUTPUT_DIR, "model_final.pth")
+        if not (os.path.isfile(os.path.join(pcfg.OUTPUT_DIR, PHASE_DONE)) and os.path.isfile(final)):
+            break
+        changes = config_changes(os.path.join(pcfg.OUTPUT_DIR, "config.yaml"), pcfg, name)
+        if changes:
+            stale.append((pcfg.OUTPUT_DIR, changes))
+        weights = final
+    return stale
 
 
 def phase_dir(cfg, k: int, name: str) -> str:
@@ -113,6 +183,14 @@ class ScheduleRunner:
             final = os.path.join(pcfg.OUTPUT_DIR, "model_final.pth")
             done = os.path.join(pcfg.OUTPUT_DIR, PHASE_DONE)
             if self.resume and os.path.isfile(done) and os.path.isfile(final):
+                changes = config_changes(os.path.join(pcfg.OUTPUT_DIR, "config.yaml"), pcfg, name)
+                if changes:
+                    shown = "; ".join(changes[:8]) + (f"; ... ({len(changes)} keys)" if len(changes) > 8 else "")
+                    raise ValueError(
+                        f"--resume: phase {k + 1}/{len(self.schedule)} ({name}) in {pcfg.OUTPUT_DIR} finished with "
+                        f"another config than this run's ({shown}). Reusing it would mix two experiments: "
+                        "use a new OUTPUT_DIR, or move that phase directory (and the later ones) away."
+                    )
                 logger.info(f"Phase {k + 1}/{len(self.schedule)} ({name}) already finished: {final}")
                 weights = final
                 continue

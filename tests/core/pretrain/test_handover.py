@@ -172,3 +172,30 @@ def test_joint_phase_after_encoder_cold_and_after_a_tokenizer_phase(cold_ckpt, t
     loaded = load_only(tmp_path, "joint_tok", "joint", tok)
     for k in prev:
         assert torch.equal(prev[k], loaded[k]), k
+
+
+def test_resume_refuses_a_finished_phase_that_ran_another_config(toy_plugin, tmp_path):
+    """--resume reuses finished phases only when they ran the config of this run."""
+    from bridle.trainers.schedule import ScheduleRunner, stale_finished_phases
+
+    def cfg_of(**extra):
+        cfg = get_cfg()
+        cfg.merge_from_list(toy_opts(str(tmp_path / "out"), **{
+            "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra}))
+        return cfg
+
+    runner = TRAINER.get("schedule")(cfg_of())
+    runner.train()
+    assert stale_finished_phases(cfg_of()) == []
+    assert stale_finished_phases(cfg_of(**{"PRETRAIN.PHASES.ENCODER.MAX_ITER": 9})) == []  # another phase's
+    same = ScheduleRunner(cfg_of(**{"LOG_PERIOD": 7}))  # an ignored key: reused
+    same.resume_or_load(resume=True)
+    assert same.train()["final_checkpoint"].endswith("model_final.pth")
+    changed = cfg_of(**{"SOLVER.BASE_LR": 0.5})
+    stale = stale_finished_phases(changed)
+    assert len(stale) == 1 and stale[0][0].endswith("0_encoder_cold")
+    assert any(c.startswith("PRETRAIN.PHASES.ENCODER_COLD") or c.startswith("SOLVER.BASE_LR") for c in stale[0][1])
+    other = ScheduleRunner(changed)
+    other.resume_or_load(resume=True)
+    with pytest.raises(ValueError, match=r"finished with another config.*BASE_LR"):
+        other.train()
