@@ -190,7 +190,7 @@ def time_training_step(args: argparse.Namespace, model: torch.nn.Module, batch: 
         runnable = torch.compile(model, backend=args.compile_backend, mode=args.compile_mode)
     else:
         runnable = model
-    trainer = SimpleTrainer(runnable, _Repeat(batch), optimizer, precision=args.precision, device=device)
+    trainer = SimpleTrainer(runnable, RepeatLoader(batch), optimizer, precision=args.precision, device=device)
     trainer.storage = EventStorage()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -232,7 +232,7 @@ def time_training_step(args: argparse.Namespace, model: torch.nn.Module, batch: 
     return [row]
 
 
-class _Repeat:
+class RepeatLoader:
     """A loader that yields the same (device-resident) batch forever: no input pipeline cost."""
 
     def __init__(self, batch):

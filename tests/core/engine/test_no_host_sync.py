@@ -1,5 +1,8 @@
 """No host sync in a training step: each BRIDLE phase and a fine-tuning step run on CUDA under
 ``torch.cuda.set_sync_debug_mode("error")`` (any synchronising call raises). Skipped on CPU."""
+import os
+import sys
+
 import pytest
 import torch
 
@@ -10,6 +13,9 @@ from bridle.modeling.bridle_model import BridleModel
 from bridle.solver import build_optimizer
 from toy_plugin import toy_opts
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools"))
+from benchmark import RepeatLoader  # noqa: E402  the benchmark's loader: the same batch forever
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (sync debug mode)")
 
 
@@ -18,18 +24,9 @@ def _toy_modality(toy_plugin):
     """Runs on the third-party toy modality (tests/toy_plugin.py)."""
 
 
-class _Repeat:
-    def __init__(self, batch):
-        self.batch = batch
-
-    def __iter__(self):
-        while True:
-            yield dict(self.batch)
-
-
 def _steps_without_sync(model, batch, cfg, precision, clip=0.0):
     device = torch.device("cuda")
-    trainer = SimpleTrainer(model, _Repeat(batch), build_optimizer(cfg, model), precision=precision,
+    trainer = SimpleTrainer(model, RepeatLoader(batch), build_optimizer(cfg, model), precision=precision,
                             clip_grad=clip, device=device)
     trainer.storage = EventStorage()
     trainer.run_step()  # first step: lazy inits (a training quantizer's codebook init) may sync
