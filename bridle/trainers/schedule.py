@@ -64,7 +64,8 @@ def _ignored_for(name: str):
 
 def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
     """``["KEY: saved -> now", ...]`` for every key (but those :func:`_ignored_for` phase ``name``
-    lists) in which the config a finished phase saved (``saved_yaml``) differs from ``pcfg``; paths compare as absolute paths.
+    lists) in which the config a finished phase saved (``saved_yaml``) differs from ``pcfg``; MODEL.WEIGHTS
+    compares as an absolute path, relative to the schedule directory when inside it.
     A saved config that cannot be parsed is reported as one change; a missing one (a phase
     directory written by hand or by an older version) cannot be checked: no change, a warning."""
     import yaml
@@ -79,9 +80,15 @@ def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
         return [f"{saved_yaml}: unreadable ({e})"]
     now = _flat(yaml.safe_load(pcfg.dump()))
 
-    def norm(key, v):
+    def norm(cfg_flat, key, v):
+        """Absolute paths; a path inside the run's schedule directory (the phase dir's parent,
+        e.g. the previous phase's checkpoint as MODEL.WEIGHTS) relative to it, so that a run
+        directory copied or moved elsewhere still resumes."""
         if key == "MODEL.WEIGHTS" and isinstance(v, str) and v:
-            return os.path.abspath(v)
+            v = os.path.abspath(v)
+            root = os.path.dirname(os.path.abspath(str(cfg_flat.get("OUTPUT_DIR", "")) or "."))
+            if v.startswith(root + os.sep):
+                return "<run dir>/" + os.path.relpath(v, root)
         return v
 
     ignored = _ignored_for(name)
@@ -89,7 +96,7 @@ def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
     for key in sorted(set(saved) | set(now)):
         if ignored(key):
             continue
-        a, b = norm(key, saved.get(key, "<absent>")), norm(key, now.get(key, "<absent>"))
+        a, b = norm(saved, key, saved.get(key, "<absent>")), norm(now, key, now.get(key, "<absent>"))
         if a != b:
             changes.append(f"{key}: {a!r} -> {b!r}")
     return changes

@@ -199,3 +199,31 @@ def test_resume_refuses_a_finished_phase_that_ran_another_config(toy_plugin, tmp
     other.resume_or_load(resume=True)
     with pytest.raises(ValueError, match=r"finished with another config.*BASE_LR"):
         other.train()
+
+
+def test_resume_accepts_a_run_directory_copied_elsewhere(toy_plugin, tmp_path):
+    """A later phase's MODEL.WEIGHTS is the previous phase's checkpoint inside the run
+    directory: a copied (or moved) run still resumes, its finished phases reused."""
+    import shutil
+
+    from bridle.trainers.schedule import ScheduleRunner, stale_finished_phases
+
+    def cfg_of(out, **extra):
+        cfg = get_cfg()
+        cfg.merge_from_list(toy_opts(str(out), **{
+            "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold', 'tokenizer']", "SOLVER.MAX_ITER": 2,
+            **extra}))
+        return cfg
+
+    TRAINER.get("schedule")(cfg_of(tmp_path / "a")).train()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert stale_finished_phases(cfg_of(tmp_path / "b")) == []
+    final = tmp_path / "b" / "1_tokenizer" / "model_final.pth"
+    before = os.path.getmtime(final)
+    runner = ScheduleRunner(cfg_of(tmp_path / "b"))
+    runner.resume_or_load(resume=True)
+    runner.train()
+    assert os.path.getmtime(final) == before  # reused, not retrained
+    # ... but a phase that started from weights outside the run directory still counts as changed
+    stale = stale_finished_phases(cfg_of(tmp_path / "b", **{"MODEL.WEIGHTS": str(tmp_path / "elsewhere.pth")}))
+    assert stale and any(c.startswith("MODEL.WEIGHTS") for c in stale[0][1])
