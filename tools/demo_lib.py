@@ -94,6 +94,14 @@ def schedule_checkpoints(pretrain_dir: str) -> Dict[str, str]:
     return {"bridle_iter1": final(enc[0]), "bridle": final(enc[-1]), "tokenizer": final(tok[-1]) if tok else ""}
 
 
+def phase_quantizer(final_checkpoint: str) -> dict:
+    """``{name, num_levels, codebook_size}`` of the quantizer whose codes the encoder phase of
+    ``final_checkpoint`` predicted (from the phase's saved config.yaml: per-phase OPTS may give
+    the tokenizer phases another quantizer than the cold start's)."""
+    q = load_cfg(os.path.join(os.path.dirname(final_checkpoint), "config.yaml")).MODEL.QUANTIZER
+    return {"name": str(q.NAME), "num_levels": int(q.NUM_LEVELS), "codebook_size": int(q.CODEBOOK_SIZE)}
+
+
 # ---------------------------------------------------------------------------- measurements
 def selected(results: dict, metric: str = "top1") -> dict:
     """final_results.json -> the val-selected evaluation's numbers (the last one without val)."""
@@ -271,8 +279,7 @@ def run_demo(spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: floa
         "task": spec.task,
         "seed": int(pcfg.SEED),
         "schedule": list(pcfg.PRETRAIN.SCHEDULE),
-        "quantizer": {"name": pcfg.MODEL.QUANTIZER.NAME, "num_levels": int(pcfg.MODEL.QUANTIZER.NUM_LEVELS),
-                      "codebook_size": int(pcfg.MODEL.QUANTIZER.CODEBOOK_SIZE)},
+        "quantizer": {enc: phase_quantizer(ckpts[enc]) for enc in ("bridle_iter1", "bridle")},
         "encoders": {k: ckpts[k] for k in ("bridle_iter1", "bridle")},
         "results": results,
         "notes": dict(spec.notes),

@@ -114,11 +114,46 @@ def schedule_order_errors(schedule: List[str], has_weights: bool) -> List[str]:
     return errors
 
 
+# What a trained tokenizer is and how it maps a patch to codes (training-only settings such as
+# the EMA decay or dead-code restart, and the targets' precision, may differ between phases).
+_TOKENIZER_DEFINING = ("MODEL.QUANTIZER.NAME", "MODEL.QUANTIZER.NUM_LEVELS", "MODEL.QUANTIZER.CODEBOOK_SIZE",
+                       "MODEL.QUANTIZER.CODE_DIM", "MODEL.QUANTIZER.LOOKUP",
+                       "MODEL.TOKENIZER.NAME", "MODEL.TOKENIZER.SIZE", "MODEL.TOKENIZER.EMBED_DIM",
+                       "MODEL.TOKENIZER.DEPTH", "MODEL.TOKENIZER.NUM_HEADS")
+
+
+def _tokenizer_keys(pcfg) -> dict:
+    return {key: _get(pcfg, key) for key in _TOKENIZER_DEFINING}
+
+
+def tokenizer_mismatch_errors(phase_cfgs) -> List[str]:
+    """An 'encoder' phase predicts the codes of the tokenizer the last 'tokenizer' / 'joint' phase
+    before it trained, so it must build the same tokenizer: per-phase OPTS that change
+    the quantizer or tokenizer (e.g. a larger codebook after the cold start) must be given to both."""
+    errors, last = [], None
+    for k, name, pcfg in phase_cfgs:
+        if name in ("tokenizer", "joint"):
+            last = (k, name, _tokenizer_keys(pcfg))
+        elif name == "encoder" and last is not None:
+            mine = _tokenizer_keys(pcfg)
+            diff = [f"{key}: {last[2][key]!r} in phase {last[0] + 1} vs {mine[key]!r}" for key in sorted(mine)
+                    if mine[key] != last[2].get(key)]
+            if diff:
+                errors.append(
+                    f"phase {k + 1} 'encoder' predicts the codes of the tokenizer trained in phase {last[0] + 1} "
+                    f"'{last[1]}' but builds another one ({'; '.join(diff)}); expected the same "
+                    f"MODEL.QUANTIZER / MODEL.TOKENIZER settings in PRETRAIN.PHASES.{last[1].upper()}.OPTS and "
+                    "PRETRAIN.PHASES.ENCODER.OPTS."
+                )
+    return errors
+
+
 def validate_schedule(cfg, phase_config: Callable, phase_names: Optional[List[str]] = None) -> None:
     """Validate a schedule before its first phase: names, order, and each phase's merged
     config (``phase_config(cfg, k, name, weights)``)."""
     schedule = list(cfg.PRETRAIN.SCHEDULE)
     errors: List[str] = []
+    phase_cfgs = []
     if not schedule:
         errors.append("PRETRAIN.SCHEDULE = []: expected at least one phase.")
     for k, name in enumerate(schedule):
@@ -135,7 +170,10 @@ def validate_schedule(cfg, phase_config: Callable, phase_names: Optional[List[st
             errors.append(f"{where}its OPTS / settings do not merge: {msg}")
             continue
         errors.extend(config_errors(pcfg, where))
+        phase_cfgs.append((k, name, pcfg))
     if not errors:
         errors.extend(schedule_order_errors(schedule, bool(cfg.MODEL.WEIGHTS)))
+    if not errors:
+        errors.extend(tokenizer_mismatch_errors(phase_cfgs))
     if errors:
         raise ConfigValueError("Invalid config:\n  " + "\n  ".join(errors))

@@ -47,6 +47,19 @@ def test_later_phase_opts_are_validated_before_phase_one(toy_plugin, tmp_path):
     assert not os.path.exists(str(tmp_path / "s" / "0_encoder_cold"))
 
 
+def test_encoder_phase_must_build_the_tokenizer_it_predicts(toy_plugin, tmp_path):
+    """A larger quantizer after the cold start must be set on both the tokenizer phase and the
+    encoder phase that predicts its codes; training-only settings may differ."""
+    bigger = "['MODEL.QUANTIZER.CODEBOOK_SIZE','64','MODEL.QUANTIZER.NUM_LEVELS','3']"
+    with pytest.raises(ConfigValueError, match=r"phase 3 'encoder' predicts the codes of the tokenizer trained in "
+                                               r"phase 2 'tokenizer' but builds another one \(MODEL.QUANTIZER.CODEBOOK_SIZE: "
+                                               r"64 in phase 2 vs \d+; MODEL.QUANTIZER.NUM_LEVELS: 3 in phase 2 vs \d+\)"):
+        _schedule(tmp_path, **{"PRETRAIN.PHASES.TOKENIZER.OPTS": bigger})
+    runner = _schedule(tmp_path, **{"PRETRAIN.PHASES.TOKENIZER.OPTS": bigger, "PRETRAIN.PHASES.ENCODER.OPTS": bigger})
+    assert runner is not None
+    _schedule(tmp_path, **{"PRETRAIN.PHASES.TOKENIZER.OPTS": "['MODEL.QUANTIZER.DECAY','0.9']"})  # training-only
+
+
 @pytest.mark.parametrize("schedule,msg", [
     ("['encoder_cold','encoder']", "phase 2 'encoder' needs a trained tokenizer"),
     ("['tokenizer','encoder']", "phase 1 'tokenizer' needs a trained encoder"),

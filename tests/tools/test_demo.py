@@ -41,6 +41,22 @@ def test_schedule_checkpoints_first_and_last_encoder_last_tokenizer(tmp_path):
         demo_lib.schedule_checkpoints(str(tmp_path / "5_encoder"))
 
 
+def test_phase_quantizer_reads_each_encoder_phase_config(tmp_path):
+    """Per-phase OPTS may give the tokenizer phases another quantizer: the report names the one
+    each evaluated encoder predicted, from that phase's saved config."""
+    from bridle.config import get_cfg
+
+    for d, levels, size in (("0_encoder_cold", 2, 64), ("2_encoder", 4, 128)):
+        cfg = get_cfg()
+        cfg.merge_from_list(["MODEL.QUANTIZER.NUM_LEVELS", levels, "MODEL.QUANTIZER.CODEBOOK_SIZE", size])
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "config.yaml").write_text(cfg.dump())
+    q0 = demo_lib.phase_quantizer(str(tmp_path / "0_encoder_cold" / "model_final.pth"))
+    q2 = demo_lib.phase_quantizer(str(tmp_path / "2_encoder" / "model_final.pth"))
+    assert q0 == {"name": get_cfg().MODEL.QUANTIZER.NAME, "num_levels": 2, "codebook_size": 64}
+    assert (q2["num_levels"], q2["codebook_size"]) == (4, 128)
+
+
 @pytest.mark.slow
 def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
     """`make demo-image` with a few iterations per run: the report has every documented key."""
@@ -68,8 +84,13 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
             assert r["selected_iteration"] in (2, 4)
     assert 0.5 < report["baseline"]["test_top1"] <= 1.0  # raw pixels separate digits well
     assert report["notes"]["labelled_items"] == 20
+    assert set(report["quantizer"]) == {"bridle_iter1", "bridle"}
+    assert report["quantizer"]["bridle"]["num_levels"] == len(report["tokenizer_usage"]["per_level"])
     levels = report["tokenizer_usage"]["per_level"]
-    assert [x["level"] for x in levels] == [0, 1] and report["tokenizer_usage"]["items"] == report["notes"]["pool_items"]
+    assert report["quantizer"]["bridle_iter1"]["num_levels"] == 2  # the cold start: RQ 2 x 64
+    assert (report["quantizer"]["bridle"]["num_levels"], report["quantizer"]["bridle"]["codebook_size"]) == (4, 128)
+    assert [x["level"] for x in levels] == [0, 1, 2, 3] and report["tokenizer_usage"]["items"] == report["notes"]["pool_items"]
+    assert all(x["codebook_size"] == 128 for x in levels)
     assert all(0 < x["usage"] <= 1 and x["used"] <= x["codebook_size"] for x in levels)
     assert sorted(os.listdir(os.path.join(out, "plots"))) == ["downstream.png", "pretrain.png"]
     # One seed, the same numbers: the linear probe of the final encoder run again.

@@ -227,3 +227,27 @@ def test_resume_accepts_a_run_directory_copied_elsewhere(toy_plugin, tmp_path):
     # ... but a phase that started from weights outside the run directory still counts as changed
     stale = stale_finished_phases(cfg_of(tmp_path / "b", **{"MODEL.WEIGHTS": str(tmp_path / "elsewhere.pth")}))
     assert stale and any(c.startswith("MODEL.WEIGHTS") for c in stale[0][1])
+
+
+def test_iteration_two_may_use_a_larger_quantizer_than_the_cold_start(toy_plugin, tmp_path):
+    """PRETRAIN.PHASES.{TOKENIZER,ENCODER}.OPTS give the trained tokenizer more levels and codes
+    than the cold start's: the tokenizer phase builds it fresh, the encoder phase loads it and
+    re-initialises only the decoder's head (its logits grew)."""
+    from bridle.trainers.pretrain import checkpoint_state
+
+    bigger = "['MODEL.QUANTIZER.NUM_LEVELS','3','MODEL.QUANTIZER.CODEBOOK_SIZE','24']"
+    cfg = get_cfg()
+    cfg.merge_from_list(toy_opts(str(tmp_path / "out"), **{
+        "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']", "SOLVER.MAX_ITER": 2,
+        "PRETRAIN.PHASES.TOKENIZER.OPTS": bigger, "PRETRAIN.PHASES.ENCODER.OPTS": bigger}))
+    TRAINER.get("schedule")(cfg).train()
+    cold = checkpoint_state(str(tmp_path / "out" / "0_encoder_cold" / "model_final.pth"))
+    final = checkpoint_state(str(tmp_path / "out" / "2_encoder" / "model_final.pth"))
+    tok = checkpoint_state(str(tmp_path / "out" / "1_tokenizer" / "model_final.pth"))
+    assert final["tokenizer.quantizer.codebook"].shape[:2] == (3, 24)
+    assert cold["tokenizer.quantizer.codebook"].shape[:2] != (3, 24)
+    for k in final:  # the encoder carried from iteration 1, the tokenizer from the tokenizer phase
+        if k.startswith("tokenizer."):
+            assert torch.equal(final[k], tok[k]), k
+    head = [k for k in final if k.startswith("decoder.") and final[k].shape != cold.get(k, final[k]).shape]
+    assert head and all(final[k].shape[0] == 3 * 24 for k in head)
