@@ -2,7 +2,7 @@
 """The audio demo's recipe study (README "Demos"): one variant of the BRIDLE schedule, scored by
 the demo's linear probe on a selection split, never on the test split.
 
-    python tools/demo_study.py NAME [--fresh] [--seed S] [KEY VALUE ...]
+    python tools/demo_study.py [--fresh] NAME [KEY VALUE ...]
 
 Needs a finished `make demo` (its data, fbank cache and pretraining run in --demo-dir). The
 selection split (`<demo-dir>/data/studyval.json`, 1000 clips by the val voices, made once) is
@@ -65,6 +65,11 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=os.path.join(REPO, "output", "study"))
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of demo_pretrain.yaml")
     args = p.parse_args(argv)
+    flags = [o for o in args.opts if o.startswith("--")]
+    if flags:
+        p.error(f"flags {flags} must come before NAME (the KEY VALUE overrides follow it)")
+    if len(args.opts) % 2:
+        p.error(f"expected KEY VALUE pairs after NAME; got {len(args.opts)} words")
     demo_dir, out = os.path.abspath(args.demo_dir), os.path.abspath(args.out)
     data = os.path.join(demo_dir, "data")
     cold = os.path.join(demo_dir, "pretrain", "0_encoder_cold")
@@ -83,7 +88,7 @@ def main(argv=None) -> None:
         "DATASETS.AUDIO.TRAIN_MANIFEST", os.path.join(data, "pool.json"), "DATASETS.AUDIO.LABEL_CSV", "",
         "DATASETS.AUDIO.FBANK_CACHE_DIR", os.path.join(demo_dir, "fbank_cache")] + list(args.opts), env, resume=True)
     ckpts = demo_lib.schedule_checkpoints(pre)
-    if args.fresh:
+    if args.fresh and ckpts["bridle_iter1"] != ckpts["bridle"]:
         score(f"{args.name}_iter1", ckpts["bridle_iter1"], data, selection, out, env)
     score(args.name, ckpts["bridle"], data, selection, out, env)
 

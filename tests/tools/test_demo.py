@@ -107,3 +107,12 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
     first = dict(report["results"]["linear_probe"]["bridle"])
     first.pop("seconds")
     assert rerun == first
+
+
+def test_demo_study_rejects_misplaced_flags_and_odd_overrides(capsys):
+    import demo_study
+
+    for argv, msg in ((["x", "--fresh"], "must come before NAME"), (["x", "SEED"], "expected KEY VALUE pairs")):
+        with pytest.raises(SystemExit):
+            demo_study.main(argv)
+        assert msg in capsys.readouterr().err
