@@ -41,13 +41,11 @@ def selection_split(data: str) -> str:
     return path
 
 
-def score(name: str, weights: str, data: str, selection: str, out: str, env: dict) -> float:
+def score(name: str, weights: str, spec, selection: str, out: str, env: dict) -> float:
+    """The demo's linear probe of ``weights`` with val and test both pointed at the selection split."""
     lp = os.path.join(out, name, "linprobe")
-    demo_lib.train_net(os.path.join(REPO, "configs", "audio", "demo_linprobe.yaml"), lp, [
-        "MODEL.WEIGHTS", weights, "DATASETS.AUDIO.TRAIN_MANIFEST", os.path.join(data, "labelled.json"),
-        "DATASETS.AUDIO.VAL_MANIFEST", selection, "DATASETS.AUDIO.TEST_MANIFEST", selection,
-        "DATASETS.AUDIO.LABEL_CSV", os.path.join(data, "class_labels_indices.csv"),
-        "DATASETS.AUDIO.FBANK_CACHE_DIR", os.path.join(os.path.dirname(data), "fbank_cache")], env)
+    demo_lib.train_net(spec.linprobe_config, lp, ["MODEL.WEIGHTS", weights] + spec.downstream_opts + [
+        "DATASETS.AUDIO.VAL_MANIFEST", selection, "DATASETS.AUDIO.TEST_MANIFEST", selection], env)
     with open(os.path.join(lp, "final_results.json")) as f:
         top1 = demo_lib.selected(json.load(f))["val_top1"]
     row = {"variant": name, "selection_top1": round(top1, 4), "weights": os.path.relpath(weights, out)}
@@ -71,27 +69,24 @@ def main(argv=None) -> None:
     if len(args.opts) % 2:
         p.error(f"expected KEY VALUE pairs after NAME; got {len(args.opts)} words")
     demo_dir, out = os.path.abspath(args.demo_dir), os.path.abspath(args.out)
-    data = os.path.join(demo_dir, "data")
     cold = os.path.join(demo_dir, "pretrain", "0_encoder_cold")
     if not os.path.isfile(os.path.join(cold, "model_final.pth")):
         sys.exit(f"demo_study: no finished demo run in '{demo_dir}' (run `make demo` first).")
-    selection = selection_split(data)
+    spec = demo.make_spec(demo.parser().parse_args(["--output-dir", demo_dir]), demo_dir)  # the demo's options
+    selection = selection_split(os.path.join(demo_dir, "data"))
     env = demo_lib.demo_env()
     if args.name == "iter1":
-        score("iter1", os.path.join(cold, "model_final.pth"), data, selection, out, env)
+        score("iter1", os.path.join(cold, "model_final.pth"), spec, selection, out, env)
         return
     pre = os.path.join(out, args.name, "pretrain")
     os.makedirs(pre, exist_ok=True)
     if not args.fresh and not os.path.isdir(os.path.join(pre, "0_encoder_cold")):
         shutil.copytree(cold, os.path.join(pre, "0_encoder_cold"))
-    demo_lib.train_net(os.path.join(REPO, "configs", "audio", "demo_pretrain.yaml"), pre, [
-        "DATASETS.AUDIO.TRAIN_MANIFEST", os.path.join(data, "pool.json"), "DATASETS.AUDIO.LABEL_CSV", "",
-        "DATASETS.AUDIO.FBANK_CACHE_DIR", os.path.join(demo_dir, "fbank_cache")] + list(args.opts), env, resume=True)
+    demo_lib.train_net(spec.pretrain_config, pre, spec.pretrain_opts + list(args.opts), env, resume=True)
     ckpts = demo_lib.schedule_checkpoints(pre)
     if args.fresh and ckpts["bridle_iter1"] != ckpts["bridle"]:
-        score(f"{args.name}_iter1", ckpts["bridle_iter1"], data, selection, out, env)
-    score(args.name, ckpts["bridle"], data, selection, out, env)
-
+        score(f"{args.name}_iter1", ckpts["bridle_iter1"], spec, selection, out, env)
+    score(args.name, ckpts["bridle"], spec, selection, out, env)
 
 if __name__ == "__main__":
     main()
