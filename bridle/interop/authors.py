@@ -92,6 +92,9 @@ _CLS_ROW_ADDED = ("decoder.pos_embed", "tokenizer.pos_embed")
 _DECODER_BLOCK = re.compile(r"^decoder\.blocks\.(\d+)\.(block\.)?(.*)$")
 _CODEBOOK = "tokenizer.quantizer.codebook"
 _INITIALIZED = "tokenizer.quantizer.initialized"
+# Our training bookkeeping (usage windows): no counterpart, and not weights; a converted model
+# keeps the template's (empty) values without a report line.
+_BOOKKEEPING = re.compile(r"^(tokenizer\.quantizer\.window|target_usage)\.(ring|counts|age|slot)$")
 
 
 @dataclass
@@ -256,6 +259,9 @@ def from_authors(theirs: StateDict, template: StateDict, grid: Sequence[int], po
             continue
         if key == _INITIALIZED:
             continue  # set with the codebook
+        if _BOOKKEEPING.match(key):
+            out[key] = ref.clone()
+            continue
         name = authors_name(key, swin)
         if name is None or name not in theirs:
             report.missing.append(key)
@@ -309,7 +315,7 @@ def to_authors(ours: StateDict, grid: Sequence[int], pos_embed: str = "keep", la
                 out[p + "initted"] = torch.tensor([float(initialised)])
             report.converted.append(key)
             continue
-        if key == _INITIALIZED:
+        if key == _INITIALIZED or _BOOKKEEPING.match(key):
             continue
         name = authors_name(key, swin)
         if name is None:

@@ -159,10 +159,15 @@ class PretrainTrainer(DefaultTrainer):
         state = checkpoint_state(path)
         required, carried = self._handover_plan(state)
         model = self.model_without_ddp
-        own = model.state_dict()
+        quantizer = model.tokenizer.quantizer
+        # Training bookkeeping (the usage window) belongs to the phase that trains the quantizer:
+        # a resume restores it, a new phase starts it afresh (neither taken nor required).
+        bookkeeping = {"tokenizer.quantizer." + k for k in getattr(quantizer, "bookkeeping_state_keys", lambda: [])()}
+        own = {k: v for k, v in model.state_dict().items() if k not in bookkeeping}
+        state = {k: v for k, v in state.items() if k not in bookkeeping}
         # A tokenizer phase re-initialises the codebook state only: the tensors the quantizer
         # declares as such (codebook_state_keys()); its other trained layers are handed over.
-        declared = getattr(model.tokenizer.quantizer, "codebook_state_keys", None)
+        declared = getattr(quantizer, "codebook_state_keys", None)
         fresh_codebooks = (
             {"tokenizer.quantizer." + k for k in declared()} if self.phase == "tokenizer" and declared else set()
         )

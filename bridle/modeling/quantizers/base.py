@@ -36,7 +36,10 @@ State and modes
   ``dead_code_window`` training forwards (a ring buffer of per-forward counts, not a slow
   EMA). A code is *dead* when it got fewer than ``dead_code_threshold`` rows over the window;
   a code is restarted only once it has existed for a whole window (a revived code gets a full
-  window to be used). The window is not saved in checkpoints: after loading it starts empty.
+  window to be used). The window (counts per forward, ages, the ring position) is saved in
+  checkpoints, so a resumed tokenizer phase restarts exactly the codes an uninterrupted one
+  would; a new phase started from a checkpoint (hand-over) starts with an empty window
+  (:meth:`CodebookQuantizer.bookkeeping_state_keys`).
 * ``initialized`` (bool) and ``num_updates`` (training forwards so far) are buffers, so they
   live in checkpoints; host-side mirrors are refreshed on ``load_state_dict`` so that
   ``forward`` never reads a device value.
@@ -100,11 +103,10 @@ class QuantizerOutput:
 
 
 def _sync_host_state(module: "CodebookQuantizer", incompatible_keys: Any) -> None:
-    # Runs after load_state_dict (outside the training step): refresh the host mirrors and
-    # start an empty usage window (it is not part of the checkpoint).
+    # Runs after load_state_dict (outside the training step): refresh the host mirrors of the
+    # loaded buffers (the usage window is loaded with them).
     module._initialized = bool(module.initialized.item())
     module._num_updates = int(module.num_updates.item())
-    module.window.reset()
 
 
 class CodebookQuantizer(nn.Module):
@@ -273,6 +275,11 @@ class CodebookQuantizer(nn.Module):
         holds no other learned layer); a quantizer with trained layers of its own lists only its
         codebook tensors, and one without the method keeps all of its tensors."""
         return list(self.state_dict().keys())
+
+    def bookkeeping_state_keys(self) -> List[str]:
+        """State-dict keys (relative to this module) of training bookkeeping: restored on
+        resume, but started afresh when a new phase is handed this quantizer (the usage window)."""
+        return ["window." + k for k in self.window.state_dict()]
 
     def _mark_initialized(self) -> None:
         self.initialized.fill_(True)

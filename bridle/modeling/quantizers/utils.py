@@ -3,6 +3,7 @@
 Nothing here synchronises with the host, and the distributed helpers are no-ops
 unless ``torch.distributed`` is initialised with more than one process.
 """
+import logging
 import math
 from typing import Dict, Optional, Sequence
 
@@ -12,6 +13,8 @@ import torch.nn.functional as F
 import torch.nn as nn
 
 from bridle.utils import comm
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "l2norm",
@@ -135,8 +138,9 @@ class UsageWindow(nn.Module):
     code's age (forwards since its birth: init, restart or :meth:`reset`).
 
     ``counts`` is the sum over the window: a code is unused when it got no row in that many
-    forwards, whatever the phase length or the EMA decay. All state is a non-persistent buffer
-    (it moves with ``.to()`` but is not saved). Tensor ops only, no host sync.
+    forwards, whatever the phase length or the EMA decay. All state is in buffers that are
+    saved in checkpoints, so a resumed run restarts exactly the codes the uninterrupted run
+    would. Tensor ops only, no host sync.
     """
 
     def __init__(self, num_levels: int, codebook_size: int, window: int) -> None:
@@ -144,11 +148,32 @@ class UsageWindow(nn.Module):
         if window < 1:
             raise ValueError(f"the usage window must hold >= 1 forwards; got {window}")
         self.window = int(window)
-        self.register_buffer("ring", torch.zeros(self.window, num_levels, codebook_size), persistent=False)
-        self.register_buffer("counts", torch.zeros(num_levels, codebook_size), persistent=False)
-        self.register_buffer("age", torch.zeros(num_levels, codebook_size, dtype=torch.long), persistent=False)
+        self.register_buffer("ring", torch.zeros(self.window, num_levels, codebook_size))
+        self.register_buffer("counts", torch.zeros(num_levels, codebook_size))
+        self.register_buffer("age", torch.zeros(num_levels, codebook_size, dtype=torch.long))
         # next ring slot, on the device (no host-side state that changes every forward)
-        self.register_buffer("slot", torch.zeros(1, dtype=torch.long), persistent=False)
+        self.register_buffer("slot", torch.zeros(1, dtype=torch.long))
+
+    _STATE = ("ring", "counts", "age", "slot")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        keys = [prefix + n for n in self._STATE]
+        ring = state_dict.get(prefix + "ring")
+        if all(k in state_dict for k in keys) and ring is not None and ring.shape == self.ring.shape:
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                          unexpected_keys, error_msgs)
+            return
+        # A checkpoint written before the window was saved, or with another window length
+        # (MODEL.QUANTIZER.DEAD_CODE_WINDOW): the window starts empty.
+        if any(k in state_dict for k in keys):
+            logger.warning(
+                f"{prefix}: the saved usage window does not fit (shape "
+                f"{tuple(ring.shape) if ring is not None else None} vs {tuple(self.ring.shape)}); it starts empty."
+            )
+        for k in keys:
+            state_dict.pop(k, None)
+        self.reset()
 
     @torch.no_grad()
     def push(self, counts: torch.Tensor) -> None:

@@ -216,6 +216,22 @@ def test_usage_window_sums_the_last_forwards():
     assert w.counts.tolist() == [[0.0, 0.0, 3.0]] and w.age.tolist() == [[3, 0, 3]]
     w.push(torch.tensor([[1.0, 1.0, 1.0]]))
     assert w.counts.tolist() == [[1.0, 1.0, 4.0]]
+    # The window is saved in checkpoints: a copy loaded from it continues identically.
+    saved = {k: v.clone() for k, v in w.state_dict().items()}
+    assert set(saved) == {"ring", "counts", "age", "slot"}
+    copy = UsageWindow(1, 3, window=2)
+    copy.load_state_dict(saved)
+    for win in (w, copy):
+        win.push(torch.tensor([[0.0, 5.0, 0.0]]))
+    for k in saved:
+        assert torch.equal(getattr(w, k), getattr(copy, k)), k
+    # A checkpoint without a window (older files) or with another window length: empty window.
+    other = UsageWindow(1, 3, window=4)
+    other.push(torch.tensor([[1.0, 1.0, 1.0]]))
+    other.load_state_dict(saved)
+    assert other.counts.sum() == 0 and other.age.sum() == 0 and other.ring.shape[0] == 4
+    other.push(torch.tensor([[1.0, 1.0, 1.0]]))
+    other.load_state_dict({})
+    assert other.counts.sum() == 0
     w.reset()
     assert w.counts.sum() == 0 and w.age.sum() == 0
-    assert not any(k for k in w.state_dict())  # not saved in checkpoints
