@@ -49,7 +49,7 @@ def read_metrics(path: str) -> Series:
                 raise ValueError(f"{path}, line {n}: not a JSON object ({e.msg}).") from None
             if not isinstance(rec, dict) or not isinstance(rec.get("iteration"), int):
                 raise ValueError(f"{path}, line {n}: expected an object with an integer 'iteration'.")
-            it = rec["iteration"] + 1  # logged 0-based: iteration i is the (i + 1)-th step done
+            it = rec["iteration"]  # iterations done
             for k, v in rec.items():
                 if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
                     by_key[k][it] = float(v)

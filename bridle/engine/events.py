@@ -78,7 +78,7 @@ class EventStorage:
             # Name the individual losses first; the total is non-finite because of them.
             names = sorted(bad, key=lambda n: (n == "total_loss", n))
             desc = ", ".join(f"'{n}' = {bad[n]}" for n in names)
-            raise FloatingPointError(f"Loss became non-finite ({desc}) at or before iteration {self.iter}.")
+            raise FloatingPointError(f"Loss became non-finite ({desc}) at or before iteration {self.iter + 1}.")
         for name, vals in host.items():
             out[name] = sum(vals) / len(vals)
         self._window.clear()
@@ -87,7 +87,7 @@ class EventStorage:
 
 
 class JSONWriter:
-    """One JSON object per line: {"iteration": i, metric: value, ...}."""
+    """One JSON object per line: {"iteration": i, metric: value, ...}; i = iterations done."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -137,7 +137,7 @@ class ConsoleWriter:
         eta = ""
         t = metrics.get("time")
         if t is not None:
-            secs = int(t * max(0, self.max_iter - iteration - 1))
+            secs = int(t * max(0, self.max_iter - iteration))
             eta = f"eta: {secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}  "
         losses = "  ".join(f"{k}: {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith("loss"))
         extra = ""
@@ -149,8 +149,7 @@ class ConsoleWriter:
             extra += f"  skipped: {int(metrics['data/skipped_total'])}"
         if metrics.get("nonfinite_skipped"):
             extra += f"  nonfinite skipped: {int(metrics['nonfinite_skipped'])}"
-        done = min(iteration + 1, self.max_iter)  # the end-of-training flush reports max_iter
-        self.log.info(f"{eta}iter: {done}/{self.max_iter}  {losses}{extra}")
+        self.log.info(f"{eta}iter: {iteration}/{self.max_iter}  {losses}{extra}")
 
     def close(self) -> None:
         pass

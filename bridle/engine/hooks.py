@@ -83,8 +83,8 @@ _PERIODIC = re.compile(r"^model_(\d{7})\.pth$")
 
 
 class PeriodicCheckpointer(HookBase):
-    """Saves ``model_{iter:07d}.pth`` every ``period`` iterations and ``model_final.pth`` at the
-    end, keeping at most ``max_to_keep`` periodic files (those already on disk from before a
+    """Saves ``model_{N:07d}.pth`` (N = iterations done) every ``period`` iterations and
+    ``model_final.pth`` at the end, keeping at most ``max_to_keep`` periodic files (those already on disk from before a
     resume included). The RNG state of every rank is saved.
 
     No non-finite state is ever saved: before each write the non-finite counter of the
@@ -102,7 +102,7 @@ class PeriodicCheckpointer(HookBase):
         d = self.checkpointer.save_dir
         if d and os.path.isdir(d):  # periodic files of the run before a resume count too
             found = sorted(f[:-4] for f in os.listdir(d) if _PERIODIC.match(f))
-            self._recent = [n for n in found if int(n[6:]) < self.trainer.start_iter]
+            self._recent = [n for n in found if int(n[6:]) <= self.trainer.start_iter]
 
     def _check_finite(self) -> None:
         t = self.trainer
@@ -113,24 +113,26 @@ class PeriodicCheckpointer(HookBase):
             dev = t.device if dist.get_backend() == "nccl" else torch.device("cpu")
             if int(comm.all_reduce_(torch.tensor([int(bad)], device=dev), "sum").item()) > 0:
                 raise FloatingPointError(
-                    f"Loss or model state became non-finite (on at least one rank) at or before iteration {t.iter}."
+                    f"Loss or model state became non-finite (on at least one rank) at or before iteration {t.iter + 1}."
                 )
             return
         if hasattr(t, "check_finite"):
             t.check_finite()
         if hasattr(t, "state_is_finite") and not t.state_is_finite():
-            raise FloatingPointError(f"The model or optimizer state became non-finite at or before iteration {t.iter}.")
+            raise FloatingPointError(
+                f"The model or optimizer state became non-finite at or before iteration {t.iter + 1}."
+            )
 
     def _save(self, name: str) -> str:
         self._check_finite()
         self.trainer.rng_states = comm.all_gather_object(rng_state())
-        self.checkpointer.save(name, iteration=self.trainer.iter)
+        self.checkpointer.save(name, iteration=self.trainer.iter + 1)  # iterations done
         comm.synchronize()
         return os.path.join(self.checkpointer.save_dir, name + ".pth")
 
     def save_now(self) -> str:
-        """Write ``model_{iter:07d}.pth`` for the iteration just finished (a stop request)."""
-        name = f"model_{self.trainer.iter:07d}"
+        """Write ``model_{N:07d}.pth`` for the N iterations done (a stop request)."""
+        name = f"model_{self.trainer.iter + 1:07d}"
         path = self._save(name)
         self._retain(name)
         return path
@@ -147,7 +149,7 @@ class PeriodicCheckpointer(HookBase):
     def after_step(self) -> None:
         it = self.trainer.iter
         if self.period > 0 and (it + 1) % self.period == 0 and it + 1 < self.trainer.max_iter:
-            name = f"model_{it:07d}"
+            name = f"model_{it + 1:07d}"
             self._save(name)
             self._retain(name)
 
@@ -175,8 +177,10 @@ class PeriodicWriter(HookBase):
             t.storage.put_scalar("data/skipped_total", float(bad), latest=True)
         metrics = self.trainer.storage.flush()  # raises on a non-finite loss (naming it)
         if metrics and comm.is_main_process():
+            # Iterations done; after the loop ended normally storage.iter is already max_iter.
+            done = min(self.trainer.storage.iter + 1, self.trainer.max_iter)
             for w in self.writers:
-                w.write(self.trainer.storage.iter, metrics)
+                w.write(done, metrics)
 
     def after_step(self) -> None:
         it = self.trainer.iter

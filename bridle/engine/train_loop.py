@@ -58,7 +58,10 @@ class TrainerBase:
             self._hooks.append(h)
 
     def train(self, start_iter: int, max_iter: int) -> None:
-        logger.info(f"Starting training from iteration {start_iter} to {max_iter}")
+        # ``self.iter`` is the 0-based index of the step being run; everything a user sees
+        # (console, metrics.json, checkpoint names, messages) counts iterations *done*: the
+        # step with index i is iteration i + 1 (docs/checkpoints.md).
+        logger.info(f"Starting training at iteration {start_iter + 1} of {max_iter} ({start_iter} done)")
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
         self.storage = EventStorage(start_iter)
@@ -94,10 +97,13 @@ class TrainerBase:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        return {"iteration": self.iter}
+        # Iterations done (the file model_{N:07d}.pth holds "iteration": N).
+        return {"iteration": self.iter + 1, "numbering": "done"}
 
     def load_state_dict(self, state: dict) -> None:
-        self.iter = int(state["iteration"])
+        done = int(state["iteration"])
+        # Checkpoints written before the one numbering stored the index of the last step.
+        self.iter = done - 1 if state.get("numbering") == "done" else done
 
 
 class SimpleTrainer(TrainerBase):
@@ -266,14 +272,14 @@ class SimpleTrainer(TrainerBase):
                 return True
             self.nonfinite_skipped += 1
             logger.warning(
-                f"Non-finite loss or gradient at iteration {self.iter}: step skipped "
+                f"Non-finite loss or gradient at iteration {self.iter + 1}: step skipped "
                 f"({self.nonfinite_skipped} of at most SOLVER.NONFINITE_BUDGET {self.nonfinite_budget})."
             )
             self.storage.put_scalar("nonfinite_skipped", float(self.nonfinite_skipped), latest=True)
             if self.nonfinite_skipped > self.nonfinite_budget:
                 raise FloatingPointError(
                     f"{self.nonfinite_skipped} non-finite steps skipped, more than SOLVER.NONFINITE_BUDGET "
-                    f"{self.nonfinite_budget} (SOLVER.NONFINITE skip), at iteration {self.iter}."
+                    f"{self.nonfinite_budget} (SOLVER.NONFINITE skip), at iteration {self.iter + 1}."
                 )
             return False
         b = bad.to(torch.int32)
@@ -284,7 +290,7 @@ class SimpleTrainer(TrainerBase):
         """Raise FloatingPointError if a non-finite loss was seen (one host sync)."""
         if self._nonfinite_count is not None and int(self._nonfinite_count) > 0:
             n = int(self._nonfinite_count)
-            raise FloatingPointError(f"Loss became non-finite in {n} step(s) at or before iteration {self.iter}.")
+            raise FloatingPointError(f"Loss became non-finite in {n} step(s) at or before iteration {self.iter + 1}.")
 
     def state_is_finite(self) -> bool:
         """Whether every parameter and optimizer tensor is finite (one host sync)."""

@@ -37,7 +37,7 @@ def test_schedule_in_one_command_killed_in_phase_two_and_resumed(toy_plugin, tmp
     })
     proc = subprocess.Popen(TRAIN + opts, env=toy_plugin, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    ckpt = os.path.join(out, "1_tokenizer", "model_0000009.pth")
+    ckpt = os.path.join(out, "1_tokenizer", "model_0000010.pth")
     deadline = time.time() + 180
     while not os.path.exists(ckpt) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -52,20 +52,20 @@ def test_schedule_in_one_command_killed_in_phase_two_and_resumed(toy_plugin, tmp
     assert "Phase 1/3 (encoder_cold) already finished" in log
     with open(os.path.join(out, "1_tokenizer", "last_checkpoint")) as f:
         last = f.read().strip()
-    resumed_at = int(last.split("_")[1].split(".")[0]) + 1 if last != "model_final.pth" else None
+    resumed_at = int(last.split("_")[1].split(".")[0]) if last != "model_final.pth" else None
     assert "Resumed from" in log and "at iteration" in log
     assert resumed_at is None or resumed_at >= 10
     for phase in ("0_encoder_cold", "1_tokenizer", "2_encoder"):
         assert os.path.exists(os.path.join(out, phase, "model_final.pth")), phase
     its = iterations(os.path.join(out, "1_tokenizer", "metrics.json"))
-    assert its[-1] == 29 and max(its) == 29
+    assert its[-1] == 30 and max(its) == 30
     # Phase hand-over: the iteration-2 encoder starts from the iteration-1 encoder and uses
     # the trained tokenizer, bitwise.
     tok = torch.load(os.path.join(out, "1_tokenizer", "model_final.pth"), weights_only=True)["model"]
     enc = torch.load(os.path.join(out, "2_encoder", "model_final.pth"), weights_only=True)["model"]
     for k in tok:
-        if k.startswith("tokenizer."):
-            assert torch.equal(tok[k], enc[k]), k
+        if k.startswith("tokenizer.") and not k.startswith("tokenizer.quantizer.window."):
+            assert torch.equal(tok[k], enc[k]), k  # (the usage window is the tokenizer phase's bookkeeping)
 
 
 def test_two_process_gloo_training(toy_plugin, tmp_path):
@@ -76,8 +76,8 @@ def test_two_process_gloo_training(toy_plugin, tmp_path):
     assert "Rank 0 of 2" in log
     assert os.path.exists(os.path.join(out, "log.txt.rank1"))
     ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)
-    assert ckpt["iteration"] == 3
-    assert iterations(os.path.join(out, "metrics.json"))[-1] == 3
+    assert ckpt["iteration"] == 4
+    assert iterations(os.path.join(out, "metrics.json"))[-1] == 4
 
 
 def test_tokenize_tool_writes_codes_of_every_readable_item(toy_plugin, tmp_path):

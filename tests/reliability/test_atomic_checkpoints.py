@@ -90,10 +90,10 @@ def test_resume_falls_back_to_newest_loadable_checkpoint(toy_plugin, tmp_path, c
     r = EncoderPhaseTrainer(_encoder_cfg(out))
     with caplog.at_level("WARNING"):
         r.resume_or_load(resume=True)
-    assert r.start_iter == 4  # model_0000003.pth
+    assert r.start_iter == 4  # model_0000004.pth: 4 iterations done
     assert any("model_final.pth" in m and "falling back" in m for m in caplog.messages)
     r.train()
-    assert load_checkpoint_file(final)["iteration"] == 5
+    assert load_checkpoint_file(final)["iteration"] == 6
 
 
 def test_phase_finished_only_with_marker(toy_plugin, tmp_path, caplog):
@@ -118,5 +118,5 @@ def test_phase_finished_only_with_marker(toy_plugin, tmp_path, caplog):
     msgs = "\n".join(caplog.messages)
     assert "Phase 1/2 (encoder_cold) already finished" not in msgs
     assert "falling back" in msgs and "Resumed from" in msgs
-    assert load_checkpoint_file(os.path.join(p0, "model_final.pth"))["iteration"] == 3
+    assert load_checkpoint_file(os.path.join(p0, "model_final.pth"))["iteration"] == 4
     assert os.path.exists(os.path.join(p0, PHASE_DONE))

@@ -56,15 +56,15 @@ def _all_finite(path):
 def test_stop_names_last_good_checkpoint_and_resume_restarts_from_it(toy_plugin, tmp_path, monkeypatch):
     out = str(tmp_path / "nan")
     monkeypatch.setattr(_Trainer, "nan_calls", ("after",))
-    monkeypatch.setattr(_Trainer, "after", 5)  # iterations 0-4 finite, 5 on non-finite
+    monkeypatch.setattr(_Trainer, "after", 5)  # steps 0-4 (iterations 1-5) finite, then non-finite
     t = _Trainer(_cfg(out))
     t.resume_or_load(resume=False)
     with pytest.raises(FloatingPointError) as e:
         t.train()
     msg = str(e.value)
-    good = os.path.join(out, "model_0000003.pth")
+    good = os.path.join(out, "model_0000004.pth")
     assert f"The last good checkpoint is {good}; --resume restarts from it" in msg
-    assert "at or before iteration 5" in msg  # caught at the checkpoint boundary of iteration 5
+    assert "at or before iteration 6" in msg  # caught at the checkpoint boundary of iteration 6
     files = sorted(glob.glob(os.path.join(out, "*.pth")))
     assert files == [good]  # retention kept it; nothing non-finite written
     assert all(_all_finite(f) for f in files)
@@ -77,13 +77,13 @@ def test_stop_names_last_good_checkpoint_and_resume_restarts_from_it(toy_plugin,
 
 
 def test_detection_waits_for_a_boundary(toy_plugin, tmp_path, monkeypatch):
-    """No per-step host sync: a NaN at iteration 4 surfaces at the checkpoint of iteration 7."""
+    """No per-step host sync: a NaN at iteration 6 surfaces at the checkpoint of iteration 8."""
     monkeypatch.setattr(_Trainer, "nan_calls", (5,))
     t = _Trainer(_cfg(str(tmp_path / "b"), **{"SOLVER.CHECKPOINT_PERIOD": 4, "SOLVER.MAX_TO_KEEP": 0}))
     t.resume_or_load(resume=False)
-    with pytest.raises(FloatingPointError, match=r"non-finite.* at or before iteration 7") as e:
+    with pytest.raises(FloatingPointError, match=r"non-finite.* at or before iteration 8") as e:
         t.train()
-    assert "model_0000003.pth" in str(e.value)
+    assert "model_0000004.pth" in str(e.value)
 
 
 def test_log_boundary_names_the_loss(toy_plugin, tmp_path, monkeypatch):

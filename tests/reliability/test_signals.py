@@ -49,14 +49,14 @@ def test_signal_stops_at_step_boundary_with_checkpoint(sig, toy_plugin, tmp_path
         t.train()
     name = signal.Signals(sig).name
     assert e.value.reason == f"received {name}" and e.value.iteration == 3
-    assert e.value.checkpoint.endswith("model_0000002.pth") and "--resume" in str(e.value)
-    assert load_checkpoint_file(e.value.checkpoint)["iteration"] == 2
+    assert e.value.checkpoint.endswith("model_0000003.pth") and "--resume" in str(e.value)  # 3 done
+    assert load_checkpoint_file(e.value.checkpoint)["iteration"] == 3
     signals.clear_stop_request()
     r = EncoderPhaseTrainer(make_cfg(str(tmp_path / "run"), **extra))
     r.resume_or_load(resume=True)
     assert r.start_iter == 3
     r.train()
-    assert load_checkpoint_file(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))["iteration"] == 7
+    assert load_checkpoint_file(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))["iteration"] == 8
 
 
 def test_request_stop_from_another_thread(toy_plugin, tmp_path, clean_signals):
@@ -103,12 +103,12 @@ def test_schedule_resume_continues_in_the_interrupted_phase(toy_plugin, tmp_path
             orig(run)
     finally:
         DefaultTrainer.build_hooks = build
-    assert load_checkpoint_file(os.path.join(out, "1_tokenizer", "model_0000001.pth"))["iteration"] == 1
+    assert load_checkpoint_file(os.path.join(out, "1_tokenizer", "model_0000002.pth"))["iteration"] == 2
     signals.clear_stop_request()
     run = ScheduleRunner(make_cfg(out, **extra))
     run.resume_or_load(resume=True)
     run.train()
-    assert load_checkpoint_file(os.path.join(out, "1_tokenizer", "model_final.pth"))["iteration"] == 3
+    assert load_checkpoint_file(os.path.join(out, "1_tokenizer", "model_final.pth"))["iteration"] == 4
 
 
 def _wait_for(path, proc, timeout=180):
@@ -134,10 +134,11 @@ def test_cli_sigterm_exit_code_message_and_resume(toy_plugin, tmp_path):
     assert len(lines) == 1 and "received SIGTERM" in lines[0] and "--resume" in lines[0], stderr[-2000:]
     ckpt = lines[0].split("checkpoint ")[1].split(". Continue")[0]
     stopped = load_checkpoint_file(ckpt)["iteration"]
-    assert 0 <= stopped < 39
+    assert 1 <= stopped < 40 and ckpt.endswith(f"model_{stopped:07d}.pth")  # one numbering
+    assert f"after iteration {stopped};" in lines[0]
     r = run_train_net(["--resume"] + opts, toy_plugin)
-    assert f"Resumed from {ckpt} at iteration {stopped + 1}" in r.stdout + r.stderr
-    assert load_checkpoint_file(os.path.join(out, "model_final.pth"))["iteration"] == 39
+    assert f"Resumed from {ckpt} at iteration {stopped} " in r.stdout + r.stderr
+    assert load_checkpoint_file(os.path.join(out, "model_final.pth"))["iteration"] == 40
 
 
 def _children(pid):

@@ -29,8 +29,8 @@ def _schedule(root):
 
 
 def _downstream(root, name):
-    recs = [{"iteration": it, "total_loss": 2.0 - it / 100, "lr": 1e-3} for it in range(9, 100, 10)]
-    recs += [{"iteration": 49, "val/top1": 0.5, "test/top1": 0.45}, {"iteration": 99, "val/top1": 0.6, "test/top1": 0.55}]
+    recs = [{"iteration": it, "total_loss": 2.0 - it / 100, "lr": 1e-3} for it in range(10, 101, 10)]
+    recs += [{"iteration": 50, "val/top1": 0.5, "test/top1": 0.45}, {"iteration": 100, "val/top1": 0.6, "test/top1": 0.55}]
     _write(os.path.join(root, name, "metrics.json"), recs)
 
 
@@ -64,8 +64,8 @@ def test_plots_of_a_schedule_and_downstream_runs(tmp_path):
 
 def test_repeated_iteration_keeps_the_last_value(tmp_path):
     p = str(tmp_path / "run" / "metrics.json")
-    _write(p, [{"iteration": 4, "lr": 1.0}, {"iteration": 9, "lr": 2.0}, {"iteration": 9, "lr": 3.0}])
-    assert plot_metrics.read_metrics(p)["lr"] == [(5, 1.0), (10, 3.0)]
+    _write(p, [{"iteration": 5, "lr": 1.0}, {"iteration": 10, "lr": 2.0}, {"iteration": 10, "lr": 3.0}])
+    assert plot_metrics.read_metrics(p)["lr"] == [(5, 1.0), (10, 3.0)]  # iterations done, as logged
 
 
 def test_bad_input_names_the_file_and_line(tmp_path):

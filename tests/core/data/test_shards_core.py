@@ -206,8 +206,8 @@ def test_training_on_shards_resumes_to_the_same_weights(tmp_path):
     run(tmp_path / "a")
     b = tmp_path / "b"
     os.makedirs(b)
-    shutil.copy(tmp_path / "a" / "model_0000003.pth", b / "model_0000003.pth")
-    (b / "last_checkpoint").write_text("model_0000003.pth")
+    shutil.copy(tmp_path / "a" / "model_0000004.pth", b / "model_0000004.pth")
+    (b / "last_checkpoint").write_text("model_0000004.pth")
     run(b, "--resume")
     ref = torch.load(tmp_path / "a" / "model_final.pth", map_location="cpu", weights_only=True)["model"]
     got = torch.load(b / "model_final.pth", map_location="cpu", weights_only=True)["model"]

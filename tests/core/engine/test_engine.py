@@ -64,9 +64,9 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(cfg):
     t.train()
     out = cfg.OUTPUT_DIR
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.json"))]
-    assert [l["iteration"] for l in lines] == [1, 3, 5, 7]
+    assert [l["iteration"] for l in lines] == [2, 4, 6, 8]  # iterations done
     assert all(math.isfinite(l["loss_cls"]) and "lr" in l and "time" in l for l in lines)
-    assert os.path.exists(os.path.join(out, "model_0000003.pth"))
+    assert os.path.exists(os.path.join(out, "model_0000004.pth"))  # after 4 iterations
     assert os.path.exists(os.path.join(out, "model_final.pth"))
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(out, "tb")))
 

@@ -32,12 +32,12 @@ def test_max_to_keep_holds_across_a_resume(toy_plugin, tmp_path):
         t.train()
     except RuntimeError:
         pass
-    assert sorted(f for f in os.listdir(out) if f.endswith(".pth")) == ["model_0000003.pth", "model_0000005.pth"]
+    assert sorted(f for f in os.listdir(out) if f.endswith(".pth")) == ["model_0000004.pth", "model_0000006.pth"]
     r = EncoderPhaseTrainer(_cfg(out, **extra))
     r.resume_or_load(resume=True)
     r.train()
     assert sorted(f for f in os.listdir(out) if f.endswith(".pth")) == [
-        "model_0000007.pth", "model_0000009.pth", "model_final.pth"]
+        "model_0000008.pth", "model_0000010.pth", "model_final.pth"]
 
 
 def test_lr_is_logged_as_its_current_value(toy_plugin, tmp_path):
@@ -50,7 +50,8 @@ def test_lr_is_logged_as_its_current_value(toy_plugin, tmp_path):
     t.train()
     lines = [json.loads(x) for x in open(os.path.join(cfg.OUTPUT_DIR, "metrics.json"))]
     by_it = {x["iteration"]: x["lr"] for x in lines}
-    assert abs(by_it[3] - t.lr_schedule(3)) < 1e-12 and abs(by_it[7] - t.lr_schedule(7)) < 1e-12
+    # the row of iteration N (N done) logs the lr of its step, index N - 1
+    assert abs(by_it[4] - t.lr_schedule(3)) < 1e-12 and abs(by_it[8] - t.lr_schedule(7)) < 1e-12
 
 
 def test_eval_datasets_built_once(toy_plugin, tmp_path, monkeypatch):
