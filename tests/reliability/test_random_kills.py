@@ -1,8 +1,9 @@
-"""Exact resume at random kill points: a three-phase schedule (encoder_cold, tokenizer, encoder)
-with dead-code restarts on is killed again and again -- SIGKILL mid-step, SIGKILL inside a
-checkpoint write, SIGTERM (the graceful stop: checkpoint, exit code 75) -- and resumed with
---resume each time; at the end every phase's weights, optimizer state and codebooks equal those
-of the uninterrupted run (CPU, fp32: |diff| <= 1e-6). One process, and two ranks (gloo).
+"""Exact resume at random kill points: a schedule encoder_cold, tokenizer, encoder (and joint,
+with one process) with dead-code restarts on is killed again and again -- SIGKILL mid-step,
+inside a checkpoint write or between a phase's last checkpoint and its done marker, SIGTERM (the
+graceful stop: checkpoint, exit code 75) -- and resumed with --resume each time; at the end every
+phase's weights, optimizer state and codebooks equal those of the uninterrupted run (CPU, fp32:
+|diff| <= 1e-6). One process, and two ranks (gloo).
 
 Kills are triggered by the run's own state (the step about to run, the checkpoint file being
 written), never by a timer, so a loaded machine changes nothing. Every kill point lies after
@@ -25,10 +26,11 @@ from toy_plugin import toy_opts
 
 # tools/train_net.py with three probes, set by environment variables (inherited by the ranks;
 # a spawned rank re-imports this file as __mp_main__, so the probes are installed there too):
-# KILL_SPEC = {"at": "step" | "write", "phase": phase dir, "iter": k, "how": ..., "rank": r}
+# KILL_SPEC = {"at": "step" | "write" | "done", "phase": phase dir, "iter": k, "how": ..., "rank": r}
 #   "step": before step k (0-based) of the phase, on rank r (default 0);
 #   "write": inside the first checkpoint write of the phase after step k started (half the
 #   file written, then SIGKILL);
+#   "done": the phase's model_final.pth is written, its phase_done marker not yet (SIGKILL);
 #   how: "SIGKILL" (the whole process group: launcher and every rank), "SIGTERM" (this
 #   process only), "SIGTERM_LAUNCHER" (the launcher, which forwards it to every rank).
 # KILL_EVENTS = file: every dead-code restart is appended as {"phase", "iter", "restarted"}.
@@ -98,20 +100,36 @@ def save(obj, f, *args, **kwargs):
 
 torch.save = save
 
+import bridle.trainers.schedule as schedule  # noqa: E402
+
+write_text = schedule.atomic_write_text
+
+
+def marker_write(path, text, what="file"):
+    if KILL and KILL["at"] == "done" and os.path.basename(path) == schedule.PHASE_DONE \
+            and os.path.basename(os.path.dirname(path)) == KILL["phase"]:
+        fire("SIGKILL")
+    return write_text(path, text, what)
+
+
+schedule.atomic_write_text = marker_write
+
 if __name__ == "__main__":
     sys.argv = ["train_net.py"] + sys.argv[1:]
     train_net.invoke_main()
     sys.exit(0)
 '''
 
-PHASES = ("0_encoder_cold", "1_tokenizer", "2_encoder")
+PHASES = ("0_encoder_cold", "1_tokenizer", "2_encoder", "3_joint")
 WINDOW = 3  # MODEL.QUANTIZER.DEAD_CODE_WINDOW: also the targets' usage window
 FIRST_KILL = 3 * WINDOW  # no kill before every window has filled three times
 
 
-def _opts(out, max_iter, **extra):
+def _opts(out, max_iter, phases, **extra):
+    names = [p.split("_", 1)[1] for p in phases]
     return toy_opts(out, **{
-        "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']",
+        "PRETRAIN.SCHEDULE": str(names),
+        "PRETRAIN.JOINT_TOKENIZER_PERIOD": 2,  # the joint phase trains the quantizer every 2nd step
         "SOLVER.MAX_ITER": max_iter,
         "SOLVER.CHECKPOINT_PERIOD": 5,
         "SOLVER.MAX_TO_KEEP": 1,
@@ -160,10 +178,10 @@ def _diffs(a, b, prefix=""):
     return out
 
 
-def _compare_finals(ref, out):
+def _compare_finals(ref, out, phases):
     """Per phase: (max |model diff|, max |optimizer diff|, max |codebook diff|); asserts <= 1e-6."""
     worst = {}
-    for phase in PHASES:
+    for phase in phases:
         a = load_checkpoint_file(os.path.join(ref, phase, "model_final.pth"))
         b = load_checkpoint_file(os.path.join(out, phase, "model_final.pth"))
         assert a["iteration"] == b["iteration"]
@@ -204,20 +222,20 @@ def runner(tmp_path):
 
 @pytest.mark.slow
 def test_random_kills_in_every_phase_resume_exactly(toy_plugin, runner, tmp_path):
-    max_iter = 30
+    max_iter, phases = 30, PHASES
     ref = str(tmp_path / "ref")
     events = str(tmp_path / "restarts.jsonl")
-    code, log = _run(toy_plugin, runner, _opts(ref, max_iter), events=events)
+    code, log = _run(toy_plugin, runner, _opts(ref, max_iter, phases), events=events)
     assert code == 0, log[-4000:]
     restarts = [e for e in _restarts(events) if e["phase"] == "1_tokenizer"]
-    assert restarts and all(e["restarted"] > 0 for e in restarts), restarts  # codes die and are restarted
-    assert {e["phase"] for e in _restarts(events)} == {"1_tokenizer"}  # frozen quantizers never restart
+    assert len(restarts) >= 5 and all(e["restarted"] > 0 for e in restarts), restarts  # codes die, are restarted
+    assert {e["phase"] for e in _restarts(events)} == {"1_tokenizer", "3_joint"}  # frozen quantizers never restart
 
     rng = random.Random(20261205)
-    last = max_iter - 2  # a SIGTERM in a phase's last step ends that phase normally
-    points = sorted(rng.sample([(p, k) for p in range(3) for k in range(FIRST_KILL, last + 1)], 10))
-    plan = [{"at": "step", "phase": PHASES[p], "iter": k, "how": rng.choice(["SIGKILL", "SIGTERM"])}
-            for p, k in points]
+    last = max_iter - 2  # a SIGTERM in the schedule's last step ends the run normally
+    slots = [(p, k) for p in range(len(phases)) for k in range(FIRST_KILL, last + 1)]
+    plan = [{"at": "step", "phase": phases[p], "iter": k, "how": rng.choice(["SIGKILL", "SIGTERM"])}
+            for p, k in sorted(rng.sample(slots, 10))]
     # Inside a checkpoint write (the first one of that phase at or after the drawn step).
     plan[rng.randrange(len(plan))].update(at="write", how="SIGKILL")
     # Right after a dead-code restart: SIGTERM during the restarting step (the checkpoint holds
@@ -226,13 +244,15 @@ def test_random_kills_in_every_phase_resume_exactly(toy_plugin, runner, tmp_path
     plan = [k for k in plan if not (k["phase"] == "1_tokenizer" and r <= k["iter"] <= r + 1)]
     plan += [{"at": "step", "phase": "1_tokenizer", "iter": r, "how": "SIGTERM"},
              {"at": "step", "phase": "1_tokenizer", "iter": r + 1, "how": "SIGKILL"}]
-    plan.sort(key=lambda k: (PHASES.index(k["phase"]), k["iter"]))
+    # After a phase's model_final.pth, before its phase_done marker (the last kill in that phase).
+    plan.append({"at": "done", "phase": phases[rng.randrange(len(phases))], "iter": max_iter, "how": "SIGKILL"})
+    plan.sort(key=lambda k: (phases.index(k["phase"]), k["iter"]))
     assert len(plan) >= 10 and {k["how"] for k in plan} == {"SIGKILL", "SIGTERM"}
     print("kill points:", [(k["phase"], k["at"], k["iter"], k["how"]) for k in plan])
 
     out = str(tmp_path / "killed")
-    _kill_sequence(toy_plugin, runner, _opts(out, max_iter), plan)
-    _compare_finals(ref, out)
+    _kill_sequence(toy_plugin, runner, _opts(out, max_iter, phases), plan)
+    _compare_finals(ref, out, phases)
 
 
 @pytest.mark.slow
@@ -240,23 +260,24 @@ def test_random_kills_two_ranks_resume_exactly(toy_plugin, runner, tmp_path):
     """Two ranks (gloo): SIGTERM to the launcher (preemption: forwarded to every rank), SIGTERM
     to one rank only (the ranks agree to stop), SIGKILL of every process (a node lost), SIGKILL
     inside a checkpoint write."""
-    max_iter, stop_check = 20, 2
+    max_iter, stop_check, phases = 20, 2, PHASES[:3]
     extra = {"SOLVER.STOP_CHECK_PERIOD": stop_check}
     ref = str(tmp_path / "ref2")
     events = str(tmp_path / "restarts2.jsonl")
-    code, log = _run(toy_plugin, runner, _opts(ref, max_iter, **extra), events=events, gpus=2)
+    code, log = _run(toy_plugin, runner, _opts(ref, max_iter, phases, **extra), events=events, gpus=2)
     assert code == 0, log[-4000:]
-    assert any(e["phase"] == "1_tokenizer" for e in _restarts(events))
+    assert {e["phase"] for e in _restarts(events)} == {"1_tokenizer"}
 
     rng = random.Random(7)
     last = max_iter - 2 * stop_check - 2  # an agreed stop lands up to 2 periods later, still in the phase
-    points = sorted(rng.sample([(p, k) for p in range(3) for k in range(FIRST_KILL, last + 1)], 4))
+    points = sorted(rng.sample([(p, k) for p in range(len(phases)) for k in range(FIRST_KILL, last + 1)], 4))
     kinds = [dict(at="step", how="SIGTERM_LAUNCHER"), dict(at="step", how="SIGTERM", rank=1),
              dict(at="step", how="SIGKILL", rank=1), dict(at="write", how="SIGKILL")]
     rng.shuffle(kinds)
-    plan = [{"phase": PHASES[p], "iter": k, **kind} for (p, k), kind in zip(points, kinds)]
+    plan = [{"phase": phases[p], "iter": k, **kind} for (p, k), kind in zip(points, kinds)]
+    assert any(k["phase"] == "1_tokenizer" for k in plan)
     print("kill points:", [(k["phase"], k["at"], k["iter"], k["how"], k.get("rank", 0)) for k in plan])
 
     out = str(tmp_path / "killed2")
-    _kill_sequence(toy_plugin, runner, _opts(out, max_iter, **extra), plan, gpus=2)
-    _compare_finals(ref, out)
+    _kill_sequence(toy_plugin, runner, _opts(out, max_iter, phases, **extra), plan, gpus=2)
+    _compare_finals(ref, out, phases)
