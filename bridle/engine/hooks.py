@@ -126,6 +126,8 @@ class PeriodicCheckpointer(HookBase):
     def _save(self, name: str) -> str:
         self._check_finite()
         self.trainer.rng_states = comm.all_gather_object(rng_state())
+        if hasattr(self.trainer, "rank_state"):  # each rank's data position and bad-item counts
+            self.trainer.rank_states = comm.all_gather_object(self.trainer.rank_state())
         self.checkpointer.save(name, iteration=self.trainer.iter + 1)  # iterations done
         comm.synchronize()
         return os.path.join(self.checkpointer.save_dir, name + ".pth")

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bridle.utils import comm
+
 from .events import EventStorage
 
 logger = logging.getLogger(__name__)
@@ -154,11 +156,18 @@ class SimpleTrainer(TrainerBase):
         self.bad_items: List[str] = []
         self._bad_logged: set = set()
         self.min_items_for_bad_check = 1000
+        # Loader batches without a readable item, drawn on top of one per micro-step: a loader
+        # rebuilt on resume starts at (iterations x micro-steps) and must pass over them too.
+        self.empty_batches = 0
+        # Every rank's rank_state(), gathered at checkpoint time (each rank reads its own data).
+        self.rank_states: Optional[list] = None
 
     # -- data
     def _next_batch(self) -> dict:
         if self._data_iter is None:
             self._data_iter = iter(self.data_loader)
+            for _ in range(self.empty_batches):  # drawn (and counted) before the checkpoint
+                next(self._data_iter)
         while True:
             batch = next(self._data_iter)
             skipped = batch.get("num_skipped")
@@ -167,6 +176,7 @@ class SimpleTrainer(TrainerBase):
                 self._count_bad(batch, int(skipped))
             if not batch.get("empty", False):
                 return batch
+            self.empty_batches += 1
 
     def _count_bad(self, batch: dict, skipped: int) -> None:
         """Run-wide accounting of unreadable items (``num_skipped`` is a host tensor: no sync)."""
@@ -300,13 +310,29 @@ class SimpleTrainer(TrainerBase):
                 flags += [torch.isfinite(v).all() for v in st.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
         return bool(torch.stack([f.to(self.device) for f in flags]).all()) if flags else True
 
+    def rank_state(self) -> dict:
+        """This process's data bookkeeping: where its loader stands beyond the iteration count,
+        and its run-wide unreadable-item counts (DATALOADER.MAX_BAD_FRACTION). Every rank has
+        its own; the checkpoint holds them all (``rank_states``)."""
+        return {"empty_batches": self.empty_batches, "data_seen": self.data_seen, "data_bad": self.data_bad,
+                "bad_items": list(self.bad_items)}
+
     def state_dict(self) -> dict:
         state = super().state_dict()
         if self.grad_scaler is not None:
             state["grad_scaler"] = self.grad_scaler.state_dict()
+        if self.rank_states is not None:
+            state["rank_states"] = self.rank_states
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if self.grad_scaler is not None and "grad_scaler" in state:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
+        ranks = state.get("rank_states") or []
+        mine = ranks[comm.get_rank()] if comm.get_rank() < len(ranks) else {}  # older checkpoints: none
+        self.empty_batches = int(mine.get("empty_batches", 0))
+        self.data_seen = int(mine.get("data_seen", 0))
+        self.data_bad = int(mine.get("data_bad", 0))
+        self.bad_items = [str(d) for d in mine.get("bad_items", [])]
+        self._bad_logged = set(self.bad_items)  # holds every item named so far while bad_items is not full

@@ -21,7 +21,7 @@ import torch
 
 from bridle.checkpoint import load_checkpoint_file
 from bridle.engine.signals import EXIT_INTERRUPTED
-from rel_helpers import REPO
+from rel_helpers import REPO, make_cfg
 from toy_plugin import toy_opts
 
 # tools/train_net.py with three probes, set by environment variables (inherited by the ranks;
@@ -185,6 +185,7 @@ def _compare_finals(ref, out, phases):
         a = load_checkpoint_file(os.path.join(ref, phase, "model_final.pth"))
         b = load_checkpoint_file(os.path.join(out, phase, "model_final.pth"))
         assert a["iteration"] == b["iteration"]
+        assert a["trainer"]["rank_states"] == b["trainer"]["rank_states"]  # every rank's data position and bad-item counts
         dm, do = _diffs(a["model"], b["model"]), _diffs(a["optimizer"], b["optimizer"])
         dc = {k: v for k, v in dm.items() if k.startswith("tokenizer.quantizer.")}
         worst[phase] = (max(dm.values()), max(do.values()), max(dc.values()))
@@ -261,12 +262,17 @@ def test_random_kills_two_ranks_resume_exactly(toy_plugin, runner, tmp_path):
     to one rank only (the ranks agree to stop), SIGKILL of every process (a node lost), SIGKILL
     inside a checkpoint write."""
     max_iter, stop_check, phases = 20, 2, PHASES[:3]
-    extra = {"SOLVER.STOP_CHECK_PERIOD": stop_check}
+    # Half the items unreadable, 2 per batch: some batches hold none and a rank draws another,
+    # so each rank's loader runs ahead of the iteration count by its own amount.
+    extra = {"SOLVER.STOP_CHECK_PERIOD": stop_check, "DATASETS.TOY.CORRUPT_EVERY": 2,
+             "SOLVER.BATCH_SIZE_PER_GPU": 2, "DATALOADER.MAX_BAD_FRACTION": 0.9}
     ref = str(tmp_path / "ref2")
     events = str(tmp_path / "restarts2.jsonl")
     code, log = _run(toy_plugin, runner, _opts(ref, max_iter, phases, **extra), events=events, gpus=2)
     assert code == 0, log[-4000:]
     assert {e["phase"] for e in _restarts(events)} == {"1_tokenizer"}
+    ranks = load_checkpoint_file(os.path.join(ref, phases[-1], "model_final.pth"))["trainer"]["rank_states"]
+    assert len(ranks) == 2 and all(r["empty_batches"] > 0 for r in ranks) and ranks[0] != ranks[1], ranks
 
     rng = random.Random(7)
     last = max_iter - 2 * stop_check - 2  # an agreed stop lands up to 2 periods later, still in the phase
@@ -281,3 +287,39 @@ def test_random_kills_two_ranks_resume_exactly(toy_plugin, runner, tmp_path):
     out = str(tmp_path / "killed2")
     _kill_sequence(toy_plugin, runner, _opts(out, max_iter, phases, **extra), plan, gpus=2)
     _compare_finals(ref, out, phases)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_batches_without_readable_items(toy_plugin, tmp_path):
+    """Half the items unreadable, 2 per batch: some batches hold none and the loader draws
+    another. A run resumed from a checkpoint written after such batches reads on where the
+    uninterrupted run does and keeps its run-wide bad-item counts."""
+    from bridle.engine import HookBase
+    from bridle.trainers.pretrain import EncoderPhaseTrainer
+
+    class CrashAt(HookBase):
+        def before_step(self):
+            if self.trainer.iter == 5:
+                raise _Crash()
+
+    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 8,
+             "SOLVER.CHECKPOINT_PERIOD": 4, "DATASETS.TOY.CORRUPT_EVERY": 2, "SOLVER.BATCH_SIZE_PER_GPU": 2,
+             "DATALOADER.MAX_BAD_FRACTION": 0.9}
+    full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
+    full.resume_or_load(resume=False)
+    full.train()
+    part = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
+    part.register_hooks([CrashAt()])
+    part.resume_or_load(resume=False)
+    with pytest.raises(_Crash):
+        part.train()
+    res = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
+    res.resume_or_load(resume=True)
+    assert res.start_iter == 4 and res.empty_batches > 0  # the checkpoint came after empty batches
+    res.train()
+    assert (res.data_seen, res.data_bad, res.empty_batches) == (full.data_seen, full.data_bad, full.empty_batches)
+    assert max(_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
+    assert max(_diffs(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]).values()) == 0.0
