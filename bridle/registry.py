@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from fvcore.common.registry import Registry as _FvRegistry
 
+from bridle.errors import UserError
+
 __all__ = [
     "Registry",
     "ALL_REGISTRIES",
@@ -29,6 +31,13 @@ __all__ = [
     "EVALUATOR",
     "SAMPLE_DECODER",
 ]
+
+
+class UnknownEntryError(KeyError, UserError):
+    """A name (from a config) that no registry entry has; the message lists the registered ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
 
 
 class Registry(_FvRegistry):
@@ -80,7 +89,7 @@ class Registry(_FvRegistry):
         if name not in self._obj_map:
             close = difflib.get_close_matches(str(name), list(self._obj_map), n=3, cutoff=0.4)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise KeyError(
+            raise UnknownEntryError(
                 f"No entry named '{name}' in registry {self._name}.{hint} "
                 f"Registered: {sorted(self._obj_map) or 'none'}. "
                 "Is the plugin that provides it installed and loaded (see BRIDLE_PLUGINS)?"

@@ -11,7 +11,9 @@ last``, the default) or of the val-selected evaluation (``--select val``, needs 
 ``--metric`` defaults to the primary metric of the first evaluator (top1 / mAP / auc).
 The summary (per-fold values, mean, population std) is printed and written to
 ``<OUTPUT_DIR>/cv_results.json``. With ``--resume``, folds that already have
-final_results.json are not rerun and unfinished folds resume from their last checkpoint.
+final_results.json are not rerun and unfinished folds resume from their last checkpoint; a fold
+directory holding a run is otherwise refused (as by train_net.py) unless ``--overwrite``, which
+retrains every fold afresh. User errors end in one line ``bridle: error: ...`` and exit code 2.
 """
 import argparse
 import json
@@ -45,7 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--select", choices=("last", "val"), default="last",
                    help="last evaluation (default) or the val-selected one")
     p.add_argument("--num-gpus", type=int, default=1, help="processes per fold run")
-    p.add_argument("--resume", action="store_true", help="skip finished folds, resume unfinished ones")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="skip finished folds, resume unfinished ones")
+    start.add_argument("--overwrite", action="store_true",
+                       help="retrain every fold afresh, deleting the runs already in its fold directory")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 
@@ -159,6 +164,7 @@ def main(argv=None) -> dict:
             run_args.config_file = args.config_file
             run_args.num_gpus = args.num_gpus
             run_args.resume = args.resume
+            run_args.overwrite = args.overwrite
             run_args.opts = opts + [args.fold_key, fold_value(base, args.fold_key, fold), "OUTPUT_DIR", out]
             logger.info(f"Fold {fold}: training in {out}")
             launch(train_net.main, args.num_gpus, args=(run_args,))
@@ -188,5 +194,14 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from bridle.errors import EXIT_USER_ERROR, report_user_error, user_error_message
+
+    try:
+        main()
+    except Exception as e:  # one line for a user error (as train_net.py); a bug keeps its traceback
+        msg = user_error_message(e)
+        if msg is None:
+            raise
+        report_user_error(msg, e)
+        sys.exit(EXIT_USER_ERROR)
     sys.exit(0)

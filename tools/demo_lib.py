@@ -51,8 +51,12 @@ def demo_env() -> dict:
     return env
 
 
-def train_net(config: str, out_dir: str, opts: Sequence[str], env: dict, resume: bool = False) -> None:
-    args = [os.path.join(REPO, "tools", "train_net.py")] + (["--resume"] if resume else []) + [
+def train_net(config: str, out_dir: str, opts: Sequence[str], env: dict, resume: bool = False,
+              overwrite: bool = False) -> None:
+    """tools/train_net.py in a subprocess; ``resume`` continues a run in ``out_dir``, ``overwrite``
+    replaces one (without either, a directory holding a run is refused)."""
+    flags = ["--resume"] if resume else ["--overwrite"] if overwrite else []
+    args = [os.path.join(REPO, "tools", "train_net.py")] + flags + [
         "--config-file", config, "OUTPUT_DIR", out_dir] + list(opts)
     print("$ " + " ".join(os.path.relpath(a, REPO) if a.startswith(REPO) else a for a in args), flush=True)
     subprocess.run([sys.executable] + args, check=True, cwd=REPO, env=env)
@@ -202,7 +206,8 @@ def run_downstream(spec: DemoSpec, out: str, checkpoints: Dict[str, str], env: d
                 continue
             d = os.path.join(out, f"{proto}_{enc}")
             t = time.time()
-            train_net(config, d, ["MODEL.WEIGHTS", weights] + spec.downstream_opts, env)
+            # re-run every time: the encoders may have changed since (resumed pretraining)
+            train_net(config, d, ["MODEL.WEIGHTS", weights] + spec.downstream_opts, env, overwrite=True)
             with open(os.path.join(d, "final_results.json")) as f:
                 results[proto][enc] = dict(selected(json.load(f)), seconds=round(time.time() - t, 1))
     return results

@@ -45,7 +45,7 @@ def score(name: str, weights: str, spec, selection: str, out: str, env: dict) ->
     """The demo's linear probe of ``weights`` with val and test both pointed at the selection split."""
     lp = os.path.join(out, name, "linprobe")
     demo_lib.train_net(spec.linprobe_config, lp, ["MODEL.WEIGHTS", weights] + spec.downstream_opts + [
-        "DATASETS.AUDIO.VAL_MANIFEST", selection, "DATASETS.AUDIO.TEST_MANIFEST", selection], env)
+        "DATASETS.AUDIO.VAL_MANIFEST", selection, "DATASETS.AUDIO.TEST_MANIFEST", selection], env, overwrite=True)
     with open(os.path.join(lp, "final_results.json")) as f:
         top1 = demo_lib.selected(json.load(f))["val_top1"]
     row = {"variant": name, "selection_top1": round(top1, 4), "weights": os.path.relpath(weights, out)}

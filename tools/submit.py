@@ -102,8 +102,10 @@ class TrainJob:
         restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         resume = self.resume or restarted
         argv = list(self.train_args)
-        if resume and "--resume" not in argv:
-            argv.insert(0, "--resume")
+        if resume:  # a requeued / restarted job continues its run (never overwrites it again)
+            argv = [a for a in argv if a != "--overwrite"]
+            if "--resume" not in argv:
+                argv.insert(0, "--resume")
         import train_net
 
         parser = train_net.default_argument_parser()
@@ -181,7 +183,11 @@ def parse_args(argv=None):
                    help="submitit executor (default: slurm when available, else local)")
     p.add_argument("--job-dir", default="", help="submitit folder (logs, pickles); default OUTPUT_DIR/submitit")
     p.add_argument("--name", default="bridle", help="job name")
-    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
+    start.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an OUTPUT_DIR that holds a run (train_net.py --overwrite; "
+                       "a requeued job resumes instead)")
     p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
     p.add_argument("--wait", action="store_true", help="wait for the job and exit with its status")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -213,6 +219,8 @@ def train_args_of(args) -> List[str]:
     out = ["--config-file", os.path.abspath(args.config_file)]
     if args.eval_only:
         out.append("--eval-only")
+    if getattr(args, "overwrite", False):
+        out.append("--overwrite")
     return out + list(args.opts)
 
 

@@ -6,6 +6,12 @@ evaluation.
     python tools/train_net.py --config-file ... --num-gpus 8
     torchrun --nproc-per-node 8 --nnodes 2 ... tools/train_net.py --config-file ...
     python tools/train_net.py --list
+
+Exit codes: 0 done; 2 a user error (a config key, type or value, a missing or unreadable file, an
+OUTPUT_DIR that cannot be used or already holds a run, too much unreadable data), printed as one
+line ``bridle: error: <message>`` on stderr without a traceback (``--debug`` or BRIDLE_DEBUG=1
+adds it; see bridle/errors.py); 75 stopped on request with a checkpoint (continue with --resume);
+1 anything else (a bug: its traceback).
 """
 import logging
 import os
@@ -15,6 +21,7 @@ from bridle.config import get_cfg
 from bridle.config.validate import validate_config
 from bridle.engine import default_argument_parser, default_setup, launch
 from bridle.engine import signals
+from bridle.errors import DEBUG_ENV, EXIT_USER_ERROR, missing_file, report_user_error, user_error_message
 from bridle.registry import TRAINER, format_registries
 from bridle.utils import comm
 
@@ -22,6 +29,8 @@ logger = logging.getLogger("bridle")
 
 
 def load_config(args):
+    if args.config_file and not os.path.isfile(args.config_file):
+        raise missing_file("--config-file", args.config_file)
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
@@ -30,9 +39,17 @@ def load_config(args):
     return cfg
 
 
+def check_files(cfg, args) -> None:
+    """Files the run reads first, checked before OUTPUT_DIR is touched."""
+    weights = str(cfg.MODEL.WEIGHTS)
+    if weights and "://" not in weights and not getattr(args, "resume", False) and not os.path.isfile(weights):
+        raise missing_file("MODEL.WEIGHTS", weights, "(expected a checkpoint file)")
+
+
 def setup(args):
     cfg = load_config(args)
     validate_config(cfg)  # before the lock, config.yaml or any compute
+    check_files(cfg, args)
     default_setup(cfg, args)
     return cfg
 
@@ -63,6 +80,21 @@ def invoke_main() -> None:
     flags = [o for o in (args.opts or []) if o.startswith("--")]
     if flags:
         parser.error(f"flags {flags} must come before the KEY VALUE config overrides")
+    if args.overwrite and args.eval_only:
+        parser.error("--overwrite starts a training run afresh; --eval-only never touches a run's files")
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # inherited by the spawned ranks
+    try:
+        run(args)
+    except Exception as e:  # one line for a user error; a bug keeps its traceback
+        msg = user_error_message(e)
+        if msg is None:
+            raise
+        report_user_error(msg, e)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def run(args) -> None:
     if args.list:
         get_cfg()  # loads every plugin; each registry imports its core entries itself
 

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .io import atomic_save, load_checkpoint_file
+from .io import CheckpointError, atomic_save, load_checkpoint_file
 from .pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -280,13 +280,13 @@ def load_encoder_weights(
     report.missing = [k for k in own if k not in state]
     report.loaded = sorted(to_load)
     if not to_load:
-        raise RuntimeError(
+        raise CheckpointError(
             f"No encoder weight in {source} matches the model (refusing an empty load). The model's "
             f"encoder expects keys like {sorted(own)[:6]}; the checkpoint's encoder has {sorted(state)[:6]}."
             + (f" Shape mismatches: {report.mismatched[:4]}." if report.mismatched else "")
         )
     if strict_encoder and (report.missing or report.mismatched):
-        raise RuntimeError(
+        raise CheckpointError(
             f"Encoder weights from {source} do not cover the model (strict_encoder=True):\n{report}\n"
             "Check that MODEL.ENCODER (SIZE/EMBED_DIM/DEPTH/NUM_HEADS) and MODEL.PATCH_EMBED "
             "(IN_CHANS/PATCH_SIZE) match the pretrained encoder."

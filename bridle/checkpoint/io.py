@@ -13,6 +13,7 @@ the destination directory, fsync it, rename it over the destination and fsync th
 so a kill at any moment leaves either the old file or the complete new one. A failing write
 raises an ``OSError`` that names the file.
 """
+import errno
 import importlib
 import logging
 import os
@@ -22,6 +23,8 @@ from typing import Any, Union
 
 import torch
 
+from bridle.errors import MissingFileError, UserError
+
 logger = logging.getLogger(__name__)
 
 #: Environment variable that opts in to unpickling arbitrary objects from trusted legacy files.
@@ -29,7 +32,7 @@ TRUST_PICKLE_ENV = "BRIDLE_TRUST_PICKLE"
 _MAX_TRUSTED_GLOBALS = 64
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be used (unsafe content, truncated, corrupt); names the file."""
 
 
@@ -76,7 +79,7 @@ def load_checkpoint_file(
     it is truncated / not a checkpoint."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Checkpoint file '{path}' does not exist.")
+        raise MissingFileError(f"Checkpoint file '{path}' does not exist.")
     trusted = trust_pickle or trust_pickle_enabled()
     try:
         if trusted:
@@ -112,6 +115,27 @@ def _fsync_dir(d: str) -> None:
         os.close(fd)
 
 
+def _os_error_behind(exc: BaseException):
+    """The OSError that caused ``exc`` (torch.save turns a failed write, e.g. a full disk, into
+    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, the OSError being its
+    context), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _disk_full(d: str) -> bool:
+    try:
+        st = os.statvfs(d)
+    except (OSError, AttributeError):
+        return False
+    return st.f_bavail * st.f_frsize < 1024 * 1024
+
+
 def _atomic_write(path: str, write_fn, what: str) -> None:
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
@@ -123,12 +147,17 @@ def _atomic_write(path: str, write_fn, what: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         try:
             os.remove(tmp)
         except OSError:
             pass
-        raise OSError(e.errno, f"Cannot write {what} '{path}': {e.strerror or e}") from e
+        cause = _os_error_behind(e)
+        if cause is None and _disk_full(d):  # the writer hid the OSError: say what it was
+            cause = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if cause is None:
+            raise
+        raise OSError(cause.errno, f"Cannot write {what} '{path}': {cause.strerror or cause}") from e
     except BaseException:
         try:
             os.remove(tmp)

@@ -217,6 +217,8 @@ _C.SOLVER.MAX_ITER = 0
 _C.SOLVER.WARMUP_EPOCHS = 0.0
 # Linear warmup length in iterations (> 0 overrides WARMUP_EPOCHS).
 _C.SOLVER.WARMUP_ITERS = 0
+# Allow a warm-up at least as long as the run / phase (the lr never peaks); False = refuse before step 1.
+_C.SOLVER.ALLOW_LONG_WARMUP = False
 # Peak learning rate (absolute, for the effective batch).
 _C.SOLVER.BASE_LR = 5e-4
 # Learning rate at the end of the cosine schedule.

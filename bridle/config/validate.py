@@ -3,15 +3,25 @@
 :func:`validate_config` checks value ranges of the core keys; :func:`validate_schedule` checks
 a pretraining schedule: phase names, phase order, and every phase's merged config (with its
 ``PRETRAIN.PHASES.<PHASE>`` settings and OPTS). Every error names the key, the value found and
-what is expected; all errors of a config are reported at once.
+what is expected; all errors of a config are reported at once, on one line.
+
+A warm-up at least as long as its run or phase is an error (unless SOLVER.ALLOW_LONG_WARMUP),
+one covering half of it or more a warning (:func:`warmup_problems`): here when both lengths are
+given in one unit, in ``DefaultTrainer`` (and before a schedule's first phase) once the
+iterations per epoch are known.
 """
-from typing import Callable, List, Optional
+import os
+import re
+from typing import Callable, List, Optional, Tuple
 
-from .config import ConfigError
+from .config import ConfigError, ConfigValueError
 
 
-class ConfigValueError(ValueError):
-    """One or more config values are out of range; the message lists each key."""
+def invalid_config(errors: List[str]) -> ConfigValueError:
+    """One error per key, on one line (tools/train_net.py prints user errors as one line)."""
+    head = "Invalid config: " if len(errors) == 1 else f"Invalid config ({len(errors)} errors): "
+    return ConfigValueError(head + "; ".join(e.rstrip(".") + ("." if i == len(errors) - 1 else "")
+                                             for i, e in enumerate(errors)))
 
 
 def _get(cfg, key: str):
@@ -89,8 +99,12 @@ def config_errors(cfg, where: str = "") -> List[str]:
 def validate_config(cfg, where: str = "") -> None:
     """Raise :class:`ConfigValueError` listing every out-of-range key of ``cfg``."""
     errors = config_errors(cfg, where)
+    if not errors and "TRAINER" in cfg and cfg.TRAINER.NAME != "schedule":  # (a schedule checks its phases)
+        warmup_error, _ = warmup_problems(cfg)  # lengths in one unit; the trainer checks the rest
+        if warmup_error:
+            errors.append(warmup_error)
     if errors:
-        raise ConfigValueError("Invalid config:\n  " + "\n  ".join(errors))
+        raise invalid_config(errors)
 
 
 def schedule_order_errors(schedule: List[str], has_weights: bool) -> List[str]:
@@ -148,6 +162,94 @@ def tokenizer_mismatch_errors(phase_cfgs) -> List[str]:
     return errors
 
 
+# ---------------------------------------------------------------------------- warm-up vs length
+#: A warm-up covering at least this fraction of its run / phase is warned about.
+LONG_WARMUP_FRACTION = 0.5
+
+
+def phase_of(cfg) -> Optional[Tuple[int, str]]:
+    """``(k, name)`` when ``cfg`` is the merged config of phase k of its PRETRAIN.SCHEDULE (its
+    OUTPUT_DIR is ``<schedule dir>/<k>_<name>``, see bridle.trainers.schedule), else None."""
+    m = re.match(r"^(\d+)_(\w+)$", os.path.basename(os.path.normpath(str(cfg.OUTPUT_DIR))))
+    schedule = list(cfg.PRETRAIN.SCHEDULE) if "PRETRAIN" in cfg else []
+    if m and int(m.group(1)) < len(schedule) and schedule[int(m.group(1))] == m.group(2):
+        return int(m.group(1)), m.group(2)
+    return None
+
+
+def _length_terms(cfg, phase: Optional[Tuple[int, str]]):
+    """((unit, value, key) of the training length, (unit, value, key) of the warm-up), unit
+    "it" or "ep", key the config key the value came from (a PRETRAIN.PHASES key in a phase)."""
+    s = cfg.SOLVER
+    node = cfg.PRETRAIN.PHASES[phase[1].upper()] if phase is not None else None
+    own = f"PRETRAIN.PHASES.{phase[1].upper()}." if phase is not None else ""
+    if s.MAX_ITER > 0:
+        key = own + "MAX_ITER" if node is not None and node.MAX_ITER > 0 else "SOLVER.MAX_ITER"
+        length = ("it", int(s.MAX_ITER), key)
+    else:
+        key = own + "EPOCHS" if node is not None and node.EPOCHS >= 0 else "SOLVER.EPOCHS"
+        length = ("ep", float(s.EPOCHS), key)
+    if s.WARMUP_ITERS > 0:
+        warm = ("it", int(s.WARMUP_ITERS), "SOLVER.WARMUP_ITERS")
+    else:
+        key = own + "WARMUP_EPOCHS" if node is not None and node.WARMUP_EPOCHS >= 0 else "SOLVER.WARMUP_EPOCHS"
+        warm = ("ep", float(s.WARMUP_EPOCHS), key)
+    return length, warm
+
+
+def warmup_needs_iters_per_epoch(cfg) -> bool:
+    """Whether comparing the warm-up with the training length needs the iterations per epoch
+    (one is given in epochs, the other in iterations)."""
+    length, warm = _length_terms(cfg, None)
+    return warm[1] > 0 and length[0] != warm[0]
+
+
+def warmup_problems(cfg, iters_per_epoch: Optional[int] = None) -> Tuple[Optional[str], Optional[str]]:
+    """``(error, warning)`` about the warm-up of ``cfg`` (a run, or a phase of a schedule): an
+    error when it is at least as long as the run / phase (unless SOLVER.ALLOW_LONG_WARMUP), a
+    warning when it covers at least LONG_WARMUP_FRACTION of it; each names the keys. Lengths are
+    compared as DefaultTrainer.schedule_lengths counts them; without ``iters_per_epoch`` only when
+    both are given in the same unit (else ``(None, None)``)."""
+    phase = phase_of(cfg)
+    length, warm = _length_terms(cfg, phase)
+    if warm[1] <= 0 or length[1] <= 0:
+        return None, None
+
+    def iters(term):
+        return term[1] if term[0] == "it" else int(round(term[1] * iters_per_epoch))
+
+    if length[0] == warm[0]:
+        total, wu, unit = length[1], warm[1], "iterations" if length[0] == "it" else "epochs"
+    elif iters_per_epoch:
+        total, wu, unit = iters(length), iters(warm), "iterations"
+    else:
+        return None, None
+    if total <= 0:
+        return None, None
+
+    def shown(term, n):
+        if term[0] == "it" or unit == "epochs":
+            return f"{term[2]} = {term[1]:g}"
+        return f"{term[2]} = {term[1]:g} epoch{'' if term[1] == 1 else 's'} = {n} iterations at {iters_per_epoch} iterations/epoch"
+
+    prefix = f"phase {phase[0] + 1} '{phase[1]}': " if phase is not None else ""
+    span = "phase" if phase is not None else "run"
+    warm_s = f"{wu:g} {unit}: {shown(warm, wu)}"
+    total_s = f"{total:g} {unit}: {shown(length, total)}"
+    if wu >= total:
+        if bool(cfg.SOLVER.get("ALLOW_LONG_WARMUP", False)):
+            return None, (f"{prefix}the warm-up ({warm_s}) covers the whole {span} ({total_s}); allowed by "
+                          "SOLVER.ALLOW_LONG_WARMUP.")
+        return (f"{prefix}the warm-up ({warm_s}) is not shorter than the {span} ({total_s}), so the learning "
+                f"rate never reaches its peak; expected a shorter warm-up (lower {warm[2]}) or a longer {span} "
+                f"(raise {length[2]}), or SOLVER.ALLOW_LONG_WARMUP True to run it anyway."), None
+    if wu >= LONG_WARMUP_FRACTION * total:
+        return None, (f"{prefix}the warm-up ({warm_s}) covers {100.0 * wu / total:.0f}% of the {span} ({total_s}); "
+                      f"the learning rate peaks late and decays over the last {100.0 * (total - wu) / total:.0f}% "
+                      f"only (lower {warm[2]} or raise {length[2]}).")
+    return None, None
+
+
 def validate_schedule(cfg, phase_config: Callable, phase_names: Optional[List[str]] = None) -> None:
     """Validate a schedule before its first phase: names, order, and each phase's merged
     config (``phase_config(cfg, k, name, weights)``)."""
@@ -170,10 +272,13 @@ def validate_schedule(cfg, phase_config: Callable, phase_names: Optional[List[st
             errors.append(f"{where}its OPTS / settings do not merge: {msg}")
             continue
         errors.extend(config_errors(pcfg, where))
+        warmup_error, _ = warmup_problems(pcfg)  # same units; the trainer checks the rest
+        if warmup_error:
+            errors.append(warmup_error)
         phase_cfgs.append((k, name, pcfg))
     if not errors:
         errors.extend(schedule_order_errors(schedule, bool(cfg.MODEL.WEIGHTS)))
     if not errors:
         errors.extend(tokenizer_mismatch_errors(phase_cfgs))
     if errors:
-        raise ConfigValueError("Invalid config:\n  " + "\n  ".join(errors))
+        raise invalid_config(errors)

@@ -107,7 +107,9 @@ class _PositionedSampler(Sampler):
 
 def build_dataset(cfg, name: str, split: str, mode: str):
     if not name:
-        raise ValueError(f"No dataset configured for split '{split}' (set DATASETS.{split.upper()}).")
+        from bridle.config.config import ConfigValueError
+
+        raise ConfigValueError(f"No dataset configured for split '{split}' (set DATASETS.{split.upper()}).")
     dataset = DATASET.get(name)(cfg, split, mode)
     where = f"DATASET entry '{name}' (registered by {DATASET.origin(name)}; split '{split}', mode '{mode}')"
     if dataset is None:

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from bridle.config.config import ConfigValueError
+from bridle.errors import MissingFileError, missing_file
 from bridle.registry import DATASET, SAMPLE_DECODER
 from bridle.utils import comm
 
@@ -84,7 +86,7 @@ def read_index(path: str) -> dict:
     if os.path.isdir(path):
         path = os.path.join(path, INDEX_NAME)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Shard index '{path}' does not exist (tools/make_shards.py writes it).")
+        raise MissingFileError(f"Shard index '{path}' does not exist (tools/make_shards.py writes it).")
     try:
         with open(path, encoding="utf-8") as f:
             index = json.load(f)
@@ -595,8 +597,11 @@ def build_shards(cfg, split: str, mode: str) -> ShardedDataset:
     key = _SPLIT_KEYS[split]
     path = str(cfg.DATASETS.SHARDS[key])
     if not path:
-        raise ValueError(f"DATASET 'shards', split '{split}': DATASETS.SHARDS.{key} is empty; set it to the "
-                         "index.json written by tools/make_shards.py.")
+        raise ConfigValueError(f"DATASET 'shards', split '{split}': DATASETS.SHARDS.{key} is empty; set it to the "
+                               "index.json written by tools/make_shards.py.")
+    index_file = os.path.join(path, INDEX_NAME) if os.path.isdir(path) else path
+    if not os.path.isfile(index_file):
+        raise missing_file(f"DATASETS.SHARDS.{key}", index_file, "(expected the index.json tools/make_shards.py writes)")
     index = read_index(path)
     name = str(cfg.DATASETS.SHARDS.DECODER) or index["decoder"]
     if not name:

@@ -1,6 +1,7 @@
 """The pieces every run shares: argument parser, setup, and DefaultTrainer, whose build
 steps are overridable classmethods (detectron2's shape)."""
 import argparse
+import errno
 import logging
 import os
 import random
@@ -25,6 +26,8 @@ from bridle.data.build import (
     build_train_loader,
     iters_per_epoch,
 )
+from bridle.config.config import ConfigValueError
+from bridle.errors import OutputDirError
 from bridle.solver import WarmupCosineSchedule, build_optimizer
 from bridle.utils import comm
 from bridle.utils.logger import setup_logger
@@ -32,7 +35,7 @@ from bridle.utils.logger import setup_logger
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, TensorboardWriter
 from .lock import acquire_output_dir_lock
-from .train_loop import SimpleTrainer
+from .train_loop import BadDataError, SimpleTrainer
 
 logger = logging.getLogger("bridle.engine")
 
@@ -46,13 +49,22 @@ def default_argument_parser(description: str = "Bridle training") -> argparse.Ar
         "  torchrun --nproc-per-node 8 tools/train_net.py --config-file cfg.yaml",
     )
     p.add_argument("--config-file", default="", metavar="FILE", help="path to a config file")
-    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
-    p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
+    start.add_argument(
+        "--overwrite", action="store_true",
+        help="start afresh in an OUTPUT_DIR that holds a run, deleting that run's checkpoints, metrics, "
+        "logs and phase directories (without --resume or --overwrite such a directory is refused)",
+    )
+    p.add_argument("--eval-only", action="store_true",
+                   help="only evaluate MODEL.WEIGHTS (writes eval_results.json and config_eval.yaml)")
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
     p.add_argument("--num-machines", type=int, default=1, help="total machines")
     p.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (auto on one machine)")
     p.add_argument("--list", action="store_true", help="print every registry with its entries and exit")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of user errors too (same as BRIDLE_DEBUG=1)")
     p.add_argument(
         "--unsafe-legacy-checkpoint", action="store_true",
         help="UNSAFE: allow checkpoints that pickle arbitrary objects (runs code from the file; "
@@ -68,7 +80,10 @@ def resolve_device(cfg) -> torch.device:
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("MODEL.DEVICE asks for cuda but no CUDA device is available.")
+            raise ConfigValueError(
+                f"MODEL.DEVICE = '{cfg.MODEL.DEVICE}' asks for cuda but no CUDA device is available; "
+                "expected 'cpu' or 'auto' on this machine."
+            )
         if dev == "cuda":
             return torch.device("cuda", torch.cuda.current_device())
     return torch.device(dev)
@@ -101,13 +116,122 @@ def _fail_loudly_on_write_errors(log: logging.Logger) -> None:
             h._bridle_strict = True
 
 
+def make_output_dir(out: str) -> None:
+    """Create OUTPUT_DIR; an OUTPUT_DIR that cannot be one (a file, no permission) is a user
+    error naming it."""
+    if "://" in out:
+        PathManager().mkdirs(out)
+        return
+    if not out:
+        raise OutputDirError("OUTPUT_DIR is empty; expected a directory for checkpoints, metrics and logs.",
+                             errno.EINVAL)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputDirError(f"OUTPUT_DIR '{out}' is a file; expected a directory (or a path where one can be "
+                             "created).", errno.ENOTDIR)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(f"OUTPUT_DIR '{out}' cannot be created ({e.strerror or e}); expected a directory "
+                             "this user can create and write.", e.errno or errno.EACCES) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputDirError(f"OUTPUT_DIR '{out}' is not writable by this user; expected a writable directory.",
+                             errno.EACCES)
+
+
+# What a training run leaves in its OUTPUT_DIR (and a schedule in each phase directory).
+_RUN_EVIDENCE = re.compile(r"^(model_.*\.pth|last_checkpoint)$")
+_PHASE_DIR = re.compile(r"^\d+_\w+$")
+_SCHEDULE_PHASE_DIR = re.compile(r"^\d+_(encoder_cold|encoder|tokenizer|joint)$")  # bridle.trainers.schedule
+_RUN_OUTPUTS = re.compile(
+    r"^(model_.*\.pth|last_checkpoint|metrics\.json|config\.yaml|log\.txt(\.rank\d+)?|tb|final_results\.json|"
+    r"phase_done|\..*\.tmp\d+)$"
+)
+
+
+def existing_run(out_dir: str) -> List[str]:
+    """What in ``out_dir`` belongs to an earlier training run, as paths relative to it:
+    checkpoints (``model_*.pth``, ``last_checkpoint``) and a ``metrics.json`` with rows, in
+    OUTPUT_DIR or in the phase directories ``<k>_<phase>/`` of a schedule. A directory holding
+    only a config.yaml / log.txt (a run that stopped before its first step) holds no run."""
+
+    def scan(d: str, prefix: str) -> List[str]:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            return []
+        ckpts, other = [], []
+        for n in names:
+            p = os.path.join(d, n)
+            if _RUN_EVIDENCE.match(n) and os.path.isfile(p):
+                (other if n == "last_checkpoint" else ckpts).append(prefix + n)
+            elif n == "metrics.json" and os.path.isfile(p) and os.path.getsize(p) > 0:
+                other.insert(0, prefix + n)
+        return sorted(ckpts, reverse=True) + other  # newest checkpoint first
+
+    found = scan(out_dir, "")
+    if os.path.isdir(out_dir):
+        for n in sorted(os.listdir(out_dir)):
+            if _PHASE_DIR.match(n) and os.path.isdir(os.path.join(out_dir, n)):
+                found += scan(os.path.join(out_dir, n), n + "/")
+    return found
+
+
+def _listed(items: List[str], at_most: int = 4) -> str:
+    shown = ", ".join(items[:at_most])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > at_most else "")
+
+
+def remove_previous_run(out_dir: str) -> List[str]:
+    """``--overwrite``: delete the files a training run wrote in ``out_dir`` (checkpoints,
+    last_checkpoint, metrics.json, config.yaml, log files, tb/, final_results.json and the
+    phase directories of a schedule); anything else (the lock, a submitit folder, the user's
+    own files) stays. Returns what was removed."""
+    import shutil
+
+    removed = []
+    for n in sorted(os.listdir(out_dir)):
+        p = os.path.join(out_dir, n)
+        phase = _SCHEDULE_PHASE_DIR.match(n) and os.path.isdir(p)
+        if not (phase or _RUN_OUTPUTS.match(n)):
+            continue
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        else:
+            os.remove(p)
+        removed.append(n + ("/" if phase or n == "tb" else ""))
+    return removed
+
+
+def check_output_dir(cfg, args) -> Optional[str]:
+    """Refuse to start a training run (no --resume) in an OUTPUT_DIR that holds another run; with
+    --overwrite delete that run's files (main process) and return what was done, for the log.
+    Eval-only runs and resumed runs are not checked."""
+    if args is None or getattr(args, "eval_only", False) or getattr(args, "resume", False):
+        return None
+    out = cfg.OUTPUT_DIR
+    if getattr(args, "overwrite", False):
+        removed = remove_previous_run(out) if comm.is_main_process() else []
+        comm.synchronize()  # the other ranks write their log files only once it is done
+        return (f"--overwrite: removed the previous run's files from OUTPUT_DIR '{out}': {_listed(removed, 8)}"
+                if removed else None)
+    found = existing_run(out)
+    if found:
+        raise OutputDirError(
+            f"OUTPUT_DIR '{out}' already holds a run ({_listed(found)}): continue it with --resume, or start "
+            "afresh with another OUTPUT_DIR or with --overwrite (which deletes that run's files)."
+        )
+    return None
+
+
 def default_setup(cfg, args=None) -> None:
-    """Output dir (locked against a second run), logging, merged config dump, seeding."""
+    """Output dir (locked against a second run; a training run without ``--resume`` refuses one
+    that holds another run unless ``--overwrite``), logging, merged config dump, seeding."""
     rank = comm.get_rank()
     out = cfg.OUTPUT_DIR
-    PathManager().mkdirs(out)
+    make_output_dir(out)
     if comm.is_main_process():
         acquire_output_dir_lock(out)
+    overwritten = check_output_dir(cfg, args)
     setup_logger(out, rank, name="bridle")
     for plugin in sorted(_plugin_names()):
         setup_logger(out, rank, name=plugin)
@@ -116,8 +240,12 @@ def default_setup(cfg, args=None) -> None:
     logger.info(f"Rank {rank} of {comm.get_world_size()}; torch {torch.__version__}")
     if args is not None:
         logger.info(f"Command line arguments: {vars(args)}")
+    if overwritten:
+        logger.warning(overwritten)
     if comm.is_main_process():
-        path = os.path.join(out, "config.yaml")
+        # An evaluation never replaces the config.yaml of the training run in the same directory.
+        eval_only = args is not None and getattr(args, "eval_only", False)
+        path = os.path.join(out, "config_eval.yaml" if eval_only else "config.yaml")
         atomic_write_text(path, cfg.dump(), "config")
         logger.info(f"Full config saved to {path}")
     seed = seed_all(cfg.SEED)
@@ -231,6 +359,7 @@ class DefaultTrainer(SimpleTrainer):
         epoch_len = int(cfg.DATALOADER.SAMPLES_PER_EPOCH) or len(self.train_dataset)
         self.iters_per_epoch = iters_per_epoch(cfg, epoch_len)
         max_iter, warmup = self.schedule_lengths(cfg, self.iters_per_epoch)
+        self.check_warmup(cfg, self.iters_per_epoch)
         optimizer = self.build_optimizer(cfg, model)
         ddp = create_ddp_model(model, device, find_unused=getattr(model, "ddp_find_unused_parameters", False))
         transforms = build_batch_transforms(cfg, self.mode) if self.use_batch_transforms else []
@@ -295,8 +424,23 @@ class DefaultTrainer(SimpleTrainer):
         max_iter = int(s.MAX_ITER) if s.MAX_ITER > 0 else int(round(s.EPOCHS * ipe))
         warmup = int(s.WARMUP_ITERS) if s.WARMUP_ITERS > 0 else int(round(s.WARMUP_EPOCHS * ipe))
         if max_iter <= 0:
-            raise ValueError("SOLVER.EPOCHS / SOLVER.MAX_ITER give zero training iterations.")
+            raise ConfigValueError(
+                f"SOLVER.EPOCHS = {s.EPOCHS:g} / SOLVER.MAX_ITER = {s.MAX_ITER} give zero training iterations "
+                f"({ipe} iterations/epoch); expected SOLVER.MAX_ITER > 0 or more SOLVER.EPOCHS."
+            )
         return max_iter, min(warmup, max_iter)
+
+    @classmethod
+    def check_warmup(cls, cfg, ipe: int) -> None:
+        """Before step 1: a warm-up at least as long as the run (or phase) is an error unless
+        SOLVER.ALLOW_LONG_WARMUP; one covering half of it or more is warned about."""
+        from bridle.config.validate import warmup_problems
+
+        error, warning = warmup_problems(cfg, ipe)
+        if error:
+            raise ConfigValueError(f"Invalid config: {error}")
+        if warning:
+            logger.warning(warning)
 
     @classmethod
     def test(cls, cfg, model: nn.Module) -> Dict[str, float]:
@@ -307,7 +451,7 @@ class DefaultTrainer(SimpleTrainer):
     def eval_only(cls, cfg) -> Dict[str, float]:
         """Build the model, load MODEL.WEIGHTS (strictly reported) and run :meth:`test`."""
         if not cfg.MODEL.WEIGHTS:
-            raise ValueError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate).")
+            raise ConfigValueError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate); it is empty.")
         model = cls.build_model(cfg).to(resolve_device(cfg))
         cls.load_eval_weights(cfg, model)
         return cls.test(cfg, model)
@@ -397,7 +541,35 @@ class DefaultTrainer(SimpleTrainer):
             super().train(self.start_iter, self.max_iter)
         except FloatingPointError as e:
             raise FloatingPointError(f"{e} {self.nonfinite_advice()}") from None
+        except BadDataError as e:
+            raise BadDataError(f"{str(e).rstrip('.')}. {self.save_after_bad_data()}") from None
         return self.eval_hook.last_results if self.eval_hook is not None else {}
+
+    def save_after_bad_data(self) -> str:
+        """The run stopped on DATALOADER.MAX_BAD_FRACTION while fetching the batch of step
+        ``self.iter``: save the state after the last completed step (one process; with several
+        the ranks stop at different steps and cannot agree on a checkpoint) and say how to go on."""
+        fix = "Remove or repair the unreadable items (or raise DATALOADER.MAX_BAD_FRACTION)"
+        advice = f"{fix}, then continue with --resume."
+        done = self.iter  # steps 0 .. iter-1 completed
+        if done <= self.start_iter:
+            last = self.last_good_checkpoint()
+            if last:
+                return f"No step completed in this run; the last checkpoint is {last}. {advice}"
+            return f"No step completed and no checkpoint was written. {fix}, then run again."
+        ckpt = next((h for h in self._hooks if isinstance(h, hooks.PeriodicCheckpointer)), None)
+        if ckpt is None or comm.get_world_size() > 1:
+            last = self.last_good_checkpoint()
+            return (f"Stopped after {done} iterations; the last checkpoint is {last or 'none'}. {advice}")
+        self.iter = done - 1  # the state after the last completed step
+        try:
+            path = ckpt.save_now()
+        except (FloatingPointError, OSError) as e:
+            return f"Stopped after {done} iterations; no checkpoint could be written ({e}). {advice}"
+        finally:
+            self.iter = done
+        logger.info(f"Wrote {path} (the state after {done} iterations) before stopping on unreadable data.")
+        return f"Wrote {path} (the state after {done} iterations). {advice}"
 
     def last_good_checkpoint(self) -> Optional[str]:
         """The newest checkpoint written (never non-finite: see PeriodicCheckpointer)."""

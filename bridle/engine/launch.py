@@ -6,12 +6,18 @@ NCCL is used when the processes drive CUDA devices, gloo otherwise (CPU runs, te
 import datetime
 import logging
 import os
+import shutil
 import socket
+import tempfile
+import traceback
 from typing import Callable, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from bridle.config.config import ConfigValueError
+from bridle.errors import EXIT_USER_ERROR, UserError, debug_enabled, log_error_to_files, user_error_message
 
 logger = logging.getLogger(__name__)
 
@@ -70,30 +76,58 @@ def launch(
         return
     if dist_url == "auto":
         if num_machines != 1:
-            raise ValueError("--dist-url auto is only for one machine; give tcp://HOST:PORT of machine 0.")
+            raise ConfigValueError("--dist-url auto is only for one machine; give tcp://HOST:PORT of machine 0.")
         dist_url = f"tcp://127.0.0.1:{_free_port()}"
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
-        raise ValueError(
+        raise ConfigValueError(
             f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices."
         )
-    ctx = mp.start_processes(
-        _worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
-        daemon=False,
-        start_method="spawn",
-        join=False,
-    )
-    _forward_stop_signals(ctx)
+    error_dir = tempfile.mkdtemp(prefix="bridle-rank-errors-")
     try:
-        while not ctx.join():
-            pass
-    except mp.ProcessExitedException as e:
-        from .signals import EXIT_INTERRUPTED
+        ctx = mp.start_processes(
+            _worker,
+            nprocs=num_gpus_per_machine,
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout, error_dir),
+            daemon=False,
+            start_method="spawn",
+            join=False,
+        )
+        _forward_stop_signals(ctx)
+        try:
+            while not ctx.join():
+                pass
+        except (mp.ProcessExitedException, mp.ProcessRaisedException) as e:
+            from .signals import EXIT_INTERRUPTED
 
-        if e.exit_code == EXIT_INTERRUPTED:  # the ranks stopped on request, checkpoint written
-            raise SystemExit(EXIT_INTERRUPTED) from None
-        raise
+            message = _rank_user_error(error_dir)
+            if message is not None:  # a rank stopped on a user error: one line, not a traceback dump
+                raise RankUserError(message) from None
+            if getattr(e, "exit_code", None) == EXIT_INTERRUPTED:  # stopped on request, checkpoint written
+                raise SystemExit(EXIT_INTERRUPTED) from None
+            raise
+    finally:
+        shutil.rmtree(error_dir, ignore_errors=True)
+
+
+class RankUserError(UserError, RuntimeError):
+    """A spawned rank stopped on a user error (its one-line message, reported by the launcher)."""
+
+
+def _rank_user_error(error_dir: str):
+    """The message of the lowest rank that stopped on a user error, or None."""
+    try:
+        names = sorted(os.listdir(error_dir), key=lambda n: int(n[4:]) if n[4:].isdigit() else 1 << 30)
+    except OSError:
+        return None
+    for n in names:
+        try:
+            with open(os.path.join(error_dir, n), encoding="utf-8") as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
 
 
 def _forward_stop_signals(ctx) -> None:
@@ -124,7 +158,8 @@ def _set_device(local_rank: int) -> None:
         torch.cuda.set_device(local_rank)
 
 
-def _worker(local_rank, main_func, world_size, gpus_per_machine, machine_rank, dist_url, args, timeout):
+def _worker(local_rank, main_func, world_size, gpus_per_machine, machine_rank, dist_url, args, timeout,
+            error_dir=""):
     from .signals import die_with_parent
 
     die_with_parent()  # a rank never outlives its launcher (SIGTERM when the launcher dies)
@@ -139,6 +174,17 @@ def _worker(local_rank, main_func, world_size, gpus_per_machine, machine_rank, d
     _set_device(local_rank)
     try:
         main_func(*args)
+    except Exception as e:
+        msg = user_error_message(e)
+        if msg is None or not error_dir:
+            raise
+        # A user error: the launcher prints one line (the lowest failing rank's), exit code 2.
+        if debug_enabled():
+            traceback.print_exc()
+        log_error_to_files(f"[rank {rank}] {msg}" if rank else msg)
+        with open(os.path.join(error_dir, f"rank{rank}"), "w", encoding="utf-8") as f:
+            f.write(msg)
+        raise SystemExit(EXIT_USER_ERROR) from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Optional
 
+from bridle.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".bridle.lock"
@@ -25,7 +27,7 @@ STALE_AFTER_S = 10 * 60.0
 _held: dict = {}
 
 
-class OutputDirLocked(RuntimeError):
+class OutputDirLocked(UserError, RuntimeError):
     """OUTPUT_DIR is used by another run."""
 
 

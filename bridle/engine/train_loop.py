@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bridle.errors import UserError
 from bridle.utils import comm
 
 from .events import EventStorage
@@ -23,7 +24,7 @@ _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NONFINITE_POLICIES = ("stop", "skip")
 
 
-class BadDataError(RuntimeError):
+class BadDataError(UserError, RuntimeError):
     """Too many unreadable training items (DATALOADER.MAX_BAD_FRACTION exceeded)."""
 
 

@@ -29,7 +29,8 @@ import torch.nn as nn
 
 import bridle.evaluation  # noqa: F401  (registers the EVALUATOR entries)
 from bridle.checkpoint import load_checkpoint_file, load_encoder_weights, model_state_of
-from bridle.checkpoint.io import atomic_save
+from bridle.checkpoint.io import CheckpointError, atomic_save
+from bridle.config.config import ConfigValueError
 from bridle.data.build import build_dataset, build_test_loader
 from bridle.engine import hooks
 from bridle.engine.defaults import DefaultTrainer
@@ -59,14 +60,14 @@ def primary_metric(cfg) -> str:
         ev = EVALUATOR.get(name)(cfg)
         if getattr(ev, "primary_metric", ""):
             return ev.primary_metric
-    raise ValueError(f"None of TEST.EVALUATORS {list(cfg.TEST.EVALUATORS)} declares a primary metric.")
+    raise ConfigValueError(f"None of TEST.EVALUATORS {list(cfg.TEST.EVALUATORS)} declares a primary metric.")
 
 
 def check_num_classes(cfg, dataset, what: str) -> None:
     """MODEL.HEAD.NUM_CLASSES must equal the dataset's ``num_classes`` when it declares one."""
     n = getattr(dataset, "num_classes", None)
     if isinstance(n, int) and n > 0 and n != int(cfg.MODEL.HEAD.NUM_CLASSES):
-        raise ValueError(
+        raise ConfigValueError(
             f"MODEL.HEAD.NUM_CLASSES = {cfg.MODEL.HEAD.NUM_CLASSES} but {what} has num_classes = {n}: "
             f"expected MODEL.HEAD.NUM_CLASSES {n}."
         )
@@ -141,7 +142,7 @@ class FinetuneTrainer(DefaultTrainer):
         """TEST.EVALUATORS on DATASETS.TEST ("test") and DATASETS.VAL ("val"), each set one
         (``datasets``: already built ones by split)."""
         if not (cfg.DATASETS.TEST or cfg.DATASETS.VAL):
-            raise ValueError("Nothing to evaluate: set DATASETS.TEST and/or DATASETS.VAL.")
+            raise ConfigValueError("Nothing to evaluate: set DATASETS.TEST and/or DATASETS.VAL.")
         p = next(model.parameters())
         device = p.device
         amp = _AMP.get(cfg.SOLVER.PRECISION)
@@ -242,7 +243,7 @@ class FinetuneTrainer(DefaultTrainer):
         mismatched = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()
                       if k in state and state[k].shape != v.shape]
         if missing or mismatched:
-            raise RuntimeError(
+            raise CheckpointError(
                 f"MODEL.WEIGHTS '{path}' is not a checkpoint of this classifier: missing keys "
                 f"{missing[:8]}{' ...' if len(missing) > 8 else ''}; shape mismatches {mismatched[:4]}. "
                 "Evaluation needs a fine-tuned checkpoint (e.g. OUTPUT_DIR/model_final.pth of a "

@@ -22,9 +22,11 @@ from typing import Dict, List, Tuple
 import torch
 
 from bridle.checkpoint import extract_encoder_state, load_checkpoint_file, model_state_of
+from bridle.config.config import ConfigValueError
 from bridle.data.build import apply_device_transform, skip_none_collate
 from bridle.data.samplers import TrainingSampler
 from bridle.engine import DefaultTrainer, HookBase
+from bridle.engine.train_loop import BadDataError
 from bridle.modeling.bridle_model import BridleModel
 from bridle.registry import META_ARCH, TRAINER
 from bridle.utils import comm
@@ -66,10 +68,12 @@ class _InitCodebooks(HookBase):
             if item is not None:
                 items.append(item)
         if not items:
-            failed = getattr(ds, "failed_keys", [])[:10]
-            raise RuntimeError(
+            failed = list(dict.fromkeys(getattr(ds, "failed_keys", [])))[:10]
+            last = getattr(ds, "last_failure", None)
+            raise BadDataError(
                 f"Cannot initialise the tokenizer's codebooks: none of {tried} training items "
-                f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "") + "."
+                f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "")
+                + (f"; last error: {last[1]}" if last else "") + "."
             )
         batch = skip_none_collate(items)
         batch = {k: (v.to(t.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -116,7 +120,7 @@ class PretrainTrainer(DefaultTrainer):
             if model.tokenizer.cold_start:
                 return ["encoder."], carry_decoder + ["estimator."]
             if not has_trained_tokenizer(state):
-                raise ValueError(
+                raise ConfigValueError(
                     f"The encoder phase needs a trained tokenizer, but MODEL.WEIGHTS "
                     f"'{self.cfg.MODEL.WEIGHTS}' has none (cold-start or encoder-only checkpoint). "
                     "Run a 'tokenizer' phase first, or use 'encoder_cold'."
@@ -146,7 +150,7 @@ class PretrainTrainer(DefaultTrainer):
                           f"-> {tuple(own['decoder.head.weight'].shape)})")
         if mismatch:
             if prefix == "decoder.":
-                raise ValueError(
+                raise ConfigValueError(
                     f"MODEL.WEIGHTS '{path}': the decoder does not fit the {self.phase} phase model "
                     f"({len(mismatch)} tensors missing or of other shapes, e.g. {mismatch[:3]}). Use the "
                     "checkpoint's MODEL.DECODER settings, or set PRETRAIN.CARRY_DECODER False to start a fresh decoder."
@@ -180,7 +184,7 @@ class PretrainTrainer(DefaultTrainer):
         missing = [k for k in wanted if k not in take]
         bad_shape = [k for k in wanted if k in take and take[k].shape != own[k].shape]
         if missing or bad_shape:
-            raise ValueError(
+            raise ConfigValueError(
                 f"MODEL.WEIGHTS '{path}' does not fit the {self.phase} phase model: "
                 f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(bad_shape)} with other shapes "
                 f"(e.g. {[(k, tuple(take[k].shape), tuple(own[k].shape)) for k in bad_shape[:3]]}). "

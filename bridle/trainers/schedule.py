@@ -19,6 +19,7 @@ import os
 import torch
 
 from bridle.checkpoint.io import atomic_write_text
+from bridle.config.config import ConfigValueError
 from bridle.config.validate import validate_schedule
 from bridle.data.samplers import derive_seed
 from bridle.engine import signals
@@ -40,7 +41,7 @@ _SOLVER_KEYS = {"EPOCHS": "EPOCHS", "MAX_ITER": "MAX_ITER", "WARMUP_EPOCHS": "WA
 
 PHASE_DONE = "phase_done"
 # Keys a finished phase may have run with differently and still be reused on --resume.
-RESUME_IGNORED_KEYS = ("OUTPUT_DIR", "DATALOADER.NUM_WORKERS", "LOG_PERIOD")
+RESUME_IGNORED_KEYS = ("OUTPUT_DIR", "DATALOADER.NUM_WORKERS", "LOG_PERIOD", "SOLVER.ALLOW_LONG_WARMUP")
 
 
 def _flat(node, prefix=""):
@@ -126,7 +127,7 @@ def phase_config(cfg, k: int, name: str, init_weights: str):
     """The config of phase ``k`` (``name``): the run's config with the phase's solver settings
     and OPTS applied, its own OUTPUT_DIR and the weights it starts from."""
     if name not in PHASE_TRAINERS:
-        raise ValueError(
+        raise ConfigValueError(
             f"PRETRAIN.SCHEDULE entry '{name}' is not a phase; expected one of {sorted(PHASE_TRAINERS)}."
         )
     trainer, cold = PHASE_TRAINERS[name]
@@ -171,7 +172,7 @@ class ScheduleRunner:
         self.cfg = cfg
         self.schedule = list(cfg.PRETRAIN.SCHEDULE)
         if not self.schedule:
-            raise ValueError("PRETRAIN.SCHEDULE is empty: nothing to run.")
+            raise ConfigValueError("PRETRAIN.SCHEDULE is empty: nothing to run.")
         # Validate every phase (names, order, merged configs) before spending compute.
         validate_schedule(cfg, phase_config, list(PHASE_TRAINERS))
         self.resume = False
@@ -181,9 +182,37 @@ class ScheduleRunner:
 
     @classmethod
     def eval_only(cls, cfg):
-        raise ValueError("TRAINER.NAME 'schedule' is pretraining; --eval-only applies to finetune/linear_probe.")
+        raise ConfigValueError("TRAINER.NAME 'schedule' is pretraining; --eval-only applies to finetune/linear_probe.")
+
+    def check_warmups(self) -> None:
+        """Before the first phase: the warm-up of every phase still to run against its length.
+        validate_schedule compared those given in one unit; a phase that gives one in epochs and
+        the other in iterations needs the iterations per epoch, i.e. its training set's size
+        (built here, once per distinct DATASETS config)."""
+        from bridle.config.validate import invalid_config, warmup_needs_iters_per_epoch, warmup_problems
+        from bridle.data.build import iters_per_epoch
+
+        weights, sizes, errors = self.cfg.MODEL.WEIGHTS, {}, []
+        for k, name in enumerate(self.schedule):
+            pcfg = phase_config(self.cfg, k, name, weights)
+            weights = os.path.join(pcfg.OUTPUT_DIR, "model_final.pth")
+            finished = os.path.isfile(os.path.join(pcfg.OUTPUT_DIR, PHASE_DONE)) and os.path.isfile(weights)
+            if (self.resume and finished) or not warmup_needs_iters_per_epoch(pcfg):
+                continue
+            epoch_len = int(pcfg.DATALOADER.SAMPLES_PER_EPOCH)
+            if not epoch_len:
+                key = pcfg.DATASETS.dump()
+                if key not in sizes:
+                    sizes[key] = len(TRAINER.get(pcfg.TRAINER.NAME).build_train_dataset(pcfg))
+                epoch_len = sizes[key]
+            error, _ = warmup_problems(pcfg, iters_per_epoch(pcfg, epoch_len))
+            if error:
+                errors.append(error)
+        if errors:
+            raise invalid_config(errors)
 
     def train(self) -> dict:
+        self.check_warmups()
         weights = self.cfg.MODEL.WEIGHTS
         for k, name in enumerate(self.schedule):
             pcfg = phase_config(self.cfg, k, name, weights)
@@ -193,10 +222,11 @@ class ScheduleRunner:
                 changes = config_changes(os.path.join(pcfg.OUTPUT_DIR, "config.yaml"), pcfg, name)
                 if changes:
                     shown = "; ".join(changes[:8]) + (f"; ... ({len(changes)} keys)" if len(changes) > 8 else "")
-                    raise ValueError(
+                    raise ConfigValueError(
                         f"--resume: phase {k + 1}/{len(self.schedule)} ({name}) in {pcfg.OUTPUT_DIR} finished with "
                         f"another config than this run's ({shown}). Reusing it would mix two experiments: "
-                        "use a new OUTPUT_DIR, or move that phase directory (and the later ones) away."
+                        "use a new OUTPUT_DIR, start afresh with --overwrite, or move that phase directory (and the "
+                        "later ones) away."
                     )
                 logger.info(f"Phase {k + 1}/{len(self.schedule)} ({name}) already finished: {final}")
                 weights = final

@@ -71,6 +71,34 @@ def test_bad_fraction_limit_and_run_wide_count(toy_plugin, tmp_path, caplog):
     assert any(f"skipped: {t.data_bad}" in m for m in console), console[-2:]
 
 
+def test_bad_data_stop_writes_a_checkpoint_and_says_how_to_resume(toy_plugin, tmp_path):
+    """The budget is exceeded while fetching the last step's batch (1 item in 8 unreadable, checked
+    once 64 items were read): the state after the 7 completed steps is saved first, the message
+    names it and --resume; with a looser budget the run then ends normally."""
+    import re
+
+    from bridle.checkpoint import load_checkpoint_file
+    from bridle.registry import TRAINER
+
+    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "DATASETS.TOY.CORRUPT_EVERY": 8,
+             "SOLVER.MAX_ITER": 8, "SOLVER.CHECKPOINT_PERIOD": 0}
+    out = str(tmp_path / "run")
+    t = _trainer("encoder", make_cfg(out, **extra))
+    with pytest.raises(BadDataError, match=r"8 of 64 training items .*12.5% > DATALOADER.MAX_BAD_FRACTION 0.01.* "
+                                           r"Wrote \S+ \(the state after 7 iterations\)\. .*--resume") as e:
+        t.train()
+    path = re.search(r"Wrote (\S+) \(the state after 7 iterations\)", str(e.value)).group(1)
+    assert os.path.dirname(path) == out and os.path.isfile(path)
+    assert not os.path.exists(os.path.join(out, "model_final.pth"))
+    saved = load_checkpoint_file(path)
+    assert saved.get("iteration") in (6, 7)  # the state after 7 steps (either checkpoint numbering)
+    t2 = TRAINER.get("encoder")(make_cfg(out, **{**extra, "DATALOADER.MAX_BAD_FRACTION": 0.2}))
+    t2.resume_or_load(resume=True)
+    assert t2.start_iter == 7
+    t2.train()
+    assert os.path.isfile(os.path.join(out, "model_final.pth"))
+
+
 class _Files(RobustItemsMixin, torch.utils.data.Dataset):
     def __init__(self, paths):
         self.paths = paths

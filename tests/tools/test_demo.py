@@ -68,8 +68,9 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
         [sys.executable, os.path.join(REPO, "tools", "demo_image.py"), "--output-dir", out,
          "--labelled-per-class", "2", "--pretrain-opts", *tiny, "PRETRAIN.PHASES.ENCODER_COLD.MAX_ITER", "4",
          "PRETRAIN.PHASES.TOKENIZER.MAX_ITER", "4", "PRETRAIN.PHASES.ENCODER.MAX_ITER", "4",
+         "SOLVER.WARMUP_ITERS", "1",  # the configs' 20 would not fit in 4 iterations (refused)
          "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False",
-         "--downstream-opts", *tiny, "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "2",
+         "--downstream-opts", *tiny, "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "1", "TEST.EVAL_PERIOD", "2",
          "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"],
         check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "report.json")) as f:
@@ -100,7 +101,7 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
          os.path.join(REPO, "configs", "image", "demo_linprobe.yaml"), "OUTPUT_DIR", again,
          "MODEL.WEIGHTS", os.path.join(out, report["encoders"]["bridle"]),
          "DATASETS.IMAGE.ROOT", os.path.join(out, "data", "labelled"), *tiny, "SOLVER.MAX_ITER", "4",
-         "TEST.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"],
+         "SOLVER.WARMUP_ITERS", "1", "TEST.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"],
         check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(os.path.join(again, "final_results.json")) as f:
         rerun = demo_lib.selected(json.load(f))

@@ -148,8 +148,10 @@ class AudioClipDataset(ClipPipeline, RobustItemsMixin, Dataset):
         weights: Optional[np.ndarray] = None,
         name: str = "audio",
         normalize_input: bool = True,
+        source: str = "",
     ) -> None:
         check_mode(mode, f"Dataset '{name}'")
+        self.source = str(source)  # e.g. "manifest 'train.json'": named with the entry of an unreadable clip
         if len(paths) == 0:
             raise ValueError(f"Dataset '{name}' has no clips.")
         self.name = name
@@ -216,7 +218,15 @@ class AudioClipDataset(ClipPipeline, RobustItemsMixin, Dataset):
     # ------------------------------------------------------------------ items
     def __getitem__(self, index: int) -> Optional[Dict[str, torch.Tensor]]:
         index = int(index)
-        return self.load_or_none(self.path(index), self._item, index)
+        return self.load_or_none(self.path(index), self._located_item, index)
+
+    def _located_item(self, index: int) -> Dict[str, torch.Tensor]:
+        try:
+            return self._item(index)
+        except AudioDecodeError as e:
+            if not self.source:
+                raise
+            raise AudioDecodeError(f"{str(e).rstrip('.')} ({self.source}, entry {index}).") from e
 
     def _item(self, index: int) -> Dict[str, torch.Tensor]:
         mix = self.mixup_prob > 0 and float(torch.rand(())) < self.mixup_prob and len(self) > 1

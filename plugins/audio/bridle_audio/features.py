@@ -52,11 +52,20 @@ class FbankParams:
         return f"{self.sample_rate}-{self.num_mel_bins}-{self.frame_length_ms}-{self.frame_shift_ms}"
 
 
+def _raise_if_missing(path, exc: BaseException) -> None:
+    """libsndfile reports a missing file as "System error.": say what it is."""
+    import os
+
+    if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
+        raise AudioDecodeError(f"Audio file '{os.fspath(path)}' does not exist.") from exc
+
+
 def clip_info(path: str) -> Tuple[int, int]:
     """(sample rate, number of frames) of a clip without decoding it."""
     try:
         info = sf.info(path)
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / OSError
+        _raise_if_missing(path, e)
         raise AudioDecodeError(f"Cannot read audio file '{path}': {e}") from e
     return int(info.samplerate), int(info.frames)
 
@@ -123,6 +132,7 @@ def load_waveform(
     try:
         data, sr = sf.read(path, start=start, frames=num_frames, dtype="float32", always_2d=True)
     except Exception as e:
+        _raise_if_missing(path, e)
         raise AudioDecodeError(f"Cannot decode audio file '{path}': {type(e).__name__}: {e}") from e
     if data.shape[0] == 0:
         raise AudioDecodeError(f"Audio file '{path}' contains no samples.")

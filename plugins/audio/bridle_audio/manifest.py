@@ -9,20 +9,26 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
+from bridle.errors import MissingFileError, UserError
+
 DEFAULT_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 ESC50_NUM_CLASSES = 50
 ESC50_NUM_FOLDS = 5
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """Malformed metadata; the message names the file and what was expected."""
 
 
-def read_manifest(path: str) -> List[Dict[str, str]]:
+def read_manifest(path: str, key: str = "") -> List[Dict[str, str]]:
     """Entries ``{"wav": path, "labels": "id1,id2"}`` of an AudioMAE manifest, which is either
-    ``{"data": [...]}`` or a bare list. ``labels`` may be missing (unlabeled clips)."""
+    ``{"data": [...]}`` or a bare list. ``labels`` may be missing (unlabeled clips). ``key``: the
+    config key that named the file, for the error message."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Manifest '{path}' does not exist.")
+        raise MissingFileError(
+            f"{key + ' ' if key else 'Manifest '}'{path}' does not exist (expected an AudioMAE JSON manifest "
+            "{\"data\": [{\"wav\": ..., \"labels\": ...}]}; tools/prepare_audio.py writes them)."
+        )
     try:
         with open(path, "r", encoding="utf-8") as f:
             obj = json.load(f)
@@ -61,7 +67,8 @@ def split_labels(labels: str) -> List[str]:
 def read_label_csv(path: str) -> Tuple[List[str], List[str]]:
     """(mids, display names) ordered by class index, from ``index,mid,display_name``."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Label CSV '{path}' does not exist (DATASETS.AUDIO.LABEL_CSV).")
+        raise MissingFileError(f"DATASETS.AUDIO.LABEL_CSV '{path}' does not exist (expected the class-label CSV "
+                               "index,mid,display_name).")
     with open(path, "r", encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     if not rows or [c.strip() for c in rows[0][:3]] != ["index", "mid", "display_name"]:
@@ -107,7 +114,7 @@ def read_esc50_meta(root: str) -> List[Dict[str, object]]:
     """Rows of ``<root>/meta/esc50.csv`` as dicts with filename, fold, target, category."""
     path = os.path.join(root, "meta", "esc50.csv")
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"ESC-50 metadata '{path}' does not exist; DATASETS.AUDIO.ESC50_ROOT must be the "
             "folder holding meta/esc50.csv and audio/."
         )
@@ -152,7 +159,7 @@ def list_audio_files(root: str, extensions: Sequence[str] = DEFAULT_EXTENSIONS) 
     """Every file under ``root`` (recursively, following links) whose lower-cased extension
     is in ``extensions``, sorted for a stable order."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"Audio folder '{root}' does not exist or is not a directory.")
+        raise MissingFileError(f"Audio folder '{root}' does not exist or is not a directory.")
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     out = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -164,7 +171,8 @@ def list_audio_files(root: str, extensions: Sequence[str] = DEFAULT_EXTENSIONS) 
 def read_weights(path: str, expected: int) -> np.ndarray:
     """Per-clip sampling weights (one number per line, AST ``*_weight.csv``)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weight file '{path}' does not exist (DATASETS.AUDIO.TRAIN_WEIGHTS).")
+        raise MissingFileError(f"DATASETS.AUDIO.TRAIN_WEIGHTS '{path}' does not exist (expected one weight per clip "
+                               "of the train manifest).")
     w = np.atleast_1d(np.loadtxt(path, delimiter=",", dtype=np.float64))
     if w.ndim != 1 or len(w) != expected:
         raise ManifestError(

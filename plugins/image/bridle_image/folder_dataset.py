@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from bridle.data.robust import RobustItemsMixin, check_mode
+from bridle.errors import MissingFileError
 from bridle.registry import DATASET
 
 from .transforms import build_image_transform
@@ -57,7 +58,7 @@ def build_image_folder(cfg, split: str, mode: str) -> ImageFolderDataset:
         found = None
         if os.path.isdir(root):
             found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"DATASET 'image_folder', split '{split}': directory '{path}' does not exist "
             f"(DATASETS.IMAGE.ROOT = '{root}'"
             + (", DATASETS.IMAGE.TEST_SPLIT_DIR" if split == "test" else "")

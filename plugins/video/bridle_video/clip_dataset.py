@@ -22,6 +22,8 @@ the probabilities of a sample's views over (bridle/evaluation/classification.py)
 
 A file that decord cannot open or decode gives ``None`` (counted in ``num_failed``, warned once).
 """
+import errno
+import os
 from typing import List, Optional, Sequence
 
 import decord
@@ -102,8 +104,14 @@ class ClipDataset(RobustItemsMixin, Dataset):
             self._last_clip = (path, segment, frames)
         return frames
 
+    #: Where the paths come from, e.g. "video CSV 'train.csv'": named with the entry of a missing file.
+    source: str = ""
+
     def _decode(self, path: str, segment: int) -> torch.Tensor:
         """uint8 [T, H, W, 3] frames of one clip."""
+        if not os.path.exists(path):  # decord's own message does not say so
+            where = f" ({self.source}, entry {self.paths.index(path)})" if self.source else ""
+            raise FileNotFoundError(errno.ENOENT, f"Video file '{path}' does not exist{where}.")
         reader = decord.VideoReader(path, num_threads=self.decode_threads, ctx=decord.cpu(0))
         length = len(reader)
         if length == 0:

@@ -4,6 +4,7 @@
 import os
 from typing import List, Tuple
 
+from bridle.errors import MissingFileError
 from bridle.registry import DATASET
 
 from .clip_dataset import ClipDataset, build_clip_dataset
@@ -11,10 +12,12 @@ from .clip_dataset import ClipDataset, build_clip_dataset
 _CSV_KEYS = {"train": "TRAIN_CSV", "val": "VAL_CSV", "test": "TEST_CSV"}
 
 
-def read_video_csv(csv_path: str, root: str = "") -> Tuple[List[str], List[int]]:
-    """(paths, labels) of a ``path label`` CSV; a non-integer label on line 1 is a header."""
+def read_video_csv(csv_path: str, root: str = "", key: str = "") -> Tuple[List[str], List[int]]:
+    """(paths, labels) of a ``path label`` CSV; a non-integer label on line 1 is a header.
+    ``key``: the config key that named the file, for the error message."""
     if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"Video CSV '{csv_path}' does not exist.")
+        raise MissingFileError(f"{key + ' ' if key else 'Video CSV '}'{csv_path}' does not exist (expected a CSV of "
+                               "'path label' lines).")
     root = root or os.path.dirname(os.path.abspath(csv_path))
     paths, labels = [], []
     with open(csv_path, encoding="utf-8") as f:
@@ -52,11 +55,13 @@ def build_kinetics_csv(cfg, split: str, mode: str) -> ClipDataset:
     csv_path = cfg.DATASETS.VIDEO[key]
     if not csv_path:
         raise ValueError(f"DATASET 'kinetics_csv', split '{split}': set DATASETS.VIDEO.{key}.")
-    paths, labels = read_video_csv(csv_path, cfg.DATASETS.VIDEO.ROOT)
+    paths, labels = read_video_csv(csv_path, cfg.DATASETS.VIDEO.ROOT, key=f"DATASETS.VIDEO.{key}")
     num_classes = int(cfg.MODEL.HEAD.NUM_CLASSES)
     if mode != "pretrain" and not all(0 <= y < num_classes for y in labels):
         raise ValueError(
             f"Video CSV '{csv_path}' (DATASETS.VIDEO.{key}) has labels outside "
             f"[0, {num_classes}) (MODEL.HEAD.NUM_CLASSES): min {min(labels)}, max {max(labels)}."
         )
-    return build_clip_dataset(cfg, split, mode, paths, labels, "kinetics_csv", num_classes)
+    ds = build_clip_dataset(cfg, split, mode, paths, labels, "kinetics_csv", num_classes)
+    ds.source = f"video CSV '{csv_path}'"
+    return ds

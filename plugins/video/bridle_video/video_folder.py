@@ -3,6 +3,7 @@
 import os
 from typing import List, Sequence
 
+from bridle.errors import MissingFileError
 from bridle.registry import DATASET
 
 from .clip_dataset import ClipDataset, build_clip_dataset
@@ -21,7 +22,7 @@ def find_videos(root: str, extensions: Sequence[str]) -> List[str]:
 def build_video_folder(cfg, split: str, mode: str) -> ClipDataset:
     d = cfg.DATASETS.VIDEO
     if not d.FOLDER_ROOT or not os.path.isdir(d.FOLDER_ROOT):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"DATASET 'video_folder': DATASETS.VIDEO.FOLDER_ROOT '{d.FOLDER_ROOT}' is not a directory."
         )
     paths = find_videos(d.FOLDER_ROOT, d.FOLDER_EXTENSIONS)
