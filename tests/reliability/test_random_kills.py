@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -35,11 +36,11 @@ from toy_plugin import toy_opts
 #   process only), "SIGTERM_LAUNCHER" (the launcher, which forwards it to every rank).
 # KILL_EVENTS = file: every dead-code restart is appended as {"phase", "iter", "restarted"}.
 _RUNNER = r'''
-import io, json, os, signal, sys
+import io, json, os, signal, sys, time
 sys.path.insert(0, os.path.join(os.environ["BRIDLE_REPO"], "tools"))
 import torch
 import train_net
-from bridle.engine import HookBase
+from bridle.engine import HookBase, signals
 from bridle.engine.defaults import DefaultTrainer
 from bridle.modeling.quantizers.base import CodebookQuantizer
 from bridle.utils import comm
@@ -54,8 +55,10 @@ def fire(how):
         os.killpg(os.getpgrp(), signal.SIGKILL)
     elif how == "SIGTERM":
         os.kill(os.getpid(), signal.SIGTERM)
-    else:
+    else:  # the launcher forwards it to every rank: this step ends only once it is here too
         os.kill(os.getppid(), signal.SIGTERM)
+        while not signals.stop_requested():
+            time.sleep(0.01)
 
 
 class Probe(HookBase):
@@ -157,7 +160,21 @@ def _run(env, runner, opts, resume=False, kill=None, events="", gpus=1, timeout=
         os.killpg(p.pid, signal.SIGKILL)
         out, _ = p.communicate()
         pytest.fail(f"hung (kill {kill}):\n{out[-3000:]}")
+    # Killed ranks are orphans, reaped by init: wait until none is left (the next run would find
+    # the output-dir lock of a zombie rank 0 held).
+    deadline = time.monotonic() + 60
+    while _group_alive(p.pid):
+        assert time.monotonic() < deadline, f"processes of group {p.pid} outlived the run (kill {kill})"
+        time.sleep(0.05)
     return p.returncode, out
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _diffs(a, b, prefix=""):
