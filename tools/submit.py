@@ -17,8 +17,12 @@ limit (submitit's ``--signal=USR2@...``); SIGTERM / SIGINT / SIGUSR1 work too. T
 *requests* a stop (:func:`bridle.engine.signals.request_stop`): every rank finishes the current
 step, the trainer writes a checkpoint and raises ``TrainingInterrupted``. Only then does rank 0
 hand over to submitit, which calls :meth:`TrainJob.checkpoint` (the same job with ``--resume``),
-stores it and requeues the job, so the requeue never races the checkpoint write. The requeued
-job resumes from the last checkpoint in OUTPUT_DIR -- a schedule in the phase it was in.
+stores it and requeues the job, so the requeue never races the checkpoint write. Rank 0 requeues
+when *any* rank got the signal (the ranks agree on it after the stop: the signal need not reach
+every rank before they agree to stop). The handler is installed before the task imports torch,
+so a signal during start-up is not lost (the run stops at its first step boundary, or before
+the first phase of a schedule). The requeued job resumes from the last checkpoint in OUTPUT_DIR
+-- a schedule in the phase it was in.
 A stop caused by SIGTERM alone (``scancel``, or a preemption that Slurm requeues itself) also
 stores the ``--resume`` submission but does not requeue. After ``--max-requeue`` time-outs
 submitit stops requeuing.
@@ -77,27 +81,40 @@ class TrainJob:
     # ------------------------------------------------------------------ the task
     def __call__(self):
         submitit = _import_submitit()
+        env = submitit.JobEnvironment()
+        # The requeue signal's handler goes in first, before the slow imports below (torch, the
+        # trainers: seconds). Until then submitit's own handler holds the signal, and it would
+        # requeue from rank 0 at once while every other rank ignores the signal and trains on
+        # (locally: waits for the gone rank 0 until the process group's time-out).
+        usr_sig = env._usr_sig()
+        previous = signal.getsignal(usr_sig)
+        self._submitit_handler = getattr(previous, "__self__", None)  # submitit's SignalHandler
+        self._requeue_signal = None
+        signal.signal(usr_sig, self._on_requeue_signal)
+        try:
+            return self._run(env)
+        finally:
+            signal.signal(usr_sig, previous)
+
+    def _run(self, env) -> str:
         for p in (TOOLS_DIR, REPO_DIR):
             if p not in sys.path:
                 sys.path.insert(0, p)
         from bridle.engine.launch import export_dist_env, launch
         from bridle.engine import signals
 
-        env = submitit.JobEnvironment()
-        master = env.hostnames[0] if env.cluster == "slurm" else "127.0.0.1"
         export_dist_env(
             rank=env.global_rank, world_size=env.num_tasks, local_rank=env.local_rank,
             local_world_size=max(1, env.num_tasks // max(1, env.num_nodes)),
-            master_addr=master, master_port=int(os.environ.get("BRIDLE_MASTER_PORT", _master_port(env.job_id))),
+            master_addr=env.hostnames[0] if env.cluster == "slurm" else "127.0.0.1",
+            master_port=int(os.environ.get("BRIDLE_MASTER_PORT", _master_port(env.job_id))),
         )
         # Signals: SIGTERM/SIGINT/SIGUSR1 request a graceful stop (bridle.engine.signals); the
         # submitit time-out signal does the same and, once the checkpoint is written, requeues.
         signals.clear_stop_request()
         signals.install_stop_handlers()
-        usr_sig = env._usr_sig()
-        previous = signal.getsignal(usr_sig)
-        self._submitit_handler = getattr(previous, "__self__", None)  # submitit's SignalHandler
-        signal.signal(usr_sig, self._on_requeue_signal)
+        if self._requeue_signal is not None:  # it came during the imports: not forgotten
+            signals.request_stop(self._requeue_reason(self._requeue_signal))
 
         restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         resume = self.resume or restarted
@@ -124,28 +141,52 @@ class TrainJob:
                 raise
             self._after_interrupt(env, signals.stop_requested() or "stop requested")
             raise
-        finally:
-            signal.signal(usr_sig, previous)
         return "done"
 
-    def _on_requeue_signal(self, signum, frame) -> None:
-        from bridle.engine import signals
+    @staticmethod
+    def _requeue_reason(signum) -> str:
+        return f"received {signal.Signals(signum).name} (cluster time limit or preemption)"
 
+    def _on_requeue_signal(self, signum, frame) -> None:
         self._requeue_signal = signum
-        signals.request_stop(f"received {signal.Signals(signum).name} (cluster time limit or preemption)")
+        signals = sys.modules.get("bridle.engine.signals")  # never import in a signal handler
+        if signals is not None:
+            signals.request_stop(self._requeue_reason(signum))
+
+    def _requeue_agreed(self) -> bool:
+        """Whether any rank received the requeue signal. Every rank calls this once the trainer
+        stopped: the ranks agreed on the stop (at the same iteration), but the signal may have
+        reached only some of them by then (Slurm signals every node on its own; a rank may have
+        stopped on another rank's request), and rank 0 alone decides to requeue."""
+        mine = self._requeue_signal is not None
+        try:
+            import torch
+            import torch.distributed as dist
+        except ImportError:  # pragma: no cover
+            return mine
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return mine
+        cuda = dist.get_backend() == "nccl"
+        flag = torch.tensor([int(mine)], dtype=torch.int32,
+                            device=torch.device("cuda", torch.cuda.current_device()) if cuda else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(int(flag.item()))
 
     def _after_interrupt(self, env, reason: str) -> None:
-        """The trainer stopped and wrote its checkpoint: requeue (time-out / preemption signal)
-        or just store the ``--resume`` submission (SIGTERM/SIGINT)."""
+        """The trainer stopped and wrote its checkpoint: requeue (time-out / preemption signal
+        on any rank) or just store the ``--resume`` submission (SIGTERM/SIGINT)."""
         print(f"bridle.submit: training stopped ({reason}); checkpoint written", flush=True)
+        requeue = self._requeue_agreed() or self._requeue_signal is not None  # (or it came just now)
+        if requeue and self._requeue_signal is None:
+            self._requeue_signal = env._usr_sig()
         handler = self._submitit_handler
         if env.global_rank != 0:
-            if self._requeue_signal is not None and env.cluster == "slurm":
+            if requeue and env.cluster == "slurm":
                 time.sleep(300)  # rank 0 requeues the job, which ends this task
             raise SystemExit(75)
         if handler is None:
             return  # not under a submitit job with signal handling (debug executor)
-        if self._requeue_signal is not None:
+        if requeue:
             handler.checkpoint_and_try_requeue(self._requeue_signal)  # dumps checkpoint(), requeues, exits
             return
         # Stopped by SIGTERM/SIGINT: keep the resumable submission (Slurm may requeue a preempted
