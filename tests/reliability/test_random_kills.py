@@ -202,7 +202,8 @@ def _compare_finals(ref, out, phases):
         a = load_checkpoint_file(os.path.join(ref, phase, "model_final.pth"))
         b = load_checkpoint_file(os.path.join(out, phase, "model_final.pth"))
         assert a["iteration"] == b["iteration"]
-        assert a["trainer"]["rank_states"] == b["trainer"]["rank_states"]  # every rank's data position and bad-item counts
+        # Every rank's data position and bad-item counts.
+        assert a["trainer"]["rank_states"] == b["trainer"]["rank_states"]
         dm, do = _diffs(a["model"], b["model"]), _diffs(a["optimizer"], b["optimizer"])
         dc = {k: v for k, v in dm.items() if k.startswith("tokenizer.quantizer.")}
         worst[phase] = (max(dm.values()), max(do.values()), max(dc.values()))
