@@ -162,6 +162,7 @@ class SimpleTrainer(TrainerBase):
         self.empty_batches = 0
         # Every rank's rank_state(), gathered at checkpoint time (each rank reads its own data).
         self.rank_states: Optional[list] = None
+        self._rank_state_before_step: Optional[dict] = None
 
     # -- data
     def _next_batch(self) -> dict:
@@ -222,6 +223,9 @@ class SimpleTrainer(TrainerBase):
     # -- step
     def run_step(self) -> None:
         assert self.model.training, "SimpleTrainer: the model was switched to eval mode"
+        # Until this step completes, rank_state() is the state before it: a checkpoint written
+        # when the step fails (too many unreadable items) holds the last completed step's.
+        self._rank_state_before_step = self._rank_counters()
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         sums: Dict[str, torch.Tensor] = {}
@@ -260,12 +264,14 @@ class SimpleTrainer(TrainerBase):
             self.optimizer.step()
         else:
             self.optimizer.zero_grad(set_to_none=True)
+            self._rank_state_before_step = None
             return  # skipped step: its (non-finite) losses are not recorded
         total_loss = sum(v for k, v in sums.items() if k.startswith("loss"))
         self.storage.put_scalar("total_loss", total_loss, is_loss=True)
         for k, v in sums.items():
             self.storage.put_scalar(k, v, is_loss=k.startswith("loss"))
         self.storage.put_scalar("data_time", data_time)
+        self._rank_state_before_step = None
 
     def _finite_step(self, sums: Dict[str, torch.Tensor]) -> bool:
         """Policy bookkeeping before the optimizer step: True to apply the step.
@@ -315,6 +321,11 @@ class SimpleTrainer(TrainerBase):
         """This process's data bookkeeping: where its loader stands beyond the iteration count,
         and its run-wide unreadable-item counts (DATALOADER.MAX_BAD_FRACTION). Every rank has
         its own; the checkpoint holds them all (``rank_states``)."""
+        if self._rank_state_before_step is not None:
+            return dict(self._rank_state_before_step)
+        return self._rank_counters()
+
+    def _rank_counters(self) -> dict:
         return {"empty_batches": self.empty_batches, "data_seen": self.data_seen, "data_bad": self.data_bad,
                 "bad_items": list(self.bad_items)}
 

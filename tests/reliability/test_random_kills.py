@@ -341,3 +341,32 @@ def test_resume_after_batches_without_readable_items(toy_plugin, tmp_path):
     assert (res.data_seen, res.data_bad, res.empty_batches) == (full.data_seen, full.data_bad, full.empty_batches)
     assert max(_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
     assert max(_diffs(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]).values()) == 0.0
+
+
+def test_bad_data_stop_checkpoint_then_resume_is_exact(toy_plugin, tmp_path):
+    """A run stopped by DATALOADER.MAX_BAD_FRACTION while drawing a step's batches saves the
+    state after the last completed step (its data position and counts too); resumed with a
+    higher limit it ends as the run that never stopped."""
+    from bridle.engine.train_loop import BadDataError
+    from bridle.trainers.pretrain import EncoderPhaseTrainer
+
+    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 40,
+             "SOLVER.CHECKPOINT_PERIOD": 1, "SOLVER.MAX_TO_KEEP": 0, "DATASETS.TOY.CORRUPT_EVERY": 2,
+             "SOLVER.BATCH_SIZE_PER_GPU": 2, "DATALOADER.MAX_BAD_FRACTION": 0.9}
+    full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
+    full.resume_or_load(resume=False)
+    full.train()
+    strict = {**extra, "DATALOADER.MAX_BAD_FRACTION": 0.45, "SOLVER.CHECKPOINT_PERIOD": 100}
+    part = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **strict))
+    part.resume_or_load(resume=False)
+    with pytest.raises(BadDataError):
+        part.train()
+    stopped = load_checkpoint_file(part.last_good_checkpoint())
+    same = load_checkpoint_file(os.path.join(str(tmp_path / "a"), os.path.basename(part.last_good_checkpoint())))
+    assert 0 < stopped["iteration"] < 40
+    assert stopped["trainer"]["rank_states"] == same["trainer"]["rank_states"]
+    res = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
+    res.resume_or_load(resume=True)
+    res.train()
+    assert (res.data_seen, res.data_bad, res.empty_batches) == (full.data_seen, full.data_bad, full.empty_batches)
+    assert max(_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
