@@ -94,7 +94,7 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(toy_plugin, tmp_path)
         ["0_encoder_cold", "step", 3],  # mid-phase, one step after a checkpoint
         ["0_encoder_cold", "write", "model_final"],  # inside the phase's final write
         ["1_tokenizer", "step", 1],  # before the phase's first checkpoint
-        ["1_tokenizer", "write", "model_0000003"],  # inside a periodic write
+        ["1_tokenizer", "write", "model_0000004"],  # inside a periodic write (4 iterations done)
     ]
     for i, kill in enumerate(kills):
         r = _run(toy_plugin, out, resume=i > 0, kill=kill)

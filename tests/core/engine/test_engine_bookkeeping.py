@@ -44,7 +44,8 @@ def test_lr_is_logged_as_its_current_value(toy_plugin, tmp_path):
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
     cfg = _cfg(str(tmp_path / "lr"), **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True,
-                                         "SOLVER.MAX_ITER": 8, "SOLVER.WARMUP_ITERS": 8, "LOG_PERIOD": 4})
+                                         "SOLVER.MAX_ITER": 8, "SOLVER.WARMUP_ITERS": 8, "LOG_PERIOD": 4,
+                                         "SOLVER.ALLOW_LONG_WARMUP": True})
     t = EncoderPhaseTrainer(cfg)
     t.resume_or_load(resume=False)
     t.train()
