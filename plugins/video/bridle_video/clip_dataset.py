@@ -22,7 +22,6 @@ the probabilities of a sample's views over (bridle/evaluation/classification.py)
 
 A file that decord cannot open or decode gives ``None`` (counted in ``num_failed``, warned once).
 """
-import errno
 import os
 from typing import List, Optional, Sequence
 
@@ -32,6 +31,7 @@ from decord._ffi.base import DECORDError
 from torch.utils.data import Dataset
 
 from bridle.data.robust import RobustItemsMixin, check_mode
+from bridle.errors import MissingFileError
 
 from .sampling import clip_frame_indices, clip_span, random_clip_start, segment_clip_starts
 from .transforms import ClipTransform, clip_input_size
@@ -109,9 +109,9 @@ class ClipDataset(RobustItemsMixin, Dataset):
 
     def _decode(self, path: str, segment: int) -> torch.Tensor:
         """uint8 [T, H, W, 3] frames of one clip."""
-        if not os.path.exists(path):  # decord's own message does not say so
+        if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):  # decord's message does not say so
             where = f" ({self.source}, entry {self.paths.index(path)})" if self.source else ""
-            raise FileNotFoundError(errno.ENOENT, f"Video file '{path}' does not exist{where}.")
+            raise MissingFileError(f"Video file '{path}' does not exist{where}.")
         reader = decord.VideoReader(path, num_threads=self.decode_threads, ctx=decord.cpu(0))
         length = len(reader)
         if length == 0:

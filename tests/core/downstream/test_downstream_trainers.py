@@ -56,7 +56,8 @@ def test_layer_decay_sets_expected_lr_per_block(make_cfg):
 
 def test_finetune_loads_every_encoder_key_and_refuses_bad_weights(make_cfg, exported, tmp_path):
     dst, enc, src = exported
-    cfg = make_cfg("MODEL.WEIGHTS", str(dst), "SOLVER.MAX_ITER", 2, "DATASETS.TEST", "", sub="ft")
+    cfg = make_cfg("MODEL.WEIGHTS", str(dst), "SOLVER.MAX_ITER", 2, "SOLVER.WARMUP_ITERS", 1, "DATASETS.TEST", "",
+                   sub="ft")
     trainer = FinetuneTrainer(cfg)
     trainer.resume_or_load(resume=False)
     model = trainer.model_without_ddp
