@@ -524,8 +524,9 @@ class DefaultTrainer(SimpleTrainer):
             )
         if path is not None:
             self.start_iter = self.iter + 1
-            logger.info(f"Resumed from {path} at iteration {self.start_iter} (iterations done; "
-                        f"continuing with {self.start_iter + 1} of {self.max_iter})")
+            nxt = (f"continuing with {self.start_iter + 1} of {self.max_iter}" if self.start_iter < self.max_iter
+                   else f"all {self.max_iter} done")
+            logger.info(f"Resumed from {path} at iteration {self.start_iter} (iterations done; {nxt})")
         else:
             if self.cfg.MODEL.WEIGHTS:
                 self.load_initial_weights(self.cfg.MODEL.WEIGHTS)

@@ -50,7 +50,7 @@ def test_scaffold_trains_exports_finetunes_and_passes_its_tests(tmp_path):
     run_tool("train_net.py", ["--config-file", f"{root}/configs/pretrain_tiny.yaml", "OUTPUT_DIR", out,
                               "SOLVER.MAX_ITER", 2, *common], env)
     for phase in ("0_encoder_cold", "1_tokenizer", "2_encoder"):
-        assert load_checkpoint_file(str(out / phase / "model_final.pth"))["iteration"] == 1, phase
+        assert load_checkpoint_file(str(out / phase / "model_final.pth"))["iteration"] == 2, phase  # iterations done
     enc = tmp_path / "encoder.pth"
     meta = json.loads(run_tool("export_encoder.py", [out / "2_encoder" / "model_final.pth", enc], env).strip().splitlines()[-1])
     assert meta["grid_size"] == [16] and meta["depth"] == 2
