@@ -152,7 +152,10 @@ class BridleModel(nn.Module):
         if kind == "auto":
             ctx = contextlib.nullcontext()
         else:
-            ctx = torch.autocast(x.device.type, dtype=_TEACHER_DTYPES[kind], enabled=kind != "fp32")
+            # cache_enabled=False: inside the joint phase's fp16 step, autocast's weight cache
+            # holds fp16 copies of the (trained) encoder's weights; a bf16 teacher must not reuse them.
+            ctx = torch.autocast(x.device.type, dtype=_TEACHER_DTYPES[kind], enabled=kind != "fp32",
+                                 cache_enabled=False)
         with torch.no_grad(), ctx:
             if not self.teacher_layer:
                 return self.encoder(x)[:, 1:].float()

@@ -252,3 +252,15 @@ def test_teacher_layer_reconstructs_that_blocks_normalised_output():
 def test_teacher_layer_out_of_range_is_a_clear_error(layer):
     with pytest.raises(ValueError, match="PRETRAIN.TEACHER_LAYER"):
         make("tokenizer", **{"PRETRAIN.TEACHER_LAYER": layer})
+
+
+def test_joint_phase_under_fp16_autocast_with_a_bf16_teacher():
+    """The joint phase trains the encoder under the step's fp16 autocast and runs the same encoder
+    as the bf16 teacher: the teacher must not reuse autocast's cached fp16 weight copies."""
+    m = make("joint", **{"PRETRAIN.TEACHER_PRECISION": "bf16", "PRETRAIN.JOINT_TOKENIZER_PERIOD": 1})
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = m(batch())
+    loss = sum(v for k, v in out.items() if k.startswith("loss"))
+    assert "loss_cos" in out and torch.isfinite(loss)
+    loss.backward()
+    assert m.encoder.blocks[0].attn.qkv.weight.grad is not None
