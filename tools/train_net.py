@@ -18,6 +18,7 @@ import os
 import sys
 
 from bridle.config import get_cfg
+from bridle.config import load_config as load_cfg
 from bridle.config.validate import validate_config
 from bridle.engine import default_argument_parser, default_setup, launch
 from bridle.engine import signals
@@ -29,14 +30,7 @@ logger = logging.getLogger("bridle")
 
 
 def load_config(args):
-    if args.config_file and not os.path.isfile(args.config_file):
-        raise missing_file("--config-file", args.config_file)
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    cfg.freeze()
-    return cfg
+    return load_cfg(args.config_file, args.opts)
 
 
 def check_files(cfg, args) -> None:

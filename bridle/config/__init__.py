@@ -20,4 +20,24 @@ def get_cfg(load_plugins: bool = True) -> CfgNode:
     return cfg
 
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg"]
+def load_config(config_file: str = "", opts=(), freeze: bool = True, cfg: CfgNode = None,
+                file_key: str = "--config-file") -> CfgNode:
+    """The one way every tool builds a run's config: defaults (core + plugins, or ``cfg``), then
+    ``config_file`` (with its ``_BASE_`` chain), then ``KEY VALUE`` ``opts``; frozen unless told.
+    A missing file is a user error naming ``file_key``."""
+    import os
+
+    if config_file and not os.path.isfile(config_file):
+        from bridle.errors import missing_file
+
+        raise missing_file(file_key, config_file)
+    cfg = get_cfg() if cfg is None else cfg
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts or []))
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
