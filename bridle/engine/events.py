@@ -37,10 +37,6 @@ class EventStorage:
         if is_loss:
             self._loss_keys.add(name)
 
-    def put_scalars(self, is_loss: bool = False, **kwargs: Number) -> None:
-        for k, v in kwargs.items():
-            self.put_scalar(k, v, is_loss=is_loss)
-
     def flush(self) -> Dict[str, float]:
         """Window averages of every scalar since the last flush (one host transfer).
         Raises FloatingPointError when a loss was non-finite in the window."""

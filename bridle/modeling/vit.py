@@ -117,9 +117,6 @@ class VisionTransformer(nn.Module):
             grad_checkpoint=bool(getattr(node, "GRAD_CHECKPOINT", False)),
         )
 
-    def no_weight_decay(self):
-        return {"cls_token", "pos_embed"}
-
     def layer_id(self, name: str) -> int:
         """Layer index for layer-wise lr decay: embeddings 0, block i -> i + 1, the rest depth + 1."""
         if name.startswith(("cls_token", "pos_embed", "patch_embed")):

@@ -3,7 +3,6 @@
 Every collective here checks ``torch.distributed.is_initialized()`` first, so code
 that calls them runs unchanged without torch.distributed.
 """
-import functools
 from typing import Any, List
 
 import torch
@@ -20,12 +19,6 @@ def get_world_size() -> int:
 
 def get_rank() -> int:
     return dist.get_rank() if is_dist() else 0
-
-
-def get_local_rank() -> int:
-    import os
-
-    return int(os.environ.get("LOCAL_RANK", get_rank())) if is_dist() else 0
 
 
 def is_main_process() -> bool:
@@ -77,12 +70,3 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     dist.broadcast_object_list(box, src=src)
     return box[0]
 
-
-def main_process_only(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if is_main_process():
-            return fn(*args, **kwargs)
-        return None
-
-    return wrapper

@@ -195,15 +195,3 @@ def normalize(fbank: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """AudioMAE/AST normalisation ``(x - mean) / (2 * std)``."""
     return (fbank - mean) / (2.0 * std)
 
-
-def clip_to_input(
-    path: str,
-    params: FbankParams,
-    target_length: int,
-    mean: Optional[float],
-    std: Optional[float],
-) -> torch.Tensor:
-    """Evaluation-time model input ``[target_length, mel]`` of one file (crop from the start);
-    ``mean=None`` skips the normalisation (for computing dataset statistics)."""
-    fb = fit_length(compute_fbank(load_waveform(path, params.sample_rate), params), target_length)
-    return fb if mean is None else normalize(fb, mean, std)
