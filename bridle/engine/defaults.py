@@ -381,12 +381,12 @@ class DefaultTrainer(SimpleTrainer):
             clip_grad=cfg.SOLVER.CLIP_GRAD,
             batch_transforms=transforms,
             device=device,
+            nonfinite=str(cfg.SOLVER.NONFINITE),
+            nonfinite_budget=int(cfg.SOLVER.NONFINITE_BUDGET),
+            max_bad_fraction=float(cfg.DATALOADER.MAX_BAD_FRACTION),
         )
         self.model_without_ddp = model
         self.ddp_model = ddp if isinstance(ddp, DistributedDataParallel) else None
-        self.nonfinite = str(cfg.SOLVER.NONFINITE)
-        self.nonfinite_budget = int(cfg.SOLVER.NONFINITE_BUDGET)
-        self.max_bad_fraction = float(cfg.DATALOADER.MAX_BAD_FRACTION)
         self.max_iter = max_iter
         self.lr_schedule = WarmupCosineSchedule(cfg.SOLVER.BASE_LR, max_iter, warmup, cfg.SOLVER.MIN_LR)
         self.rng_states: Optional[list] = None
