@@ -1,4 +1,4 @@
-"""README's "Writing a plugin" example, run verbatim: the files between its plugin-example
+"""docs/plugins.md's "Writing a plugin" example, run verbatim: the files between its plugin-example
 markers are written to a temp dir, the package is installed by its own setup.py, listed by
 ``train_net.py --list`` and trained (a short schedule) with its own config on a manifest."""
 import os
@@ -10,7 +10,7 @@ from plugins_api_util import REPO, install_package, readme_example_files, run_to
 
 
 def _files():
-    return readme_example_files(open(os.path.join(REPO, "README.md")).read())
+    return readme_example_files(open(os.path.join(REPO, "docs", "plugins.md")).read())
 
 
 def test_readme_example_is_complete():
