@@ -1,7 +1,8 @@
 """Core defaults. Every key is declared here once, with a one-line comment.
 
 Modality plugins add their own keys (under ``INPUT.<MODALITY>`` / ``DATASETS.<MODALITY>``)
-through ``add_config(cfg)``. Defaults follow the paper's ViT-B recipes (SPEC §2-§5).
+through ``add_config(cfg)``. Defaults follow the ViT-B recipes of the BRIDLE paper (arXiv
+2502.02118) and of the authors' scripts (github.com/HoangNguyenM/bridle, submit_*.sh).
 """
 from .config import CfgNode as CN
 

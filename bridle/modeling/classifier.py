@@ -1,4 +1,4 @@
-"""Downstream classifier: pretrained encoder + global mean pool + head (SPEC §5).
+"""Downstream classifier: pretrained encoder + global mean pool + head (facebookresearch/mae models_vit.py).
 
     tokens = encoder(x, final_norm=False)  # [B, 1 + N, D], the blocks' output WITHOUT the final norm
     feat   = fc_norm(mean(tokens[:, 1:]))  # mean over patch tokens, the cls token is not used

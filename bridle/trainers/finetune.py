@@ -1,4 +1,4 @@
-"""Downstream trainers: TRAINER "finetune" and "linear_probe" (SPEC §5).
+"""Downstream trainers: TRAINER "finetune" and "linear_probe", the two evaluations of arXiv 2502.02118.
 
 Both train an :class:`~bridle.modeling.classifier.EncoderClassifier` initialised from
 MODEL.WEIGHTS (an exported encoder, a full pretraining checkpoint or a classifier checkpoint;

@@ -156,7 +156,7 @@ def test_warmup_not_shorter_than_the_run(toy_plugin, tmp_path):
 
 
 def test_phase_warmup_in_epochs_longer_than_the_phase(toy_plugin, tmp_path):
-    """The issue's case: a short MAX_ITER and a phase's WARMUP_EPOCHS (8 iterations/epoch here);
+    """A short MAX_ITER and a phase's WARMUP_EPOCHS (8 iterations/epoch here);
     phase 2 is refused before phase 1 starts."""
     out = tmp_path / "s"
     r = run(toy_opts(str(out), **{"PRETRAIN.PHASES.TOKENIZER.WARMUP_EPOCHS": 1.0}), toy_plugin)

@@ -1,6 +1,7 @@
 """Waveform decoding and log-mel features.
 
-The feature recipe is fixed by the checkpoints we must stay compatible with (SPEC §4): 16 kHz mono,
+The feature recipe is fixed by the checkpoints we must stay compatible with (the authors'
+dataset.py, AudiosetDataset._wav2fbank, github.com/HoangNguyenM/bridle): 16 kHz mono,
 waveform mean removed, kaldi fbank (hanning, htk_compat, no dither, no energy), zero padding in
 the log-mel domain *before* normalisation, crop from the first frame in evaluation, and
 ``(x - mean) / (2 * std)``.

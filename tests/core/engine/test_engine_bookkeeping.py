@@ -1,4 +1,4 @@
-"""Engine bookkeeping (issue 12 item 7, issue 10): retention counts checkpoints written before a
+"""Engine bookkeeping: retention counts checkpoints written before a
 resume, schedules are logged as their current value, evaluation datasets are built once."""
 import json
 import os

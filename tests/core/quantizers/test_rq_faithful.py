@@ -1,4 +1,4 @@
-"""The default RQ (LOOKUP "unit") against the equations of SPEC §3, on small inputs.
+"""The default RQ (LOOKUP "unit") against its equations, written out below, on small inputs.
 
 Reference, written here from the equations: with r_1 = z (raw),
     level l:  ĉ_l = argmin_k || r_l / ||r_l|| - w_lk ||   over unit codes w_lk
@@ -20,7 +20,7 @@ def unit(x):
 
 
 def reference_chain(z, codebooks):
-    """codes [M, L], level inputs [r_1..r_L], level vectors [q_1..q_L] by the SPEC equations."""
+    """codes [M, L], level inputs [r_1..r_L], level vectors [q_1..q_L] by those equations."""
     r = z.clone()
     codes, inputs, vectors = [], [], []
     for w in codebooks:

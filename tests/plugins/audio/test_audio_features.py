@@ -1,4 +1,5 @@
-"""Decoding, resampling and fbank: the SPEC §4 recipe, checked against torchaudio's kaldi."""
+"""Decoding, resampling and fbank: the authors' recipe (dataset.py of github.com/HoangNguyenM/bridle),
+checked against torchaudio's kaldi."""
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,7 +21,7 @@ MEAN, STD = -4.4446096, 3.3216383
 
 
 def reference_fbank(wav):
-    """SPEC §4 written out against torchaudio directly."""
+    """The recipe written out against torchaudio directly."""
     return kaldi.fbank(
         wav - wav.mean(), htk_compat=True, sample_frequency=16000, use_energy=False,
         window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10, frame_length=25,
