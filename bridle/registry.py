@@ -30,6 +30,7 @@ __all__ = [
     "SAMPLER",
     "EVALUATOR",
     "SAMPLE_DECODER",
+    "SHARD_SOURCE",
 ]
 
 
@@ -176,6 +177,15 @@ SAMPLE_DECODER = Registry(
     "shard index's 'meta' dict. A plugin's own decode + transform of its shard format.",
     core_modules=("bridle.data.shards",),
 )
+SHARD_SOURCE = Registry(
+    "SHARD_SOURCE",
+    "cls() -> source of tools/make_shards.py (bridle.data.shards.ShardSource): .flag (its option, "
+    "e.g. '--image-folder', one per run), add_arguments(parser) for its own options; then either "
+    "jobs(args) -> (jobs [(index, path, label dict)], meta, SAMPLE_DECODER name) with "
+    "encoder(args) -> picklable fn(job) -> {ext: bytes} (raising for an unreadable file), or "
+    "write(args) -> index.json path for a source that writes its shards itself.",
+    core_modules=("bridle.data.shards",),
+)
 TRANSFORM = Registry(
     "TRANSFORM",
     "fn(cfg, mode) -> callable(batch dict) -> batch dict. Names listed in INPUT.BATCH_TRANSFORMS "
@@ -208,6 +218,7 @@ ALL_REGISTRIES = {
         SAMPLER,
         EVALUATOR,
         SAMPLE_DECODER,
+        SHARD_SOURCE,
     ]
 }
 

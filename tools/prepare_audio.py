@@ -110,12 +110,12 @@ class Preparer:
 
     def write_shards(self, name: str, entries: List[Dict[str, str]], mids: Optional[List[str]]) -> None:
         """``--shards DIR``: the split's clips as WebDataset shards in ``DIR/<name>/`` (FLAC)."""
-        import make_shards  # tools/make_shards.py (this script's directory is on sys.path)
+        from bridle.data.shards import write_jobs
+        from bridle_audio.shards import audio_entry_jobs, encode_audio_job
 
-        jobs, meta = make_shards.audio_entry_jobs(entries, self.out, mids, os.path.join(self.out, f"{name}.json"),
-                                                  strict=False)
-        make_shards.write_jobs(jobs, make_shards._Encode("audio"), os.path.join(self.shards, name), "audio", meta,
-                               self.shard_size, 1 << 30, self.workers)
+        jobs, meta = audio_entry_jobs(entries, self.out, mids, os.path.join(self.out, f"{name}.json"), strict=False)
+        write_jobs(jobs, encode_audio_job, os.path.join(self.shards, name), "audio", meta,
+                   self.shard_size, 1 << 30, self.workers)
 
     def finish(self, num_written: int, extra: str = "") -> None:
         failed_txt = os.path.join(self.out, "failed.txt")

@@ -5,54 +5,22 @@ every item is loaded with python / numpy / torch seeded from (SEED, rank, positi
 in this rank's stream) (:class:`SeededItems`), so random augmentations do not depend on the
 loader workers, their RNG streams or where a run was resumed. The loader's own generator is
 seeded too, so creating its iterator never draws from the global RNG."""
+import contextlib
 import logging
-import random
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 from bridle.registry import DATASET, SAMPLER, TRANSFORM
 from bridle.utils import comm
+from bridle.utils.seed import derive_seed, seeded
 
-from .samplers import InferenceSampler, derive_seed
+from .batch import apply_device_transform, device_transform_of  # noqa: F401  (importable from here as before)
+from .items import BadItem, skip_none_collate  # noqa: F401  (importable from here as before)
+from .samplers import InferenceSampler
 
 logger = logging.getLogger(__name__)
-
-
-class BadItem:
-    """Stands for an unreadable item in a batch: its dataset index and a description (the
-    file name and error when the dataset records them, see RobustItemsMixin)."""
-
-    __slots__ = ("index", "desc")
-
-    def __init__(self, index: Any, desc: str) -> None:
-        self.index, self.desc = index, desc
-
-    def __getstate__(self):
-        return (self.index, self.desc)
-
-    def __setstate__(self, state):
-        self.index, self.desc = state
-
-
-def skip_none_collate(items: List[Optional[dict]]) -> dict:
-    """Collate item dicts, dropping ``None`` / :class:`BadItem` (unreadable) items;
-    ``num_skipped`` counts them and ``bad_items`` names those that are known. An item that is a
-    list of item dicts (several samples from one read, e.g. repeated sampling) adds each."""
-    items = [x for it in items for x in (it if isinstance(it, list) else [it])]
-    good = [it for it in items if it is not None and not isinstance(it, BadItem)]
-    skipped = len(items) - len(good)
-    bad = [it.desc for it in items if isinstance(it, BadItem)]
-    if not good:
-        out = {"num_skipped": torch.tensor(skipped), "empty": True}
-    else:
-        out = default_collate(good)
-        out["num_skipped"] = torch.tensor(skipped)
-    if bad:
-        out["bad_items"] = bad
-    return out
 
 
 class SeededItems(Dataset):
@@ -70,24 +38,13 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key):
         pos, idx = key if isinstance(key, tuple) else (None, key)
-        main = get_worker_info() is None
-        saved = None
-        if pos is not None:
-            if main:
-                saved = (random.getstate(), np.random.get_state(), torch.random.default_generator.get_state())
-            s = derive_seed(self.seed, pos)
-            random.seed(s)
-            np.random.seed(s % (2**32))
-            torch.random.default_generator.manual_seed(s)
-        if hasattr(self.dataset, "last_failure"):
-            self.dataset.last_failure = None
-        try:
+        # In the main process the training step owns the global RNG states: put them back.
+        ctx = seeded(derive_seed(self.seed, pos), restore=get_worker_info() is None) if pos is not None \
+            else contextlib.nullcontext()
+        with ctx:
+            if hasattr(self.dataset, "last_failure"):
+                self.dataset.last_failure = None
             item = self.dataset[idx]
-        finally:
-            if saved is not None:
-                random.setstate(saved[0])
-                np.random.set_state(saved[1])
-                torch.random.default_generator.set_state(saved[2])
         if item is None:
             failure = getattr(self.dataset, "last_failure", None)
             return BadItem(idx, f"{failure[0]} ({failure[1]})" if failure else f"index {idx} of {type(self.dataset).__name__}")
@@ -144,8 +101,6 @@ def build_train_loader(cfg, dataset, start_iter: int = 0) -> DataLoader:
     per_step = int(cfg.SOLVER.BATCH_SIZE_PER_GPU)
     consumed = start_iter * per_step * int(cfg.SOLVER.ACCUM_STEPS)
     if isinstance(dataset, IterableDataset):  # streaming ("shards"): orders, splits, seeds, resumes itself
-        from .shards import build_stream_loader
-
         return build_stream_loader(cfg, dataset, consumed, per_step, _loader_kwargs(cfg))
     sampler = SAMPLER.get(cfg.DATALOADER.SAMPLER_TRAIN)(cfg, dataset, consumed)
     seed, rank = max(int(cfg.SEED), 0), comm.get_rank()
@@ -157,10 +112,31 @@ def build_train_loader(cfg, dataset, start_iter: int = 0) -> DataLoader:
     )
 
 
+def build_stream_loader(cfg, dataset: IterableDataset, consumed: int, batch_size: int,
+                        loader_kwargs: dict, train: bool = True) -> DataLoader:
+    """DataLoader of a streaming dataset: no sampler (the dataset orders, splits and resumes
+    itself); ``consumed`` samples of this rank are skipped."""
+    if train and hasattr(dataset, "set_start"):
+        dataset.set_start(consumed, batch_size)
+    if hasattr(dataset, "name_bad_items"):
+        dataset.name_bad_items = True
+    if train and cfg.DATALOADER.SAMPLER_TRAIN not in ("TrainingSampler", ""):
+        raise ValueError(
+            f"DATALOADER.SAMPLER_TRAIN '{cfg.DATALOADER.SAMPLER_TRAIN}' needs a map-style dataset; the "
+            f"streaming dataset {type(dataset).__name__} shuffles itself (DATASETS.SHARDS.SHUFFLE_BUFFER): "
+            "set DATALOADER.SAMPLER_TRAIN TrainingSampler."
+        )
+    kw = dict(loader_kwargs)
+    kw.pop("sampler", None)
+    # Own generator: creating the loader's iterator must not draw from the global RNG (the
+    # training step's), or a resumed run would diverge from an uninterrupted one.
+    kw.setdefault("generator", torch.Generator().manual_seed(derive_seed(max(int(cfg.SEED), 0), "stream-loader",
+                                                                         comm.get_rank(), consumed)))
+    return DataLoader(dataset, batch_size=batch_size, drop_last=train, **kw)
+
+
 def build_test_loader(cfg, dataset, batch_size: Optional[int] = None) -> DataLoader:
     if isinstance(dataset, IterableDataset):  # streaming: each rank/worker reads its own shards
-        from .shards import build_stream_loader
-
         return build_stream_loader(cfg, dataset, 0, batch_size or int(cfg.TEST.BATCH_SIZE_PER_GPU),
                                    _loader_kwargs(cfg), train=False)
     return DataLoader(
@@ -170,21 +146,6 @@ def build_test_loader(cfg, dataset, batch_size: Optional[int] = None) -> DataLoa
         drop_last=False,
         **_loader_kwargs(cfg),
     )
-
-
-def device_transform_of(dataset) -> Optional[Callable[[dict], dict]]:
-    """The dataset's ``device_transform(batch) -> batch``, if it declares one: what turns its
-    collated batches into model inputs on the device (e.g. waveforms -> features). The core
-    applies it to every batch of that dataset in every mode (training, evaluation, tools),
-    after the move to the device and before INPUT.BATCH_TRANSFORMS."""
-    fn = getattr(dataset, "device_transform", None)
-    return fn if callable(fn) else None
-
-
-def apply_device_transform(dataset, batch: dict) -> dict:
-    """``batch`` through :func:`device_transform_of` ``(dataset)`` (unchanged when none)."""
-    fn = device_transform_of(dataset)
-    return fn(batch) if fn is not None else batch
 
 
 def build_batch_transforms(cfg, mode: str) -> List[Callable[[dict], dict]]:

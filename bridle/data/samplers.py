@@ -1,5 +1,4 @@
 """Samplers: sharded across ranks, deterministic from the seed, resumable mid-epoch."""
-import hashlib
 import itertools
 import math
 from typing import Iterator, Optional
@@ -9,13 +8,7 @@ from torch.utils.data import Sampler
 
 from bridle.registry import SAMPLER
 from bridle.utils import comm
-
-
-def derive_seed(seed: int, *keys) -> int:
-    """A seed in [0, 2**31) derived from ``seed`` and ``keys`` (phase, iteration, rank, ...):
-    independent streams for every (seed, keys), identical in every process and every run."""
-    text = repr((int(seed),) + tuple(keys)).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") % (2**31)
+from bridle.utils.seed import derive_seed  # noqa: F401  (its home; importable from here as before)
 
 
 class TrainingSampler(Sampler):

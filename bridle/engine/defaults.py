@@ -4,13 +4,10 @@ import argparse
 import errno
 import logging
 import os
-import random
 import re
-import time
 import weakref
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 from fvcore.common.checkpoint import Checkpointer
@@ -18,10 +15,10 @@ from iopath.common.file_io import PathManager
 from torch.nn.parallel import DistributedDataParallel
 
 from bridle.checkpoint.io import CheckpointError, atomic_save, atomic_write_text, load_checkpoint_file
+from bridle.data.batch import device_transform_of
 from bridle.data.build import (
     build_batch_transforms,
     build_dataset,
-    device_transform_of,
     build_test_loader,
     build_train_loader,
     iters_per_epoch,
@@ -31,6 +28,7 @@ from bridle.errors import OutputDirError
 from bridle.solver import WarmupCosineSchedule, build_optimizer
 from bridle.utils import comm
 from bridle.utils.logger import setup_logger
+from bridle.utils.seed import seed_everything, seed_from_clock, set_rng_state
 
 from . import hooks
 from .events import ConsoleWriter, JSONWriter, TensorboardWriter
@@ -90,12 +88,12 @@ def resolve_device(cfg) -> torch.device:
 
 
 def seed_all(seed: int) -> int:
+    """Seed every global generator with ``seed`` (one from the clock when < 0) plus this
+    process's rank; returns the seed used."""
     if seed < 0:
-        seed = int(time.time() * 1000) % (2**31)
+        seed = seed_from_clock()
     seed += comm.get_rank()
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    seed_everything(seed)
     return seed
 
 
@@ -363,9 +361,6 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = self.build_optimizer(cfg, model)
         ddp = create_ddp_model(model, device, find_unused=getattr(model, "ddp_find_unused_parameters", False))
         transforms = build_batch_transforms(cfg, self.mode) if self.use_batch_transforms else []
-        dataset_transform = device_transform_of(self.train_dataset)  # e.g. waveform -> features
-        if dataset_transform is not None:
-            transforms = [dataset_transform] + transforms
         if cfg.INPUT.BATCH_TRANSFORMS and not self.use_batch_transforms:
             logger.warning(
                 f"INPUT.BATCH_TRANSFORMS {list(cfg.INPUT.BATCH_TRANSFORMS)} are NOT applied by {type(self).__name__}: "
@@ -381,6 +376,9 @@ class DefaultTrainer(SimpleTrainer):
             clip_grad=cfg.SOLVER.CLIP_GRAD,
             batch_transforms=transforms,
             device=device,
+            # the dataset's own batch transform on the device (e.g. features computed there),
+            # applied before the batch transforms (bridle.data.prepare_batch)
+            dataset_transform=device_transform_of(self.train_dataset),
             nonfinite=str(cfg.SOLVER.NONFINITE),
             nonfinite_budget=int(cfg.SOLVER.NONFINITE_BUDGET),
             max_bad_fraction=float(cfg.DATALOADER.MAX_BAD_FRACTION),
@@ -507,7 +505,7 @@ class DefaultTrainer(SimpleTrainer):
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         rngs = state.get("rng_states")
         if rngs and comm.get_rank() < len(rngs):
-            hooks.set_rng_state(rngs[comm.get_rank()])
+            set_rng_state(rngs[comm.get_rank()])
 
     def load_initial_weights(self, path: str) -> None:
         """Initialise from MODEL.WEIGHTS when not resuming; subclasses map foreign layouts."""

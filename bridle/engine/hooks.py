@@ -2,17 +2,16 @@
 writers, progress bar, periodic evaluation, stop requests."""
 import logging
 import os
-import random
 import re
 import time
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from bridle.data.samplers import derive_seed
 from bridle.utils import comm
+# set_rng_state has its home in bridle.utils.seed with rng_state; importable from here as before
+from bridle.utils.seed import derive_seed, rng_state, seed_everything, set_rng_state  # noqa: F401
 
 from . import signals
 from .train_loop import HookBase
@@ -29,10 +28,7 @@ class StepSeeder(HookBase):
         self.seed = int(seed)
 
     def before_step(self) -> None:
-        s = derive_seed(self.seed, "step", self.trainer.iter, comm.get_rank())
-        random.seed(s)
-        np.random.seed(s % (2**32))
-        torch.manual_seed(s)
+        seed_everything(derive_seed(self.seed, "step", self.trainer.iter, comm.get_rank()))
 
 
 class IterationTimer(HookBase):
@@ -55,28 +51,6 @@ class LRScheduler(HookBase):
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         self.trainer.storage.put_scalar("lr", lr, latest=True)  # the current value, not a window mean
-
-
-def rng_state() -> dict:
-    """Every RNG's state as plain types and tensors (loadable with ``weights_only=True``)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 _PERIODIC = re.compile(r"^model_(\d{7})\.pth$")

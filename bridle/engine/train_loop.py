@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bridle.errors import UserError
+# BadDataError has its home next to the accounting that raises it; importable from here as before
+from bridle.data.batch import BadDataError, BadItemAccounting, prepare_batch, to_device  # noqa: F401
 from bridle.utils import comm
 
 from .events import EventStorage
@@ -22,10 +23,6 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NONFINITE_POLICIES = ("stop", "skip")
-
-
-class BadDataError(UserError, RuntimeError):
-    """Too many unreadable training items (DATALOADER.MAX_BAD_FRACTION exceeded)."""
 
 
 class HookBase:
@@ -109,6 +106,12 @@ class TrainerBase:
         self.iter = done - 1 if state.get("numbering") == "done" else done
 
 
+def _accounting_field(name: str, cast: Callable):
+    """A trainer attribute that reads and writes ``trainer.data_accounting.<name>``."""
+    return property(lambda self: getattr(self.data_accounting, name),
+                    lambda self, value: setattr(self.data_accounting, name, cast(value)))
+
+
 class SimpleTrainer(TrainerBase):
     """One optimisation step: ``accum_steps`` micro-batches under autocast (fp32 / bf16 / fp16
     with a GradScaler), optional batch transforms, gradient clipping. No host sync."""
@@ -126,6 +129,7 @@ class SimpleTrainer(TrainerBase):
         nonfinite: str = "stop",
         nonfinite_budget: int = 0,
         max_bad_fraction: float = 0.01,
+        dataset_transform: Optional[Callable[[dict], dict]] = None,
     ) -> None:
         super().__init__()
         if precision not in _DTYPES:
@@ -139,6 +143,9 @@ class SimpleTrainer(TrainerBase):
         self.precision = precision
         self.accum_steps = max(1, int(accum_steps))
         self.clip_grad = float(clip_grad)
+        # A batch reaches the model through bridle.data.prepare_batch: to the device, the
+        # dataset's device_transform, then these.
+        self.dataset_transform = dataset_transform
         self.batch_transforms = batch_transforms or []
         self.device = device or next(model.parameters()).device
         self.amp_dtype = _DTYPES[precision]
@@ -150,16 +157,9 @@ class SimpleTrainer(TrainerBase):
         self.nonfinite_budget = int(nonfinite_budget)
         self.nonfinite_skipped = 0
         self._nonfinite_count: Optional[torch.Tensor] = None
-        # Unreadable items: counted run-wide, each logged once with its name.
-        self.max_bad_fraction = float(max_bad_fraction)
-        self.data_seen = 0
-        self.data_bad = 0
-        self.bad_items: List[str] = []
-        self._bad_logged: set = set()
-        self.min_items_for_bad_check = 1000
-        # Loader batches without a readable item, drawn on top of one per micro-step: a loader
-        # rebuilt on resume starts at (iterations x micro-steps) and must pass over them too.
-        self.empty_batches = 0
+        # Unreadable items and empty batches: the data side's accounting (bridle.data.batch),
+        # owned here because its counters are part of this trainer's checkpoint.
+        self.data_accounting = BadItemAccounting(max_bad_fraction)
         # Every rank's rank_state(), gathered at checkpoint time (each rank reads its own data).
         self.rank_states: Optional[list] = None
         self._rank_state_before_step: Optional[dict] = None
@@ -167,53 +167,23 @@ class SimpleTrainer(TrainerBase):
     # -- data
     def _next_batch(self) -> dict:
         if self._data_iter is None:
-            self._data_iter = iter(self.data_loader)
-            for _ in range(self.empty_batches):  # drawn (and counted) before the checkpoint
-                next(self._data_iter)
-        while True:
-            batch = next(self._data_iter)
-            skipped = batch.get("num_skipped")
-            if skipped is not None:
-                self.storage.put_scalar("data/skipped", skipped)
-                self._count_bad(batch, int(skipped))
-            if not batch.get("empty", False):
-                return batch
-            self.empty_batches += 1
+            self._data_iter = self.data_accounting.open(self.data_loader)
+        return self.data_accounting.next_batch(self._data_iter, self._dataset_size, self.storage.put_scalar)
 
-    def _count_bad(self, batch: dict, skipped: int) -> None:
-        """Run-wide accounting of unreadable items (``num_skipped`` is a host tensor: no sync)."""
-        n_good = 0
-        for v in batch.values():
-            if isinstance(v, torch.Tensor) and v.dim() > 0:
-                n_good = int(v.shape[0])
-                break
-        self.data_seen += n_good + skipped
-        if not skipped:
-            return
-        self.data_bad += skipped
-        for desc in batch.get("bad_items", []) or []:
-            if desc not in self._bad_logged:
-                if len(self._bad_logged) < 100_000:
-                    self._bad_logged.add(desc)
-                if len(self.bad_items) < 20:
-                    self.bad_items.append(desc)
-                logger.warning(f"Skipping unreadable training item {desc}")
-        limit = self.max_bad_fraction
-        size = len(getattr(self.data_loader, "dataset", ())) if hasattr(self.data_loader, "dataset") else 0
-        min_items = min(self.min_items_for_bad_check, size) if size else self.min_items_for_bad_check
-        if self.data_seen >= max(1, min_items) and self.data_bad > limit * self.data_seen:
-            first = "; ".join(self.bad_items[:10]) or "(the dataset did not name them)"
-            what = "Every training item" if self.data_bad == self.data_seen else f"{self.data_bad} of {self.data_seen} training items"
-            raise BadDataError(
-                f"{what} read so far could not be loaded ({self.data_bad / self.data_seen:.1%} > "
-                f"DATALOADER.MAX_BAD_FRACTION {limit}). First unreadable items: {first}"
-            )
+    def _dataset_size(self) -> int:
+        loader = self.data_loader
+        return len(getattr(loader, "dataset", ())) if hasattr(loader, "dataset") else 0
 
     def to_device(self, batch: dict) -> dict:
-        return {
-            k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-            for k, v in batch.items()
-        }
+        return to_device(batch, self.device)
+
+    # The accounting's counters, under the names they have always had on the trainer.
+    max_bad_fraction = _accounting_field("max_bad_fraction", float)
+    min_items_for_bad_check = _accounting_field("min_items", int)
+    data_seen = _accounting_field("seen", int)
+    data_bad = _accounting_field("bad", int)
+    empty_batches = _accounting_field("empty_batches", int)
+    bad_items = _accounting_field("bad_items", list)
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -232,9 +202,7 @@ class SimpleTrainer(TrainerBase):
         for micro in range(self.accum_steps):
             batch = self._next_batch()
             data_time = time.perf_counter() - start
-            batch = self.to_device(batch)
-            for t in self.batch_transforms:
-                batch = t(batch)
+            batch = prepare_batch(batch, self.device, self.dataset_transform, self.batch_transforms)
             ddp = self.model if isinstance(self.model, DistributedDataParallel) else getattr(self, "ddp_model", None)
             sync = ddp.no_sync() if ddp is not None and micro < self.accum_steps - 1 else contextlib.nullcontext()
             with sync:
@@ -326,8 +294,7 @@ class SimpleTrainer(TrainerBase):
         return self._rank_counters()
 
     def _rank_counters(self) -> dict:
-        return {"empty_batches": self.empty_batches, "data_seen": self.data_seen, "data_bad": self.data_bad,
-                "bad_items": list(self.bad_items)}
+        return self.data_accounting.state_dict()
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -343,8 +310,4 @@ class SimpleTrainer(TrainerBase):
             self.grad_scaler.load_state_dict(state["grad_scaler"])
         ranks = state.get("rank_states") or []
         mine = ranks[comm.get_rank()] if comm.get_rank() < len(ranks) else {}  # older checkpoints: none
-        self.empty_batches = int(mine.get("empty_batches", 0))
-        self.data_seen = int(mine.get("data_seen", 0))
-        self.data_bad = int(mine.get("data_bad", 0))
-        self.bad_items = [str(d) for d in mine.get("bad_items", [])]
-        self._bad_logged = set(self.bad_items)  # holds every item named so far while bad_items is not full
+        self.data_accounting.load_state_dict(mine)

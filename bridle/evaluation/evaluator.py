@@ -7,6 +7,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
+from bridle.data.batch import BatchPreparer, is_empty
 from bridle.utils import comm
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,8 @@ def inference_on_dataset(
     was_training = model.training
     model.eval()
     n_batches = n_items = n_skipped = 0
-    from bridle.data.build import device_transform_of
-
-    dataset_transform = device_transform_of(getattr(data_loader, "dataset", None))
+    # to the device and through the dataset's own device_transform, as in training
+    prepare = BatchPreparer(device, getattr(data_loader, "dataset", None))
     start = time.perf_counter()
     try:
         with torch.no_grad():
@@ -104,14 +104,9 @@ def inference_on_dataset(
                 skipped = batch.get("num_skipped")
                 if skipped is not None:
                     n_skipped += int(skipped)
-                if batch.get("empty", False) or "input" not in batch:
+                if is_empty(batch) or "input" not in batch:
                     continue
-                batch = {
-                    k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-                    for k, v in batch.items()
-                }
-                if dataset_transform is not None:  # the dataset's own (e.g. waveform -> features)
-                    batch = dataset_transform(batch)
+                batch = prepare(batch)
                 with _autocast(device, amp_dtype):
                     out = model(batch)
                 logits = _logits_of(out).float()

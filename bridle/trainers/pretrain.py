@@ -23,7 +23,8 @@ import torch
 
 from bridle.checkpoint import extract_encoder_state, load_checkpoint_file, model_state_of
 from bridle.config.config import ConfigValueError
-from bridle.data.build import apply_device_transform, skip_none_collate
+from bridle.data.batch import device_transform_of, prepare_batch
+from bridle.data.items import skip_none_collate
 from bridle.data.samplers import TrainingSampler
 from bridle.engine import DefaultTrainer, HookBase
 from bridle.engine.train_loop import BadDataError
@@ -75,9 +76,8 @@ class _InitCodebooks(HookBase):
                 f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "")
                 + (f"; last error: {last[1]}" if last else "") + "."
             )
-        batch = skip_none_collate(items)
-        batch = {k: (v.to(t.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        x = apply_device_transform(ds, batch)["input"]
+        # the same path as a training batch: to the device, the dataset's device_transform
+        x = prepare_batch(skip_none_collate(items), t.device, device_transform_of(ds))["input"]
         logger.info("Initialising the frozen tokenizer's codebooks on one batch (%s)", t.cfg.MODEL.QUANTIZER.INIT)
         with t.autocast():
             model.init_tokenizer_codebooks(x)

@@ -21,7 +21,7 @@ import torch
 from bridle.checkpoint.io import atomic_write_text
 from bridle.config.config import ConfigValueError
 from bridle.config.validate import validate_schedule
-from bridle.data.samplers import derive_seed
+from bridle.utils.seed import derive_seed
 from bridle.engine import signals
 from bridle.registry import TRAINER
 from bridle.utils import comm

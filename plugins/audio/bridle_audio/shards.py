@@ -1,5 +1,7 @@
-"""The "audio" SAMPLE_DECODER: one WebDataset sample (compressed clip + JSON labels) -> the same
-item an :class:`~bridle_audio.dataset.AudioClipDataset` gives for the clip's file.
+"""The audio shard format: the "audio_manifest" SHARD_SOURCE writes it (``tools/make_shards.py
+--manifest``: an AudioMAE manifest's clips as FLAC + JSON labels) and the "audio" SAMPLE_DECODER
+reads one sample back as the same item an :class:`~bridle_audio.dataset.AudioClipDataset` gives
+for the clip's file.
 
 Sample fields (written by ``tools/make_shards.py`` / ``tools/prepare_audio.py --shards``):
 ``flac`` (or ``wav`` / ``ogg`` / ``mp3`` ... any format soundfile reads) and ``json`` =
@@ -11,15 +13,17 @@ The pipeline is the clip dataset's: decode -> mono -> 16 kHz -> [random window o
 stream there is no random access, so waveform mixup ("finetune") mixes with the previous clip
 decoded by the same loader worker.
 """
+import functools
 import io
 import math
-from typing import Dict, List, Optional
+import os
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from bridle.data.robust import check_mode
-from bridle.data.shards import sample_payload
-from bridle.registry import SAMPLE_DECODER
+from bridle.data.shards import Job, ShardSource, file_fields, sample_payload
+from bridle.registry import SAMPLE_DECODER, SHARD_SOURCE
 
 from .augment import mix_waveforms, roll_and_gain, sample_beta
 from .dataset import ClipPipeline
@@ -111,3 +115,98 @@ class AudioSampleDecoder(ClipPipeline):
 @SAMPLE_DECODER.register(name="audio")
 def build_audio_decoder(cfg, mode: str, meta: dict) -> AudioSampleDecoder:
     return AudioSampleDecoder(cfg, mode, meta)
+
+
+# ----------------------------------------------------------------------------- writing
+#: soundfile subtypes FLAC stores bit-exactly (8-bit unsigned PCM becomes signed, same values).
+LOSSLESS_FLAC = {"PCM_S8": "PCM_S8", "PCM_U8": "PCM_S8", "PCM_16": "PCM_16", "PCM_24": "PCM_24"}
+
+
+def encode_audio_file(path: str, audio_format: str = "flac") -> Tuple[str, bytes]:
+    """(extension, bytes) of a clip: FLAC files as they are; other formats soundfile reads are
+    re-encoded as FLAC (PCM_16/24 bit-exact; float or 32-bit PCM as 24-bit FLAC).
+    ``audio_format="keep"``: the file's own bytes."""
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if audio_format == "keep" or ext == "flac":
+        return ext, raw
+    import soundfile as sf
+
+    info = sf.info(io.BytesIO(raw))
+    subtype = LOSSLESS_FLAC.get(info.subtype, "PCM_24")
+    dtype = "int16" if subtype in ("PCM_16", "PCM_S8") else "int32"
+    data, sr = sf.read(io.BytesIO(raw), dtype=dtype, always_2d=True)
+    if data.shape[0] == 0:
+        raise ValueError(f"'{path}' has no samples")
+    out = io.BytesIO()
+    sf.write(out, data, sr, format="FLAC", subtype=subtype)
+    return "flac", out.getvalue()
+
+
+def encode_audio_job(job: Job, audio_format: str = "flac") -> Dict[str, bytes]:
+    """The sample fields of one clip job ``(index, path, labels)`` (raises if unreadable)."""
+    index, path, labels = job
+    ext, data = encode_audio_file(path, audio_format)
+    return file_fields(index, ext, data, labels)
+
+
+def audio_manifest_jobs(manifest: str, label_csv: str = "", root: str = "") -> Tuple[List[Job], dict]:
+    """Jobs and index meta of an AudioMAE manifest; relative paths against ``root`` (default:
+    the manifest's folder), labels as class indices of ``label_csv`` (none without one)."""
+    from .manifest import read_label_csv, read_manifest
+
+    entries = read_manifest(manifest)
+    if not entries:
+        raise SystemExit(f"make_shards: manifest '{manifest}' has no entries.")
+    mids = read_label_csv(label_csv)[0] if label_csv else None
+    return audio_entry_jobs(entries, root or os.path.dirname(os.path.abspath(manifest)), mids,
+                            os.path.abspath(manifest), label_csv)
+
+
+def audio_entry_jobs(entries, root: str, mids: Optional[List[str]], source: str = "",
+                     label_csv: str = "", strict: bool = True) -> Tuple[List[Job], dict]:
+    """Jobs of manifest entries ``{"wav", "labels"}``; ``mids`` (class ids by index) or None.
+    A label id not in ``mids`` is an error (``strict``) or dropped."""
+    from .manifest import split_labels
+
+    index_of, meta = None, {"multi_label": True, "num_classes": 0, "source": source}
+    if mids is not None:
+        index_of = {m: i for i, m in enumerate(mids)}
+        meta["num_classes"] = len(mids)
+    jobs: List[Job] = []
+    for i, e in enumerate(entries):
+        path = e["wav"] if os.path.isabs(e["wav"]) else os.path.join(root, e["wav"])
+        labels: dict = {}
+        if index_of is not None:
+            ids = split_labels(e.get("labels", ""))
+            unknown = [m for m in ids if m not in index_of]
+            if unknown and strict:
+                raise SystemExit(f"make_shards: {source or 'manifest'} entry {i} ('{e['wav']}') has labels "
+                                 f"{unknown} that are not in the label CSV {label_csv!r}.")
+            labels = {"labels": sorted({index_of[m] for m in ids if m in index_of})}
+        jobs.append((i, path, labels))
+    return jobs, meta
+
+
+@SHARD_SOURCE.register(name="audio_manifest")
+class AudioManifestSource(ShardSource):
+    flag = "--manifest"
+    help = "AudioMAE JSON manifest (audio)"
+    doc = (
+        "  --manifest M.json [--label-csv L.csv] [--root R]   audio clips of an AudioMAE manifest, kept\n"
+        "        compressed as FLAC (lossless re-encoding of PCM files; ``--audio-format keep`` stores the\n"
+        "        files' own bytes), labels as JSON class indices; decoder \"audio\""
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--label-csv", default="", help="class-label CSV index,mid,display_name (--manifest)")
+        parser.add_argument("--audio-format", choices=["flac", "keep"], default="flac",
+                            help="flac: store clips as FLAC; keep: the files' own bytes")
+
+    def jobs(self, args):
+        jobs, meta = audio_manifest_jobs(args.manifest, args.label_csv, args.root)
+        return jobs, meta, "audio"
+
+    def encoder(self, args):
+        return functools.partial(encode_audio_job, audio_format=args.audio_format)

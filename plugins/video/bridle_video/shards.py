@@ -1,5 +1,7 @@
-"""The "video" SAMPLE_DECODER: one WebDataset sample (the video file's bytes + JSON label) -> the
-item ``kinetics_csv`` gives for the file: decord (from memory) -> clip sampling -> the mode's
+"""The video shard format: the "video_csv" SHARD_SOURCE writes it (``tools/make_shards.py
+--video-csv``: the files of a Kinetics-style CSV as bytes + JSON label) and the "video"
+SAMPLE_DECODER reads one sample (the video file's bytes + JSON label) back as the item
+``kinetics_csv`` gives for the file: decord (from memory) -> clip sampling -> the mode's
 ``ClipTransform``. Sample fields (``tools/make_shards.py --video-csv``): ``mp4`` / ``avi`` /
 ``mkv`` / ``webm`` / ``mov`` / ``m4v`` and ``json`` = ``{"label": int, "index": int}``.
 
@@ -9,13 +11,14 @@ x TEST_NUM_CROPS views per video) needs random access: evaluate with ``kinetics_
 ``video_index`` / ``view_group`` are the sample's index, so evaluators group views per video.
 """
 import io
-from typing import Dict, Optional
+import os
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from bridle.data.robust import check_mode
-from bridle.data.shards import sample_payload
-from bridle.registry import SAMPLE_DECODER
+from bridle.data.shards import Job, ShardSource, file_fields, sample_payload
+from bridle.registry import SAMPLE_DECODER, SHARD_SOURCE
 
 from .clip_dataset import build_clip_dataset
 
@@ -51,3 +54,38 @@ class VideoSampleDecoder:
 @SAMPLE_DECODER.register(name="video")
 def build_video_decoder(cfg, mode: str, meta: dict) -> VideoSampleDecoder:
     return VideoSampleDecoder(cfg, mode, meta)
+
+
+# ----------------------------------------------------------------------------- writing
+def video_csv_jobs(csv_path: str, root: str = "") -> Tuple[List[Job], dict]:
+    """Jobs and index meta of a Kinetics-style ``path label`` CSV (relative paths against ``root``)."""
+    from .kinetics import read_video_csv
+
+    paths, labels = read_video_csv(csv_path, root)
+    jobs = [(i, p, {"label": int(y)}) for i, (p, y) in enumerate(zip(paths, labels))]
+    return jobs, {"num_classes": max(labels) + 1, "source": os.path.abspath(csv_path)}
+
+
+def encode_video_job(job: Job) -> Dict[str, bytes]:
+    """The sample fields of one video job: the file's own bytes (decoded only when read)."""
+    index, path, labels = job
+    with open(path, "rb") as f:
+        data = f.read()
+    return file_fields(index, os.path.splitext(path)[1].lower().lstrip("."), data, labels)
+
+
+@SHARD_SOURCE.register(name="video_csv")
+class VideoCsvSource(ShardSource):
+    flag = "--video-csv"
+    help = "Kinetics-style 'path label' CSV"
+    doc = (
+        "  --video-csv K.csv [--root R]    Kinetics-style \"path label\" CSV: the video files' bytes;\n"
+        "        decoder \"video\""
+    )
+
+    def jobs(self, args):
+        jobs, meta = video_csv_jobs(args.video_csv, args.root)
+        return jobs, meta, "video"
+
+    def encoder(self, args):
+        return encode_video_job

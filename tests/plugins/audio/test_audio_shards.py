@@ -2,7 +2,6 @@
 decoder gives the same items as the "audioset_manifest" dataset; corrupt clips are skipped."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +10,9 @@ import torch
 
 from bridle.config import get_cfg
 from bridle.data.build import build_dataset
+from bridle.data.shards import write_shards_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 
 def _clips(root):
@@ -43,11 +42,9 @@ def _cfg(root, **extra):
 
 
 def test_audio_round_trip_equals_manifest_dataset(tmp_path):
-    import make_shards
-
     root = _clips(tmp_path / "raw")
     out = tmp_path / "shards"
-    index = make_shards.main(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
+    index = write_shards_cli(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
                               "--out", str(out), "--shard-size", "2", "--num-workers", "1"])
     meta = json.load(open(index))
     assert meta["decoder"] == "audio" and meta["num_samples"] == 5 and len(meta["shards"]) == 3
@@ -72,13 +69,13 @@ def test_audio_round_trip_equals_manifest_dataset(tmp_path):
 
 
 def test_audio_training_modes_and_corrupt_clip(tmp_path):
-    import make_shards
     from bridle.data.shards import ShardSink
+    from bridle_audio.shards import encode_audio_file
 
     root = _clips(tmp_path / "raw")
     sink = ShardSink(str(tmp_path / "s"), decoder="audio", meta={"num_classes": 3, "multi_label": True})
     for i, name in enumerate(["a.wav", "c.flac", "e.wav"]):
-        ext, data = make_shards.encode_audio_file(str(root / "audio" / name))
+        ext, data = encode_audio_file(str(root / "audio" / name))
         if i == 1:
             data = data[:40] + b"\0" * 200  # corrupt FLAC
         sink.write({ext: data, "json": json.dumps({"index": i, "labels": [i]}).encode()})
@@ -96,9 +93,7 @@ def test_audio_training_modes_and_corrupt_clip(tmp_path):
             assert any(0 < float(x["label"].max()) < 1 or float(x["label"].sum()) > 1 for x in good[1:])
 
 
-def test_prepare_audio_emits_shards(tmp_path):
-    import prepare_audio
-
+def test_prepare_audio_emits_shards(tmp_path, prepare_audio):
     raw = tmp_path / "in"
     for c in ("dog", "cat"):
         os.makedirs(raw / c)
@@ -112,13 +107,11 @@ def test_prepare_audio_emits_shards(tmp_path):
 
 
 def test_fbank_on_device_items_match_the_clip_dataset(tmp_path):
-    import make_shards
-
     cfg0 = get_cfg()
     if "FBANK_ON_DEVICE" not in cfg0.DATASETS.AUDIO:
         pytest.skip("DATASETS.AUDIO.FBANK_ON_DEVICE is not available")
     root = _clips(tmp_path / "raw")
-    index = make_shards.main(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
+    index = write_shards_cli(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
                               "--out", str(tmp_path / "s"), "--num-workers", "1"])
     cfg = _cfg(root, **{"DATASETS.SHARDS.TRAIN_INDEX": index, "DATASETS.AUDIO.FBANK_ON_DEVICE": "True"})
     files = build_dataset(cfg, "audioset_manifest", "train", "eval")

@@ -3,7 +3,6 @@ decoder gives the same items as "image_folder"; a file PIL cannot read is skippe
 and a corrupt sample inside a shard is skipped and counted at read time."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -12,9 +11,9 @@ from PIL import Image
 
 from bridle.config import get_cfg
 from bridle.data.build import build_dataset
+from bridle.data.shards import write_shards_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 
 def _folder(root):
@@ -38,10 +37,8 @@ def _cfg(root, index=""):
 
 
 def test_image_round_trip_equals_image_folder(tmp_path):
-    import make_shards
-
     root = _folder(tmp_path / "raw")
-    index = make_shards.main(["--image-folder", str(root / "train"), "--out", str(tmp_path / "s"),
+    index = write_shards_cli(["--image-folder", str(root / "train"), "--out", str(tmp_path / "s"),
                               "--shard-size", "4", "--num-workers", "1"])
     meta = json.load(open(index))
     assert meta["decoder"] == "image" and meta["num_samples"] == 6  # broken.jpg skipped
