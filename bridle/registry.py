@@ -180,7 +180,7 @@ SAMPLE_DECODER = Registry(
 SHARD_SOURCE = Registry(
     "SHARD_SOURCE",
     "cls() -> source of tools/make_shards.py (bridle.data.shards.ShardSource): .flag (its option, "
-    "e.g. '--image-folder', one per run), add_arguments(parser) for its own options; then either "
+    "e.g. '--dataset'; one source per run), add_arguments(parser) for its own options; then either "
     "jobs(args) -> (jobs [(index, path, label dict)], meta, SAMPLE_DECODER name) with "
     "encoder(args) -> picklable fn(job) -> {ext: bytes} (raising for an unreadable file), or "
     "write(args) -> index.json path for a source that writes its shards itself.",
