@@ -21,8 +21,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_json(cmd, path):
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def run_json(cmd, path, env=None):
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(path) as f:
         data = json.load(f)
     return data["rows"][0] if "rows" in data else data
@@ -47,6 +47,9 @@ def main(argv=None):
     os.makedirs(tmp, exist_ok=True)
     common = ["--batch-size", str(args.batch_size), "--precision", args.precision, "--device", args.device,
               "--iters", str(args.iters), "--warmup", str(args.warmup), "--clock", args.clock]
+    # the public code imports its own packages (model, util) as top-level names
+    root = os.path.abspath(args.public_root)
+    public_env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
     results = []
     for phase in args.phases:
         ours, public = [], []
@@ -56,7 +59,7 @@ def main(argv=None):
                                   "--no-flops", "--json", o, *common, "--opts", *args.opts], o)["ms"])
             p = os.path.join(tmp, f".public_{phase}.json")
             public.append(run_json([sys.executable, "benchmarks/public_step.py", "--public-root",
-                                    args.public_root, "--phase", phase, "--json", p, *common], p)["ms"])
+                                    args.public_root, "--phase", phase, "--json", p, *common], p, env=public_env)["ms"])
         ours.sort()
         public.sort()
         o_ms, p_ms = ours[len(ours) // 2], public[len(public) // 2]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The GPU check of issue 14: one run, one JSON file. Run it through ``benchmarks/gpu_check.sh``.
+"""The GPU check: one run, one JSON file. Run it through ``benchmarks/gpu_check.sh``.
 
 On a GPU (default ``--device cuda``) it measures, for the audio ViT-B recipe at batch 32
 (configs/audio/pretrain_rq.yaml, finetune_as2m.yaml): encoder phase (cold start), tokenizer
@@ -23,13 +23,11 @@ import sys
 import time
 import traceback
 
+import torch
+
+from bridle import benchmark as B  # the library behind tools/benchmark.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-sys.path.insert(0, ROOT)
-
-import torch  # noqa: E402
-
-import benchmark as B  # noqa: E402  tools/benchmark.py
 
 
 def plan(smoke: bool):
@@ -141,8 +139,7 @@ def main(argv=None) -> int:
                 torch.set_num_threads(ns.threads)
             rows = []
             try:
-                for name in ns.component:
-                    rows += B.COMPONENTS[name](ns)
+                rows = B.run_components(ns.component, ns)
             finally:
                 torch.set_num_threads(threads)
             for r in rows:
@@ -152,10 +149,10 @@ def main(argv=None) -> int:
             if label == "matmul_peak":
                 peak = max(float(r.get("tflops", 0)) for r in rows if r.get("precision") == "bfloat16")
                 report["environment"]["bf16_matmul_peak_tflops"] = peak
-            brief = "; ".join(f"{r.get('component')} {r.get('samples_per_s', r.get('tflops', r.get('clips_per_s', '')))}"
-                              for r in rows)
+            brief = "; ".join(
+                f"{r.get('component')} {r.get('samples_per_s', r.get('tflops', r.get('clips_per_s', '')))}" for r in rows)
             print(f"[{time.perf_counter() - t0:6.1f}s] ok    {label}: {brief}", flush=True)
-        except Exception as e:  # one failure must not lose the rest
+        except (Exception, SystemExit) as e:  # one failure (an argparse refusal too) must not lose the rest
             report["errors"].append({"label": label, "error": f"{type(e).__name__}: {e}"[:2000],
                                      "traceback": traceback.format_exc()[-3000:]})
             print(f"[{time.perf_counter() - t0:6.1f}s] FAIL  {label}: {type(e).__name__}: {str(e)[:300]}", flush=True)

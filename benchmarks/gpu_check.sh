@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 14): one short run, one JSON file.
+# The GPU check: one short run, one JSON file.
 #
 #   benchmarks/gpu_check.sh                 # on a GPU machine: the full check (< 8 min on an H100/H200)
 #   benchmarks/gpu_check.sh --device cpu    # smoke mode: tiny configs, a minute or two on a CPU

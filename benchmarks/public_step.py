@@ -6,7 +6,8 @@ EMA, soft_code 2 + k-means + restart for the cold-start encoder phase), for a si
 ratio with ``tools/benchmark.py --component encoder_phase/tokenizer_phase``.
 
 The public code is NOT part of this repository: export it to a directory first and point
-``--public-root`` at it (it is imported from there at run time, never copied):
+``--public-root`` at it (it is imported from there at run time, never copied; when the root is
+not on PYTHONPATH already, the script runs itself again with it there):
 
     git -C <mirror of HoangNguyenM/bridle> archive HEAD | tar -x -C /tmp/pub
     OMP_NUM_THREADS=1 python benchmarks/public_step.py --public-root /tmp/pub --phase tokenizer \
@@ -25,16 +26,24 @@ import time
 import torch
 
 
-def build(root: str, phase: str, device: torch.device):
-    sys.path.insert(0, root)
+def with_public_root_importable(root: str, argv) -> None:
+    """Run this script again with ``root`` on PYTHONPATH unless it is importable already: the
+    public code imports its packages (``model``, ``util``) as top-level names."""
+    root = os.path.abspath(root)
+    if root in (os.path.abspath(p) for p in sys.path if p):
+        return
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + list(argv), env)
+
+
+def build(phase: str, device: torch.device):
     import numpy as np
 
     if not hasattr(np, "float"):  # its pos-embed code uses the alias NumPy 1.24 removed
         np.float = float
-    import timm.optim._param_groups as pg  # the public code uses optim_factory.param_groups_weight_decay
-
     import model.encoder_decoder as ed
     import model.tokenizer as tk
+    import timm.optim._param_groups as pg  # the public code uses optim_factory.param_groups_weight_decay
     from model.bridle import BRIDLE
     from util.misc import NativeScalerWithGradNormCount
 
@@ -67,14 +76,16 @@ def main(argv=None):
     ap.add_argument("--json", default="")
     ap.add_argument("--clock", choices=["wall", "process"], default="wall",
                     help="wall time or this process's CPU time (as tools/benchmark.py --clock)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    with_public_root_importable(args.public_root, argv)
     device = torch.device(args.device)
     if not torch.distributed.is_initialized():  # its quantizer all_reduces unconditionally
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
         torch.distributed.init_process_group("gloo", rank=0, world_size=1)
     torch.manual_seed(0)
-    model, optimizer, scaler = build(args.public_root, args.phase, device)
+    model, optimizer, scaler = build(args.phase, device)
     model.train(True)
     if args.phase == "encoder":
         model.encoder_decoder.train(True)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-import demo_lib
+from bridle.demo import driver as demo_lib
 
 REPO = demo_lib.REPO
 
@@ -90,7 +90,8 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
     levels = report["tokenizer_usage"]["per_level"]
     assert report["quantizer"]["bridle_iter1"]["num_levels"] == 2  # the cold start: RQ 2 x 64
     assert (report["quantizer"]["bridle"]["num_levels"], report["quantizer"]["bridle"]["codebook_size"]) == (4, 128)
-    assert [x["level"] for x in levels] == [0, 1, 2, 3] and report["tokenizer_usage"]["items"] == report["notes"]["pool_items"]
+    assert [x["level"] for x in levels] == [0, 1, 2, 3]
+    assert report["tokenizer_usage"]["items"] == report["notes"]["pool_items"]
     assert all(x["codebook_size"] == 128 for x in levels)
     assert all(0 < x["usage"] <= 1 and x["used"] <= x["codebook_size"] for x in levels)
     assert sorted(os.listdir(os.path.join(out, "plots"))) == ["downstream.png", "pretrain.png"]
@@ -111,9 +112,9 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
 
 
 def test_demo_study_rejects_misplaced_flags_and_odd_overrides(capsys):
-    import demo_study
+    from bridle_audio.demo import study_main
 
     for argv, msg in ((["x", "--fresh"], "must come before NAME"), (["x", "SEED"], "expected KEY VALUE pairs")):
         with pytest.raises(SystemExit):
-            demo_study.main(argv)
+            study_main(argv)
         assert msg in capsys.readouterr().err

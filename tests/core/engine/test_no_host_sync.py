@@ -1,20 +1,15 @@
 """No host sync in a training step: each BRIDLE phase and a fine-tuning step run on CUDA under
 ``torch.cuda.set_sync_debug_mode("error")`` (any synchronising call raises). Skipped on CPU."""
-import os
-import sys
-
 import pytest
 import torch
 
+from bridle.benchmark import RepeatLoader  # the benchmark's loader: the same batch forever
 from bridle.config import get_cfg
 from bridle.engine.events import EventStorage
 from bridle.engine.train_loop import SimpleTrainer
 from bridle.modeling.bridle_model import BridleModel
 from bridle.solver import build_optimizer
 from toy_plugin import toy_opts
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools"))
-from benchmark import RepeatLoader  # noqa: E402  the benchmark's loader: the same batch forever
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (sync debug mode)")
 
