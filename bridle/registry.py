@@ -4,7 +4,9 @@ A registry maps a name (used in configs) to a class or builder function. Plugins
 add entries on import; ``tools/train_net.py --list`` prints them all with the
 package that registered each.
 
-Contracts (what an entry must look like) are documented next to each registry.
+Contracts (what an entry must look like) are documented next to each registry; the typed
+ones (required members and optional capabilities) are in :mod:`bridle.protocols`, checked when
+an entry is built.
 """
 import difflib
 import importlib
@@ -99,6 +101,13 @@ class Registry(_FvRegistry):
 
     def origin(self, name: str) -> str:
         return self._origin.get(name, "?")
+
+    def label(self, name: str, context: str = "") -> str:
+        """How an error names an entry and the package that registered it, e.g.
+        ``QUANTIZER entry 'rq' (MODEL.QUANTIZER.NAME, registered by bridle)``; ``context`` is
+        the config key (or call) that picked the entry."""
+        ctx = f"{context}, " if context else ""
+        return f"{self._name} entry '{name}' ({ctx}registered by {self.origin(name)})"
 
     def names(self):
         self._import_core()

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bridle.protocols import InitializableCodebook, supports
 from bridle.registry import META_ARCH
 
 from .masking import build_mask_generator
@@ -65,7 +66,7 @@ class BridleModel(nn.Module):
                 f"PRETRAIN.TEACHER_PRECISION must be one of {sorted(_TEACHER_DTYPES)}; got '{self.teacher_precision}'."
             )
         self.teacher_layer = int(cfg.PRETRAIN.TEACHER_LAYER)
-        depth = int(getattr(self.encoder, "depth", 0))
+        depth = int(self.encoder.depth)  # a bridle.protocols.Backbone (checked by build_encoder)
         if self.teacher_layer < 0 or (self.teacher_layer and self.teacher_layer >= depth):
             raise ValueError(
                 f"PRETRAIN.TEACHER_LAYER must be 0 (the final normed output) or a block 1..{depth - 1} of the "
@@ -232,6 +233,6 @@ class BridleModel(nn.Module):
         """Run the quantizer's configured init (k-means) on this batch's tokenizer features,
         once, before training (all ranks call this; the quantizer keeps ranks identical)."""
         q = self.tokenizer.quantizer
-        if not getattr(q, "is_initialized", lambda: True)():  # optional for codebook-free quantizers
+        if supports(q, InitializableCodebook) and not q.is_initialized():  # codebook-free: nothing to do
             with self._target_context(x):  # k-means on the features the targets will see
                 q.init_codebook(self.tokenizer.features(x.float() if self.target_precision == "fp32" else x).float())

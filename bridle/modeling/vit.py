@@ -11,6 +11,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
+from bridle.protocols import Backbone, PatchCount, missing_members, supports
 from bridle.registry import BACKBONE
 
 from .patch_embed import build_patch_embed
@@ -159,29 +160,30 @@ def build_vit(cfg, node=None) -> VisionTransformer:
     return VisionTransformer.from_config(cfg, node)
 
 
-#: What every BACKBONE module must have (checked by :func:`check_backbone` at build time).
+#: What every BACKBONE module must have (bridle.protocols.Backbone, checked by :func:`check_backbone`).
 BACKBONE_ATTRIBUTES = ("grid_size", "embed_dim", "depth")
+_LAYER_ID = "layer_id(param_name) -> int (0 = embeddings, i + 1 = block i, depth + 1 = the rest)"
 
 
 def check_backbone(model, name: str = "?", key: str = "MODEL.ENCODER.NAME"):
-    """Raise naming the BACKBONE entry and what it lacks unless ``model`` meets the contract:
-    an ``nn.Module`` with ``.grid_size`` (tuple), ``.embed_dim``, ``.depth`` (ints; ``.num_patches``,
-    when present, = prod(grid_size)), ``layer_id(param_name) -> int`` and ``forward(x, ids_keep=None)``."""
-    where = f"BACKBONE entry '{name}' ({key}, registered by {BACKBONE.origin(name)})"
+    """Raise naming the BACKBONE entry, its plugin and what it lacks unless ``model`` meets
+    :class:`bridle.protocols.Backbone`: an ``nn.Module`` with ``.grid_size`` (tuple),
+    ``.embed_dim``, ``.depth`` (ints), ``layer_id(param_name) -> int`` and
+    ``forward(x, ids_keep=None)``; the optional ``.num_patches`` (:class:`bridle.protocols.PatchCount`)
+    must be prod(grid_size)."""
+    where = BACKBONE.label(name, key)
     if not isinstance(model, nn.Module):
         raise TypeError(f"{where} returned {type(model).__name__}; a backbone builder fn(cfg, node) must return an nn.Module.")
-    lacks = [a for a in BACKBONE_ATTRIBUTES if not hasattr(model, a)]
-    if not callable(getattr(model, "layer_id", None)):
-        lacks.append("layer_id(param_name) -> int (0 = embeddings, i + 1 = block i, depth + 1 = the rest)")
+    lacks = [_LAYER_ID if m == "layer_id" else m for m in missing_members(model, Backbone)]
     if lacks:
         raise TypeError(
-            f"{where} built {type(model).__name__}, which lacks {lacks}. See docs/DESIGN.md "
-            "(BACKBONE); subclassing bridle.modeling.VisionTransformer provides them all."
+            f"{where} built {type(model).__name__}, which lacks {lacks}, required by bridle.protocols.Backbone "
+            "(docs/DESIGN.md, Contracts); subclassing bridle.modeling.VisionTransformer provides them all."
         )
     n = 1
     for g in tuple(model.grid_size):
         n *= int(g)
-    if int(getattr(model, "num_patches", n)) != n:
+    if supports(model, PatchCount) and int(model.num_patches) != n:
         raise ValueError(f"{where}: .num_patches {model.num_patches} != prod(.grid_size {tuple(model.grid_size)}) = {n}.")
     if int(model.depth) <= 0 or int(model.embed_dim) <= 0:
         raise ValueError(f"{where}: .depth ({model.depth}) and .embed_dim ({model.embed_dim}) must be > 0.")

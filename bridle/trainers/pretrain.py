@@ -29,6 +29,14 @@ from bridle.data.samplers import TrainingSampler
 from bridle.engine import DefaultTrainer, HookBase
 from bridle.engine.train_loop import BadDataError
 from bridle.modeling.bridle_model import BridleModel
+from bridle.protocols import (
+    BookkeepingState,
+    CodebookState,
+    InitializableCodebook,
+    ReportsFailedKeys,
+    ReportsLastFailure,
+    supports,
+)
 from bridle.registry import META_ARCH, TRAINER
 from bridle.utils import comm
 
@@ -57,7 +65,7 @@ class _InitCodebooks(HookBase):
         model: BridleModel = t.model_without_ddp
         q = model.tokenizer.quantizer
         # A quantizer without a codebook to initialise need not define is_initialized/init_codebook.
-        if getattr(q, "is_initialized", lambda: True)() or model.phase == "tokenizer":
+        if not supports(q, InitializableCodebook) or q.is_initialized() or model.phase == "tokenizer":
             return  # a training quantizer initialises itself on its first batch
         ds = t.train_dataset
         n = int(t.cfg.SOLVER.BATCH_SIZE_PER_GPU)
@@ -69,8 +77,8 @@ class _InitCodebooks(HookBase):
             if item is not None:
                 items.append(item)
         if not items:
-            failed = list(dict.fromkeys(getattr(ds, "failed_keys", [])))[:10]
-            last = getattr(ds, "last_failure", None)
+            failed = list(dict.fromkeys(ds.failed_keys))[:10] if supports(ds, ReportsFailedKeys) else []
+            last = ds.last_failure if supports(ds, ReportsLastFailure) else None
             raise BadDataError(
                 f"Cannot initialise the tokenizer's codebooks: none of {tried} training items "
                 f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "")
@@ -166,15 +174,14 @@ class PretrainTrainer(DefaultTrainer):
         quantizer = model.tokenizer.quantizer
         # Training bookkeeping (the usage window) belongs to the phase that trains the quantizer:
         # a resume restores it, a new phase starts it afresh (neither taken nor required).
-        bookkeeping = {"tokenizer.quantizer." + k for k in getattr(quantizer, "bookkeeping_state_keys", lambda: [])()}
+        kept = quantizer.bookkeeping_state_keys() if supports(quantizer, BookkeepingState) else []
+        bookkeeping = {"tokenizer.quantizer." + k for k in kept}
         own = {k: v for k, v in model.state_dict().items() if k not in bookkeeping}
         state = {k: v for k, v in state.items() if k not in bookkeeping}
         # A tokenizer phase re-initialises the codebook state only: the tensors the quantizer
         # declares as such (codebook_state_keys()); its other trained layers are handed over.
-        declared = getattr(quantizer, "codebook_state_keys", None)
-        fresh_codebooks = (
-            {"tokenizer.quantizer." + k for k in declared()} if self.phase == "tokenizer" and declared else set()
-        )
+        declared = self.phase == "tokenizer" and supports(quantizer, CodebookState)
+        fresh_codebooks = {"tokenizer.quantizer." + k for k in quantizer.codebook_state_keys()} if declared else set()
 
         def wanted_key(k: str) -> bool:
             return k.startswith(tuple(required)) and k not in fresh_codebooks

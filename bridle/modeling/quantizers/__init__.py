@@ -4,9 +4,11 @@ import operator
 
 import torch
 
+from bridle.protocols import Quantizer, QuantizerClass, check_contract, supports
 from bridle.registry import QUANTIZER
 
 from .base import INIT_METHODS, CodebookQuantizer, QuantizerOutput
+from .options import QuantizerOptions
 from .kmeans import KMeansResult, assign_nearest, cosine_kmeans, fit_kmeans
 from .rq import ResidualQuantizer
 from .utils import (
@@ -26,6 +28,7 @@ __all__ = [
     "INIT_METHODS",
     "CodebookQuantizer",
     "KMeansResult",
+    "QuantizerOptions",
     "QuantizerOutput",
     "ResidualQuantizer",
     "UsageWindow",
@@ -47,22 +50,25 @@ __all__ = [
 
 
 def build_quantizer(cfg) -> CodebookQuantizer:
-    """``QUANTIZER.get(cfg.MODEL.QUANTIZER.NAME).from_config(cfg.MODEL.QUANTIZER)``, its
-    contract checked: an nn.Module with int ``num_levels``, ``codebook_size``, ``code_dim``
-    (= MODEL.QUANTIZER.CODE_DIM, what the tokenizer projects to)."""
+    """``QUANTIZER.get(cfg.MODEL.QUANTIZER.NAME).from_config(cfg.MODEL.QUANTIZER)``, checked
+    against :class:`bridle.protocols.QuantizerClass` and :class:`bridle.protocols.Quantizer`:
+    an nn.Module with int ``num_levels``, ``codebook_size``, ``code_dim`` (=
+    MODEL.QUANTIZER.CODE_DIM, what the tokenizer projects to) and ``forward``."""
     import torch.nn as nn
 
     name = cfg.MODEL.QUANTIZER.NAME
     cls = QUANTIZER.get(name)
-    where = f"QUANTIZER entry '{name}' (MODEL.QUANTIZER.NAME, registered by {QUANTIZER.origin(name)})"
-    if not callable(getattr(cls, "from_config", None)):
-        raise TypeError(f"{where} has no from_config(qcfg) classmethod; the core builds it as cls.from_config(cfg.MODEL.QUANTIZER).")
+    where = QUANTIZER.label(name, "MODEL.QUANTIZER.NAME")
+    if not supports(cls, QuantizerClass):
+        raise TypeError(
+            f"{where} has no from_config(qcfg) classmethod, required by bridle.protocols.QuantizerClass; "
+            "the core builds it as cls.from_config(cfg.MODEL.QUANTIZER)."
+        )
     q = cls.from_config(cfg.MODEL.QUANTIZER)
     if not isinstance(q, nn.Module):
         raise TypeError(f"{where}: from_config returned {type(q).__name__}, not an nn.Module.")
-    lacks = [a for a in ("num_levels", "codebook_size", "code_dim") if not _is_int(getattr(q, a, None))]
-    if lacks:
-        raise TypeError(f"{where} built {type(q).__name__}, which lacks int attributes {lacks}.")
+    not_int = [a for a in ("num_levels", "codebook_size", "code_dim") if hasattr(q, a) and not _is_int(getattr(q, a))]
+    check_contract(q, Quantizer, where, lacks=[f"{a} (an int)" for a in not_int])
     if int(q.code_dim) != int(cfg.MODEL.QUANTIZER.CODE_DIM):
         raise ValueError(
             f"{where}: .code_dim {q.code_dim} != MODEL.QUANTIZER.CODE_DIM {cfg.MODEL.QUANTIZER.CODE_DIM} "

@@ -1,69 +1,6 @@
-"""Shared machinery of the codebook quantizers (VQ = one level, RQ = several levels).
-
-Both quantizers are one algorithm, a chain of ``L`` codebooks of ``K`` codes of dimension ``D``
-(:class:`CodebookQuantizer`): level ``l`` picks the code nearest to its input residual ``r_l``
-(``r_1`` = the input), adds that code's vector ``q_l`` to the output and passes
-``r_{l+1} = r_l - q_l`` on. VQ is the one-level case with unit-norm inputs and codes.
-
-Lookups (``lookup``), and where normalisation happens
------------------------------------------------------
-* ``"unit"`` (**RQ default, the authors' RQ, SPEC §3**): codes are unit vectors. Level ``l``
-  l2-normalises its raw residual ``r_l`` and picks the nearest unit code (cosine), ``q_l`` is
-  that unit code, and the *raw* ``r_{l+1} = r_l - q_l`` goes on. k-means is spherical (on the
-  l2-normalised rows); the EMA step moves a code toward the normalised mean of the normalised
-  rows assigned to it and renormalises (NormEMA). The loss compares ``q_l`` with the raw
-  ``r_l``. Because codes have length 1, the result depends on the scale of the input (which is
-  why the cold-start projection's init matters; see ``bridle/modeling/tokenizer.py``).
-* **VQ (BEATs NormEMA)** l2-normalises its input and keeps unit-norm codes; the lookup is
-  cosine. It reconstructs the direction ``ẑ = z / ||z||``: the loss compares ``ẑ`` with the
-  code, and ``quantized = ẑ + sg(q - ẑ)`` (the gradient reaches ``z`` through the
-  normalisation).
-* ``"euclidean"`` (RQ, not the authors'): codes carry lengths (a code is the EMA mean of the
-  raw residuals assigned to it), the lookup is the Euclidean nearest code, k-means is
-  Euclidean. With codes at the mean of their rows, the reconstruction error falls level after
-  level (Lloyd's argument); on clustered data it reconstructs better than ``"unit"``, but its
-  codes are not the paper's targets.
-* ``"cosine"`` (RQ, not the authors'): each level normalises its residual to *choose* a code,
-  but codes keep lengths as in ``"euclidean"``.
-For every RQ lookup ``quantized = z + sg(Σ q_l - z)`` on the raw ``z`` (``grad z == grad
-quantized``).
-
-State and modes
----------------
-* ``codebook`` ``[L, K, D]``: a buffer updated by EMA (``ema=True``) or an ``nn.Parameter``
-  trained by the codebook term of the loss (``ema=False``); the same state-dict key either way.
-* ``usage`` ``[L, K]``: how many rows (summed over processes) each code received over the last
-  ``dead_code_window`` training forwards (a ring buffer of per-forward counts, not a slow
-  EMA). A code is *dead* when it got fewer than ``dead_code_threshold`` rows over the window;
-  a code is restarted only once it has existed for a whole window (a revived code gets a full
-  window to be used). The window (counts per forward, ages, the ring position) is saved in
-  checkpoints, so a resumed tokenizer phase restarts exactly the codes an uninterrupted one
-  would; a new phase started from a checkpoint (hand-over) starts with an empty window
-  (:meth:`CodebookQuantizer.bookkeeping_state_keys`).
-* ``initialized`` (bool) and ``num_updates`` (training forwards so far) are buffers, so they
-  live in checkpoints; host-side mirrors are refreshed on ``load_state_dict`` so that
-  ``forward`` never reads a device value.
-* EMA, initialisation and restarts happen only in ``training`` mode. In eval mode ``forward``
-  is a pure function of the input and the state, and calls no collective.
-* All quantizer math runs in fp32, also under autocast; only ``quantized`` is cast back to the
-  input dtype.
-
-Metrics (``QuantizerOutput.metrics``)
--------------------------------------
-In training mode ``cur/l*``, ``perplexity/l*``, ``entropy_bits/l*`` and ``dead_codes/l*`` are
-computed from the *window* counts (the usage over the last ``dead_code_window`` forwards, all
-processes), so they say what tokenizing that much data shows, not a per-batch figure. In eval
-mode they describe the batch. ``dead_codes`` = codes with fewer than ``dead_code_threshold``
-rows (before any restart of this forward).
-
-Distributed training (all no-ops without ``torch.distributed``)
-------------------------------------------------------------------
-* Initialisation: each level is initialised on rank 0's batch and broadcast before the next
-  level's residuals are formed.
-* EMA: per-code sums and counts are all-reduced (one collective per forward for all levels)
-  before the update, so every rank applies the same update and keeps the same usage window.
-* Restart: the dead mask comes from the (global) window, candidates from rank 0's batch; the
-  new codebook is broadcast.
+"""Shared machinery of the codebook quantizers (VQ = one level, RQ = several levels): a chain
+of ``L`` codebooks of ``K`` codes of dimension ``D`` applied to the residual. The lookups, the
+state, the metrics and the distributed behaviour are described in docs/quantizers.md.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -73,13 +10,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .kmeans import assign_nearest, fit_kmeans
+from .options import INIT_METHODS, QuantizerOptions
 from .utils import UsageWindow, all_reduce_sum_, broadcast_many_, l2norm, sample_rows, scale_grad, usage_metrics
 
 __all__ = ["QuantizerOutput", "CodebookQuantizer", "INIT_METHODS", "LOOKUPS"]
 
-#: ``kmeans``: k-means seeded with distinct random rows of the first batch (the authors');
-#: ``kmeans++``: k-means++-style seeding; ``uniform`` / ``normal``: random codes.
-INIT_METHODS = ("kmeans", "kmeans++", "uniform", "normal")
 LOOKUPS = ("unit", "cosine", "euclidean")
 
 
@@ -110,7 +45,7 @@ def _sync_host_state(module: "CodebookQuantizer", incompatible_keys: Any) -> Non
 
 
 class CodebookQuantizer(nn.Module):
-    """A chain of ``num_levels`` codebooks applied to the residual (see the module docstring).
+    """A chain of ``num_levels`` codebooks applied to the residual (see docs/quantizers.md).
 
     Subclasses fix ``normalize_input`` / ``normalize_codes`` (and expose ``from_config``):
     :class:`~bridle.modeling.quantizers.VectorQuantizer` and
@@ -125,25 +60,11 @@ class CodebookQuantizer(nn.Module):
             of the normalised rows, and the code is renormalised after each step).
             When False, codes keep the length of the mean of their (raw) rows.
         lookup: ``"unit"`` (normalised residual vs unit codes; needs ``normalize_codes``),
-            ``"cosine"`` or ``"euclidean"`` (see the module docstring). It also sets the k-means
+            ``"cosine"`` or ``"euclidean"`` (see docs/quantizers.md). It also sets the k-means
             metric (spherical for ``unit``/``cosine``).
-        ema: update the codebooks by EMA (buffer); False makes them an ``nn.Parameter``
-            trained by the codebook term of the loss.
-        decay: EMA decay of the codes.
-        commitment: weight ``beta`` of the commitment term.
-        init: ``"kmeans"`` (k-means per level, seeded with distinct random rows, on the first
-            training batch or on :meth:`init_codebook`'s data), ``"kmeans++"`` (the same with
-            k-means++-style seeding), ``"uniform"`` (``U[0,1) * init_weight_multiplier``) or
-            ``"normal"`` (``N(0,1) * multiplier``). Random inits fix code directions (unit
-            codes are their normalised draw); with ``normalize_codes=False`` the first training
-            batch sets each code's length to the mean projection of its rows.
-        init_weight_multiplier: scale of the random init.
-        kmeans_iters: k-means iterations.
-        restart_dead_codes: replace dead codes by random level inputs of the batch.
-        dead_code_threshold: a code is dead when it got fewer rows than this over the window.
-        dead_code_window: training forwards over which usage is counted.
-        restart_period: look for dead codes every this many training forwards.
-        soft_codes: ``k``; when > 1, ``soft_codes`` returns the top-k (nearest) codes per level.
+        **options: the training options, fields of
+            :class:`~bridle.modeling.quantizers.QuantizerOptions` (EMA, init, dead-code
+            restarts, soft codes), with their defaults and checks.
     """
 
     def __init__(
@@ -155,17 +76,7 @@ class CodebookQuantizer(nn.Module):
         normalize_input: bool,
         normalize_codes: bool,
         lookup: str = "cosine",
-        ema: bool = True,
-        decay: float = 0.99,
-        commitment: float = 0.25,
-        init: str = "kmeans",
-        init_weight_multiplier: float = 1.0,
-        kmeans_iters: int = 10,
-        restart_dead_codes: bool = True,
-        dead_code_threshold: float = 1.0,
-        dead_code_window: int = 20,
-        restart_period: int = 10,
-        soft_codes: int = 1,
+        **options: Any,
     ) -> None:
         super().__init__()
         if num_levels < 1 or codebook_size < 1 or code_dim < 1:
@@ -173,24 +84,12 @@ class CodebookQuantizer(nn.Module):
                 "num_levels, codebook_size and code_dim (MODEL.QUANTIZER.NUM_LEVELS / "
                 f"CODEBOOK_SIZE / CODE_DIM) must be >= 1; got {num_levels}, {codebook_size}, {code_dim}"
             )
-        if init not in INIT_METHODS:
-            raise ValueError(f"MODEL.QUANTIZER.INIT must be one of {INIT_METHODS}; got '{init}'")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"MODEL.QUANTIZER.DECAY must be in [0, 1); got {decay}")
-        if not 1 <= soft_codes <= codebook_size:
-            raise ValueError(
-                f"MODEL.QUANTIZER.SOFT_CODES must be in [1, CODEBOOK_SIZE={codebook_size}]; got {soft_codes}"
-            )
+        opts = QuantizerOptions(**options)
+        opts.validate(codebook_size)
         if lookup not in LOOKUPS:
             raise ValueError(f"MODEL.QUANTIZER.LOOKUP (lookup) must be one of {LOOKUPS}; got '{lookup}'")
         if lookup == "unit" and not normalize_codes:
             raise ValueError("lookup 'unit' needs normalize_codes=True (unit-length codes)")
-        if restart_period < 1:
-            raise ValueError(f"MODEL.QUANTIZER.RESTART_PERIOD must be >= 1; got {restart_period}")
-        if dead_code_window < 1:
-            raise ValueError(f"MODEL.QUANTIZER.DEAD_CODE_WINDOW must be >= 1 (forwards); got {dead_code_window}")
-        if kmeans_iters < 0:
-            raise ValueError(f"MODEL.QUANTIZER.KMEANS_ITERS must be >= 0; got {kmeans_iters}")
         self.num_levels = int(num_levels)
         self.codebook_size = int(codebook_size)
         self.code_dim = int(code_dim)
@@ -199,17 +98,9 @@ class CodebookQuantizer(nn.Module):
         self.lookup = lookup
         #: nearest-code metric of the lookup and of k-means
         self.metric = "euclidean" if lookup == "euclidean" else "cosine"
-        self.ema = bool(ema)
-        self.decay = float(decay)
-        self.commitment = float(commitment)
-        self.init = init
-        self.init_weight_multiplier = float(init_weight_multiplier)
-        self.kmeans_iters = int(kmeans_iters)
-        self.restart_dead_codes = bool(restart_dead_codes)
-        self.dead_code_threshold = float(dead_code_threshold)
-        self.dead_code_window = int(dead_code_window)
-        self.restart_period = int(restart_period)
-        self.soft_codes = int(soft_codes)
+        # ema, decay, commitment, init, ..., soft_codes: see QuantizerOptions
+        for name, value in opts.as_kwargs().items():
+            setattr(self, name, value)
 
         weight = self._random_codes()
         if self.ema:
@@ -241,21 +132,12 @@ class CodebookQuantizer(nn.Module):
     # ------------------------------------------------------------------ config
     @staticmethod
     def config_kwargs(qcfg) -> Dict[str, Any]:
-        """Constructor kwargs shared by every quantizer, read from ``cfg.MODEL.QUANTIZER``."""
+        """Constructor kwargs shared by every quantizer, read from ``cfg.MODEL.QUANTIZER``: the
+        sizes and the :class:`QuantizerOptions`."""
         return dict(
             codebook_size=int(qcfg.CODEBOOK_SIZE),
             code_dim=int(qcfg.CODE_DIM),
-            ema=bool(qcfg.EMA),
-            decay=float(qcfg.DECAY),
-            commitment=float(qcfg.COMMITMENT),
-            init=str(qcfg.INIT),
-            init_weight_multiplier=float(qcfg.INIT_WEIGHT_MULTIPLIER),
-            kmeans_iters=int(qcfg.KMEANS_ITERS),
-            restart_dead_codes=bool(qcfg.RESTART_DEAD_CODES),
-            dead_code_threshold=float(qcfg.DEAD_CODE_THRESHOLD),
-            dead_code_window=int(qcfg.DEAD_CODE_WINDOW),
-            restart_period=int(qcfg.RESTART_PERIOD),
-            soft_codes=int(qcfg.SOFT_CODES),
+            **QuantizerOptions.from_config(qcfg).as_kwargs(),
         )
 
     # ------------------------------------------------------------------ state

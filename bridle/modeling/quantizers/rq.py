@@ -1,5 +1,7 @@
 """RQ: residual quantization over ``num_levels`` codebooks (RQ-VAE style; by default the
 authors' RQ with unit codes and a normalised lookup per level)."""
+from typing import Any
+
 from bridle.registry import QUANTIZER
 
 from .base import CodebookQuantizer
@@ -17,14 +19,14 @@ class ResidualQuantizer(CodebookQuantizer):
     mean over levels of ``mse(q_l, sg r_l) + beta * mse(sg q_l, r_l)`` on the raw residuals.
 
     ``lookup``:
-      * ``"unit"`` (default; the authors' RQ, SPEC §3): unit-length codes; level ``l`` picks the
+      * ``"unit"`` (default; the authors' RQ): unit-length codes; level ``l`` picks the
         code nearest to ``r_l / ||r_l||``; ``q_l`` is the unit code; spherical k-means on the
         normalised rows; EMA ``w <- normalize(decay * w + (1 - decay) * normalize(mean of the
         normalised rows))``.
       * ``"euclidean"``: codes keep lengths (EMA of the mean of their raw rows), Euclidean
         nearest code and k-means. Lower reconstruction error, but not the paper's targets.
       * ``"cosine"``: codes keep lengths, the code is chosen by cosine to the normalised residual.
-    Other keyword arguments as in the base class.
+    ``options``: :class:`~bridle.modeling.quantizers.QuantizerOptions`.
     """
 
     def __init__(
@@ -34,17 +36,7 @@ class ResidualQuantizer(CodebookQuantizer):
         code_dim: int = 256,
         *,
         lookup: str = "unit",
-        ema: bool = True,
-        decay: float = 0.99,
-        commitment: float = 0.25,
-        init: str = "kmeans",
-        init_weight_multiplier: float = 1.0,
-        kmeans_iters: int = 10,
-        restart_dead_codes: bool = True,
-        dead_code_threshold: float = 1.0,
-        dead_code_window: int = 20,
-        restart_period: int = 10,
-        soft_codes: int = 1,
+        **options: Any,
     ) -> None:
         super().__init__(
             num_levels=num_levels,
@@ -53,17 +45,7 @@ class ResidualQuantizer(CodebookQuantizer):
             normalize_input=False,
             normalize_codes=lookup == "unit",
             lookup=lookup,
-            ema=ema,
-            decay=decay,
-            commitment=commitment,
-            init=init,
-            init_weight_multiplier=init_weight_multiplier,
-            kmeans_iters=kmeans_iters,
-            restart_dead_codes=restart_dead_codes,
-            dead_code_threshold=dead_code_threshold,
-            dead_code_window=dead_code_window,
-            restart_period=restart_period,
-            soft_codes=soft_codes,
+            **options,
         )
 
     @classmethod
