@@ -23,8 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
+from bridle.modeling.pos_embed import resize_pos_embed
+from bridle.protocols import StateDict
+
 from .io import CheckpointError, atomic_save, load_checkpoint_file
-from .pos_embed import resize_pos_embed
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +34,6 @@ ENCODER_FORMAT = "bridle-encoder-v1"
 ENCODER_PREFIX = "encoder."
 # Prefixes added by wrappers around a module: DistributedDataParallel, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-StateDict = Dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- reading

@@ -1,4 +1,4 @@
-from .config import CfgNode, ConfigError
+from .config import CfgNode, ConfigError, flatten_cfg
 from .defaults import _C
 
 
@@ -40,4 +40,4 @@ def load_config(config_file: str = "", opts=(), freeze: bool = True, cfg: CfgNod
     return cfg
 
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
+__all__ = ["CfgNode", "ConfigError", "flatten_cfg", "get_cfg", "load_config"]

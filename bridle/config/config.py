@@ -3,7 +3,8 @@ file and suggest the nearest valid keys."""
 import difflib
 import os
 import re
-from typing import List
+from collections.abc import Mapping
+from typing import Any, Dict
 
 from fvcore.common.config import CfgNode as _FvCfgNode
 
@@ -42,15 +43,17 @@ def _type_error(exc: Exception, source: str) -> Exception:
     )
 
 
-def _flat_keys(node, prefix: str = "") -> List[str]:
-    keys = []
+def flatten_cfg(node: Mapping, prefix: str = "") -> Dict[str, Any]:
+    """``{"A.B.C": value}`` for every leaf of a config node, or of any nested mapping (a
+    config loaded as plain YAML), in the node's order; an empty sub-node has no key."""
+    out: Dict[str, Any] = {}
     for k, v in node.items():
-        full = f"{prefix}{k}"
-        if isinstance(v, _FvCfgNode):
-            keys.extend(_flat_keys(v, full + "."))
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_cfg(v, key + "."))
         else:
-            keys.append(full)
-    return keys
+            out[key] = v
+    return out
 
 
 def _missing_namespace(cfg, key: str, file_value_is_node: bool = False) -> str:
@@ -101,7 +104,7 @@ def _file_value_is_node(cfg_filename: str, key: str) -> bool:
 def _unknown_key_error(cfg, exc: Exception, source: str, cfg_filename: str = "") -> ConfigError:
     msg = str(exc.args[0]) if exc.args else str(exc)
     bad = msg.split(":")[-1].strip()
-    valid = _flat_keys(cfg)
+    valid = list(flatten_cfg(cfg))
     close = difflib.get_close_matches(bad, valid, n=5, cutoff=0.5)
     if not close:  # fall back to keys sharing the last component
         last = bad.split(".")[-1]

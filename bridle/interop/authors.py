@@ -1,46 +1,6 @@
-"""Checkpoints of the authors' public BRIDLE code (github HoangNguyenM/bridle) <-> ours.
-
-Their pretraining checkpoint is ``{"model": state, ...}`` with one ``nn.Module`` holding an
-``encoder_decoder`` (E and D) and a ``tokenizer`` (T, the quantizer and TE together):
-
-====================================================  ==============================================
-ours                                                  theirs
-====================================================  ==============================================
-``encoder.{cls_token,pos_embed,patch_embed,blocks,norm}``  ``encoder_decoder.{same}``
-``decoder.embed`` / ``mask_token`` / ``norm`` / ``head``   ``encoder_decoder.decoder_embed`` / ``mask_token`` /
-                                                      ``decoder_norm`` / ``decoder_pred``
-``decoder.pos_embed`` ``[1, N, d]``                   ``encoder_decoder.decoder_pos_embed`` ``[1, 1 + N, d]``
-                                                      (a zero cls row first)
-``decoder.blocks.i[.block]`` (timm block)             ``encoder_decoder.decoder_blocks.i`` (timm block)
-``decoder.blocks.i.block`` (``swin_v2``):             their Swin-v2 block:
-``attn.logit_scale`` = log(1 / temperature)           ``attn.tau`` (the temperature, clamped >= 0.01)
-``attn.position_bias.mlp.{0,3}``                      ``attn.meta_mlp.model.{0,3}``
-``mlp.fc1`` / ``mlp.fc2``                             ``mlp.model.0`` / ``mlp.model.2``
-``tokenizer.vit.{cls_token,pos_embed,...}``           ``tokenizer.{same}``
-``tokenizer.proj.{0,2}``                              ``tokenizer.quantize_layer.{0,2}``
-cold start: ``tokenizer.patch_embed``,                ``tokenizer.patch_embed``, ``tokenizer.pos_embed``
-``tokenizer.pos_embed`` ``[1, N, D]``, ``tokenizer.proj``  ``[1, 1 + N, D]``, ``tokenizer.cold_start_encoder``
-``tokenizer.quantizer.codebook`` ``[L, K, c]``        RQ: ``tokenizer.quantizer.codebooks.l.weight``
-                                                      ``[K + 1, c]`` (a padding row last), EMA buffers
-                                                      ``cluster_size_ema``, ``embed_ema``, ``initted``;
-                                                      VQ: ``tokenizer.quantizer.embedding.weight`` ``[K, c]``
-``estimator.{embed,pos_embed,blocks,norm,head}``      ``tokenizer.estimator_{embed,pos_embed,blocks,norm,pred}``
-====================================================  ==============================================
-
-Position tables. Every table is copied as it is by default (``pos_embed="keep"``): the token
-order of both codebases is the same (row-major over the patch grid), so the converted model
-computes what the source model computed. The authors build the sin-cos table of a non-square
-2-D grid ``(a, b)`` for the grid with its dims swapped, ``(b, a)`` (``patch_hw`` is
-``(W / p, H / p)``), so row ``r`` encodes ``(r // a, r % a)`` rather than the patch's grid
-position: :func:`detect_table_layout` recognises it ("transposed"), and a resize that reads
-the table as a table of ``(a, b)`` would misread it. ``pos_embed="regenerate"`` writes the
-target side's own table instead (ours: sin-cos over the grid; theirs:
-:func:`authors_sincos_table` in ``layout``) — no longer the source model's function, but a
-table a later resize reads correctly.
-
-What has no counterpart is reported, never guessed: their EMA statistics (ours keep none),
-a head of another shape (their soft codes add ``k`` heads), our ``num_updates``.
-"""
+"""Checkpoints of the authors' public BRIDLE code (github HoangNguyenM/bridle) <-> ours: the
+key mapping, the position-table layouts and what is reported rather than guessed are described
+in docs/interop.md."""
 import math
 import re
 from dataclasses import dataclass, field
@@ -50,8 +10,7 @@ import torch
 
 from bridle.modeling.pos_embed import sincos_pos_embed
 from bridle.modeling.swin_v2_block import MAX_LOGIT_SCALE
-
-StateDict = Dict[str, torch.Tensor]
+from bridle.protocols import StateDict
 
 AUTHORS_ENCODER_PREFIX = "encoder_decoder."
 LAYOUTS = ("same", "transposed")

@@ -19,7 +19,7 @@ import os
 import torch
 
 from bridle.checkpoint.io import atomic_write_text
-from bridle.config.config import ConfigValueError
+from bridle.config.config import ConfigValueError, flatten_cfg
 from bridle.config.validate import validate_schedule
 from bridle.utils.seed import derive_seed
 from bridle.engine import signals
@@ -44,17 +44,6 @@ PHASE_DONE = "phase_done"
 RESUME_IGNORED_KEYS = ("OUTPUT_DIR", "DATALOADER.NUM_WORKERS", "LOG_PERIOD", "SOLVER.ALLOW_LONG_WARMUP")
 
 
-def _flat(node, prefix=""):
-    out = {}
-    for k, v in node.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _ignored_for(name: str):
     """What a finished phase ``name`` may differ in: RESUME_IGNORED_KEYS, the schedule list and
     the other phases' PRETRAIN.PHASES settings (a later phase changed does not make it stale)."""
@@ -76,10 +65,10 @@ def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
         return []
     try:
         with open(saved_yaml) as f:
-            saved = _flat(yaml.safe_load(f) or {})
+            saved = flatten_cfg(yaml.safe_load(f) or {})
     except (OSError, yaml.YAMLError) as e:
         return [f"{saved_yaml}: unreadable ({e})"]
-    now = _flat(yaml.safe_load(pcfg.dump()))
+    now = flatten_cfg(yaml.safe_load(pcfg.dump()))
 
     def norm(cfg_flat, key, v):
         """Absolute paths; a path inside the run's schedule directory (the phase dir's parent,

@@ -1,16 +1,8 @@
 import os
 
-from bridle.config import get_cfg
+from bridle.config import flatten_cfg, get_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _flat(node, prefix=""):
-    for k, v in node.items():
-        if hasattr(v, "items"):
-            yield from _flat(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}"
 
 
 def _bundled_cfg():
@@ -25,7 +17,7 @@ def _bundled_cfg():
 
 def test_config_reference_page_lists_every_key():
     page = open(os.path.join(REPO, "docs", "config.md")).read()
-    missing = [k for k in _flat(_bundled_cfg()) if f"`{k}`" not in page and not k.startswith("PRETRAIN.PHASES.")]
+    missing = [k for k in flatten_cfg(_bundled_cfg()) if f"`{k}`" not in page and not k.startswith("PRETRAIN.PHASES.")]
     assert not missing, f"docs/config.md lacks {missing}; run tools/config_reference.py"
 
 
