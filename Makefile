@@ -5,15 +5,22 @@ PY := $(VENV)/bin/python
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 PYTEST_ARGS ?= -q
 
-.PHONY: setup test demo demo-image apt clean
+# The core and each modality plugin are separate distributions (a plugin is installed like any
+# third-party one); a change to any packaging file re-installs.
+PACKAGING := setup.py pyproject.toml $(wildcard plugins/*/setup.py)
+PLUGINS := $(patsubst %/setup.py,%,$(wildcard plugins/*/setup.py))
+# What `make lint` checks (ruff's settings are in pyproject.toml).
+LINT_PATHS := bridle plugins tools tests benchmarks
 
-$(VENV)/.installed: setup.py
+.PHONY: setup test lint demo demo-image apt clean
+
+$(VENV)/.installed: $(PACKAGING)
 	@# Reuse a torch stack the system Python already has (e.g. a GPU machine's CUDA build).
 	@test -x $(PY) || { if python3 -c "import torch, torchvision, torchaudio" 2>/dev/null; \
 	  then python3 -m venv --system-site-packages $(VENV); else python3 -m venv $(VENV); fi; }
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch, torchvision, torchaudio" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PKGS)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" $(addprefix -e ,$(PLUGINS))
 	@touch $@
 
 setup: $(VENV)/.installed apt
@@ -27,7 +34,12 @@ apt:
 	  else echo "note: install $$(cat requirements-apt.txt | tr '\n' ' ') for the audio tests/demo"; fi; \
 	fi
 
-test: setup
+# Lint and format check (no file is changed): `ruff format` and `ruff check --fix` fix what they report.
+lint: $(VENV)/.installed
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+test: setup lint
 	@# One torch thread per process: loader workers and subprocess tests share 2 cores without oversubscription.
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest $(PYTEST_ARGS) tests
 
@@ -39,4 +51,4 @@ demo-image: setup
 	$(PY) tools/demo_image.py --output-dir output/demo_image
 
 clean:
-	rm -rf output build *.egg-info
+	rm -rf output build *.egg-info plugins/*/*.egg-info

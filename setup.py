@@ -1,52 +1,45 @@
+"""The modality-free core distribution ``bridle``.
+
+The modality plugins are distributions of their own (plugins/audio, plugins/image,
+plugins/video, each with its own setup.py and ``bridle.plugins`` entry point, exactly like a
+third-party plugin), so installing the core pulls in no audio or video library.
+Development setup (what `make test` runs):
+
+    pip install -e ".[dev]" -e plugins/audio -e plugins/image -e plugins/video
+"""
+
 from setuptools import find_packages, setup
-
-PLUGINS = {"audio": "bridle_audio", "image": "bridle_image", "video": "bridle_video"}
-
-packages = find_packages(include=["bridle", "bridle.*"])
-package_dir = {"bridle": "bridle"}
-for modality, pkg in PLUGINS.items():
-    root = f"plugins/{modality}"
-    for sub in find_packages(where=root, include=[pkg, pkg + ".*"]):
-        packages.append(sub)
-        package_dir[sub] = f"{root}/" + sub.replace(".", "/")
 
 setup(
     name="bridle",
     version="0.1.0",
-    description="Self-supervised pretraining with quantized targets (BRIDLE) across modalities",
+    description="Self-supervised pretraining with quantized targets (BRIDLE, arXiv 2502.02118): the modality-free core",
     python_requires=">=3.9",
-    packages=packages,
-    package_dir=package_dir,
+    packages=find_packages(include=["bridle", "bridle.*"]),
     install_requires=[
         "torch>=2.1",
-        "torchvision>=0.16",
-        "torchaudio>=2.1",
-        "timm>=0.9",
-        "fvcore>=0.1.5",
-        "iopath>=0.1.9",
-        "yacs>=0.1.8",
-        "decord>=0.6",
-        "pytorchvideo>=0.1.5",
-        "soundfile>=0.12",
-        "tensorboard>=2.10",
-        "tqdm>=4.60",
+        "timm>=0.9",  # bridle/modeling: ViT blocks
+        "fvcore>=0.1.5",  # CfgNode, Registry, Checkpointer
+        "iopath>=0.1.9",  # PathManager of the Checkpointer
+        "yacs>=0.1.8",  # under fvcore's CfgNode
+        "pyyaml",  # config files
         "numpy",
-        "scikit-learn>=1.0",
-        "matplotlib>=3.5",
-        "submitit>=1.4",
-        "webdataset>=0.2.48",
+        "tensorboard>=2.10",  # TensorboardWriter (torch.utils.tensorboard)
+        "tqdm>=4.60",
+        "scikit-learn>=1.0",  # the demo's logistic-regression baseline
+        "matplotlib>=3.5",  # tools/plot_metrics.py
+        "submitit>=1.4",  # Slurm jobs (tools/submit.py)
+        "cloudpickle",  # ships the submitted job by value (submitit depends on it too)
+        "webdataset>=0.2.48",  # tar shards (bridle/data/shards)
     ],
     extras_require={
         "dev": [
             "pytest>=7",
-            "scikit-learn>=1.0",
-            "vector-quantize-pytorch>=1.14",
-            "scikit-image>=0.20",
-            "av>=10",
             "hypothesis>=6",
+            "ruff>=0.6",  # `make lint`; config in pyproject.toml
+            "vector-quantize-pytorch>=1.14",  # reference quantizers the tests compare against
+            "scikit-image>=0.20",
+            "av>=10",  # tests and benchmarks that write/read video files
         ],
-    },
-    entry_points={
-        "bridle.plugins": [f"{m} = {p}" for m, p in PLUGINS.items()],
     },
 )
