@@ -36,6 +36,7 @@ from bridle.engine import hooks
 from bridle.engine.defaults import DefaultTrainer
 from bridle.evaluation import build_evaluators, inference_on_dataset
 from bridle.modeling.classifier import EncoderClassifier  # noqa: F401  (registers META_ARCH entry)
+from bridle.protocols import ClassCount, supports
 from bridle.registry import META_ARCH, TRAINER
 from bridle.solver import build_optimizer
 from bridle.solver.build import param_groups
@@ -65,7 +66,7 @@ def primary_metric(cfg) -> str:
 
 def check_num_classes(cfg, dataset, what: str) -> None:
     """MODEL.HEAD.NUM_CLASSES must equal the dataset's ``num_classes`` when it declares one."""
-    n = getattr(dataset, "num_classes", None)
+    n = dataset.num_classes if supports(dataset, ClassCount) else None
     if isinstance(n, int) and n > 0 and n != int(cfg.MODEL.HEAD.NUM_CLASSES):
         raise ConfigValueError(
             f"MODEL.HEAD.NUM_CLASSES = {cfg.MODEL.HEAD.NUM_CLASSES} but {what} has num_classes = {n}: "

@@ -61,3 +61,53 @@ def test_third_party_quantizer_backbone_and_head_run_schedule_export_and_probe(t
     exported = load_checkpoint_file(str(enc))["model"]
     assert torch.equal(clf["encoder.blocks.0.ls1.gamma"], exported["blocks.0.ls1.gamma"])
     assert torch.equal(clf["encoder.blocks.0.ls1.gamma"], enc_phase["encoder.blocks.0.ls1.gamma"])
+
+
+def test_contracts_name_the_plugin_and_the_protocol():
+    """A built component that lacks a required member is refused naming the entry, the package
+    that registered it and the bridle.protocols class; optional capabilities are only asked."""
+    import torch.nn as nn
+
+    from bridle.config import get_cfg
+    from bridle.modeling.quantizers import ResidualQuantizer, build_quantizer
+    from bridle.protocols import (
+        BookkeepingState,
+        CodebookState,
+        DeviceTransform,
+        InitializableCodebook,
+        Quantizer,
+        supports,
+    )
+    from bridle.registry import QUANTIZER
+
+    class NoLevels(nn.Module):
+        codebook_size, code_dim = 8, 4
+
+        @classmethod
+        def from_config(cls, qcfg):
+            return cls()
+
+    if "registry_ext_nolevels" not in QUANTIZER:
+        QUANTIZER.register(NoLevels, name="registry_ext_nolevels")
+    cfg = get_cfg(load_plugins=False)
+    cfg.MODEL.QUANTIZER.NAME = "registry_ext_nolevels"
+    cfg.MODEL.QUANTIZER.CODE_DIM = 4
+    with pytest.raises(TypeError) as e:
+        build_quantizer(cfg)
+    msg = str(e.value)
+    plugin = NoLevels.__module__.split(".")[0]  # the package that registered it
+    assert f"QUANTIZER entry 'registry_ext_nolevels' (MODEL.QUANTIZER.NAME, registered by {plugin})" in msg
+    assert "lacks ['num_levels'], required by bridle.protocols.Quantizer" in msg
+
+    rq = ResidualQuantizer(2, 8, 4)
+    assert all(supports(rq, c) for c in (Quantizer, InitializableCodebook, CodebookState, BookkeepingState))
+
+    class Plain(nn.Module):  # a codebook-free quantizer: the optional capabilities are absent
+        num_levels, codebook_size, code_dim = 1, 8, 4
+
+    assert supports(Plain(), Quantizer) and not supports(Plain(), InitializableCodebook)
+
+    class NoTransform:  # a property that yields None does not count as a device transform
+        device_transform = property(lambda self: None)
+
+    assert not supports(NoTransform(), DeviceTransform) and not supports(None, DeviceTransform)
