@@ -9,7 +9,8 @@
 # gpu_check_smoke.json). Downloads nothing: it uses the Python that has torch (PYTHON, else
 # .venv/bin/python when it works, else python3), installs wheels carried in benchmarks/wheels/
 # (made with benchmarks/fetch_wheels.sh) only for packages that python lacks, then makes the repo
-# importable with `pip install --no-deps --no-build-isolation -e .` or, failing that, PYTHONPATH
+# importable with `pip install --no-deps --no-build-isolation -e . -e plugins/<each>` (the core and
+# each plugin are distributions of their own) or, failing that, PYTHONPATH
 # plus an entry-point shim (the plugins are found through entry points). Plugins that cannot be
 # imported are left out through BRIDLE_PLUGINS (their measurements then fail alone).
 set -u
@@ -42,7 +43,8 @@ fi
 # 2. the project itself (entry points for the plugins)
 has_eps() { $PY -c "from importlib.metadata import entry_points as e; import sys; sys.exit(0 if {'audio','image','video'} <= {x.name for x in e(group='bridle.plugins')} else 1)" 2>/dev/null; }
 if ! ($PY -c "import bridle, bridle_audio" 2>/dev/null && has_eps); then
-  $PY -m pip install -q --no-deps --no-build-isolation -e . >/tmp/bridle_pip.log 2>&1 || echo "gpu_check: pip install -e . failed (see /tmp/bridle_pip.log); using PYTHONPATH"
+  $PY -m pip install -q --no-deps --no-build-isolation -e . -e plugins/audio -e plugins/image -e plugins/video \
+    >/tmp/bridle_pip.log 2>&1 || echo "gpu_check: pip install -e . failed (see /tmp/bridle_pip.log); using PYTHONPATH"
 fi
 if ! ($PY -c "import bridle, bridle_audio" 2>/dev/null && has_eps); then
   SHIM=/tmp/bridle_ep
