@@ -8,6 +8,9 @@ Positional-embedding resizing lives in :mod:`bridle.modeling.pos_embed` (next to
 table it recomputes); ``interpolate_pos_embed`` / ``resize_pos_embed`` are re-exported here.
 """
 
+from bridle.modeling.pos_embed import interpolate_pos_embed, resize_pos_embed
+from bridle.protocols import StateDict
+
 from .formats import (
     ENCODER_FORMAT,
     ENCODER_PREFIX,
@@ -24,9 +27,6 @@ from .formats import (
     merge_cfg_leniently,
     model_state_of,
 )
-from bridle.modeling.pos_embed import interpolate_pos_embed, resize_pos_embed
-from bridle.protocols import StateDict
-
 from .io import load_checkpoint_file
 
 __all__ = [

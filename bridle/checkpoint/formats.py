@@ -18,7 +18,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -165,7 +165,8 @@ def _grid_from_cfg(cfg, embed_dim: int) -> Optional[Tuple[int, ...]]:
     except Exception as e:  # plugin missing or stale keys: fall back to the arithmetic
         logger.debug(f"Could not build the stored patch embedding ({e}); using INPUT_SIZE // PATCH_SIZE.")
     p = cfg.MODEL.PATCH_EMBED
-    if len(p.INPUT_SIZE) == len(p.PATCH_SIZE) and all(int(b) > 0 and int(a) % int(b) == 0 for a, b in zip(p.INPUT_SIZE, p.PATCH_SIZE)):
+    pairs = list(zip(p.INPUT_SIZE, p.PATCH_SIZE))
+    if len(p.INPUT_SIZE) == len(p.PATCH_SIZE) and all(int(b) > 0 and int(a) % int(b) == 0 for a, b in pairs):
         return tuple(int(a) // int(b) for a, b in zip(p.INPUT_SIZE, p.PATCH_SIZE))
     return None
 

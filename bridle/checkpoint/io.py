@@ -98,7 +98,9 @@ def load_checkpoint_file(
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise CheckpointError(f"Checkpoint '{path}' is incomplete or corrupt ({type(e).__name__}: {e}).") from None
     if not isinstance(obj, dict):
-        raise TypeError(f"Checkpoint '{path}' holds a {type(obj).__name__}; expected a dict (state dict or checkpoint).")
+        raise TypeError(
+            f"Checkpoint '{path}' holds a {type(obj).__name__}; expected a dict (state dict or checkpoint)."
+        )
     return obj
 
 

@@ -81,7 +81,9 @@ def _short(keys: Sequence[str], n: int = 6) -> str:
 
 
 # ---------------------------------------------------------------------------- position tables
-def authors_sincos_table(dim: int, grid: Sequence[int], layout: str = "transposed", cls_token: bool = False) -> torch.Tensor:
+def authors_sincos_table(
+    dim: int, grid: Sequence[int], layout: str = "transposed", cls_token: bool = False
+) -> torch.Tensor:
     """The fixed sin-cos table ``[N (+1), dim]`` the authors' code builds for tokens laid out
     row-major over the 2-D patch ``grid``: "same" is the table of ``grid`` itself (their square
     grids), "transposed" the table of the swapped grid (their non-square grids)."""
@@ -107,7 +109,8 @@ def detect_table_layout(table: torch.Tensor, grid: Sequence[int], has_cls: bool,
         return "other"
     candidates = ["same"] + (["transposed"] if len(grid) == 2 and grid[0] != grid[1] else [])
     for layout in candidates:
-        ref = authors_sincos_table(t.shape[-1], grid, layout) if layout == "transposed" else sincos_pos_embed(t.shape[-1], grid)
+        dim = t.shape[-1]
+        ref = authors_sincos_table(dim, grid, layout) if layout == "transposed" else sincos_pos_embed(dim, grid)
         if torch.allclose(t, ref, atol=atol):
             return layout
     return "other"
@@ -186,7 +189,9 @@ def _their_codebook(state: StateDict, num_levels: int) -> Tuple[Optional[torch.T
 
 
 # ---------------------------------------------------------------------------- conversions
-def from_authors(theirs: StateDict, template: StateDict, grid: Sequence[int], pos_embed: str = "keep") -> Tuple[StateDict, ConversionReport]:
+def from_authors(
+    theirs: StateDict, template: StateDict, grid: Sequence[int], pos_embed: str = "keep"
+) -> Tuple[StateDict, ConversionReport]:
     """Our state dict from theirs. ``template`` is our model's ``state_dict()`` (names and
     shapes to fill); tensors without a source, or whose shape does not fit, are left out (the
     model keeps its own) and reported. ``grid`` is the patch grid (for the position tables)."""
@@ -230,12 +235,14 @@ def from_authors(theirs: StateDict, template: StateDict, grid: Sequence[int], po
         if _is_pos_table(key):
             value = _convert_table(key, value, grid, pos_embed, report, target="ours")
         if tuple(value.shape) != tuple(ref.shape):
-            report.skipped.append((name, f"shape {tuple(theirs[name].shape)} does not fit our {key} {tuple(ref.shape)}"))
+            why = f"shape {tuple(theirs[name].shape)} does not fit our {key} {tuple(ref.shape)}"
+            report.skipped.append((name, why))
             continue
         out[key] = value.to(ref.dtype).clone()
         report.converted.append(key)
     for k in sorted(set(theirs) - used):
-        why = "their EMA statistics (ours keep none)" if k.startswith("tokenizer.quantizer.") else "no counterpart in our model"
+        ema = k.startswith("tokenizer.quantizer.")
+        why = "their EMA statistics (ours keep none)" if ema else "no counterpart in our model"
         report.skipped.append((k, why))
     return out, report
 
@@ -250,7 +257,9 @@ def to_authors(ours: StateDict, grid: Sequence[int], pos_embed: str = "keep", la
     if pos_embed not in ("keep", "regenerate"):
         raise ValueError(f"pos_embed must be 'keep' or 'regenerate'; got '{pos_embed}'.")
     if not any(k.startswith("encoder.") for k in ours):
-        raise KeyError("Not a BRIDLE model state: no 'encoder.*' key (convert a full checkpoint, not an exported encoder).")
+        raise KeyError(
+            "Not a BRIDLE model state: no 'encoder.*' key (convert a full checkpoint, not an exported encoder)."
+        )
     report = ConversionReport()
     out: StateDict = {}
     swin = _swin_blocks(ours)
@@ -302,7 +311,8 @@ def _convert_table(key: str, value: torch.Tensor, grid, pos_embed: str, report: 
         table = sincos_pos_embed(dim, grid, cls_token=has_cls)
         action = "replaced by our sin-cos table of the grid"
     else:
-        table = authors_sincos_table(dim, grid, layout if len(grid) == 2 and grid[0] != grid[1] else "same", cls_token=has_cls)
+        square = not (len(grid) == 2 and grid[0] != grid[1])
+        table = authors_sincos_table(dim, grid, "same" if square else layout, cls_token=has_cls)
         action = f"replaced by the authors' table ({layout} layout)"
     report.pos_tables[key] = f"{found}; {action}"
     return table[None].to(value.dtype)

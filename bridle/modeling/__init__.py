@@ -24,6 +24,6 @@ __all__ = [
     "sincos_pos_embed",
     "vit_dims",
 ]
-from .vit import VisionTransformer, build_encoder, check_backbone, vit_dims  # noqa: E402
 from . import quantizers  # noqa: E402,F401  (registers QUANTIZER "vq" and "rq")
 from .classifier import EncoderClassifier  # noqa: E402  (registers HEAD "linear", META_ARCH "EncoderClassifier")
+from .vit import VisionTransformer, build_encoder, check_backbone, vit_dims  # noqa: E402

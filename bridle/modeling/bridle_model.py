@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from bridle.protocols import InitializableCodebook, supports
 from bridle.registry import META_ARCH
 
-from .masking import build_mask_generator
 from .decoder import MaskedTokenDecoder
+from .masking import build_mask_generator
 from .quantizers.utils import UsageWindow, all_reduce_sum_, usage_metrics
 from .tokenizer import build_estimator, build_tokenizer
 from .vit import build_encoder, gather_tokens, visible_ids

@@ -64,12 +64,14 @@ class MaskedTokenDecoder(nn.Module):
         window = tuple(window_size) if attention == "window" else self.grid_size
         if attention == "window" and len(window) != len(self.grid_size):
             raise ValueError(
-                f"MODEL.DECODER.WINDOW_SIZE {list(window)} needs one entry per patch-grid dim (grid {list(self.grid_size)})."
+                f"MODEL.DECODER.WINDOW_SIZE {list(window)} needs one entry per patch-grid dim "
+                f"(grid {list(self.grid_size)})."
             )
         blocks = DECODER_BLOCK.get(block)(embed_dim, depth, num_heads, window if windowed else None)
         if windowed:
             shift = tuple(shift_size) if attention == "window" else no_shift
-            blocks = [WindowBlock(b, self.grid_size, window, shift if i % 2 else no_shift) for i, b in enumerate(blocks)]
+            blocks = [WindowBlock(b, self.grid_size, window, shift if i % 2 else no_shift)
+                      for i, b in enumerate(blocks)]
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_outputs)

@@ -78,7 +78,8 @@ def build_mask_generator(cfg, grid_size):
     if not hasattr(gen, "num_masked") or not callable(gen):
         raise TypeError(
             f"{where} built {type(gen).__name__}, which lacks "
-            f"{'.num_masked (the count of masked tokens, the same for every sample)' if not hasattr(gen, 'num_masked') else '__call__(batch_size, device=None, generator=None)'}."
+            + (".num_masked (the count of masked tokens, the same for every sample)."
+               if not hasattr(gen, "num_masked") else "__call__(batch_size, device=None, generator=None).")
         )
     n = 1
     for g in grid_size:
@@ -87,7 +88,9 @@ def build_mask_generator(cfg, grid_size):
         mask = gen(2, device=torch.device("cpu"))
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (2, n):
         got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise TypeError(f"{where}: gen(2) must return a bool tensor of shape (2, {n}) for grid {tuple(grid_size)}; got {got}.")
+        raise TypeError(
+            f"{where}: gen(2) must return a bool tensor of shape (2, {n}) for grid {tuple(grid_size)}; got {got}."
+        )
     counts = mask.sum(dim=1).tolist()
     if any(c != int(gen.num_masked) for c in counts):
         raise ValueError(f"{where}: every row must mask exactly .num_masked = {gen.num_masked} tokens; got {counts}.")

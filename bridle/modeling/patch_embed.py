@@ -81,5 +81,7 @@ def build_patch_embed(cfg, embed_dim: int) -> nn.Module:
     for g in tuple(embed.grid_size):
         n *= int(g)
     if n != int(embed.num_patches):
-        raise ValueError(f"{where}: .num_patches {embed.num_patches} != prod(.grid_size {tuple(embed.grid_size)}) = {n}.")
+        raise ValueError(
+            f"{where}: .num_patches {embed.num_patches} != prod(.grid_size {tuple(embed.grid_size)}) = {n}."
+        )
     return embed

@@ -137,7 +137,8 @@ def interpolate_pos_embed(
     if method != "unchanged":
         logger.info(
             f"Resized {key} {list(state[key].shape)} -> {list(table.shape)} for patch grid "
-            f"{list(new_grid_size)} ({'exact sin-cos recomputation' if method == 'sincos' else method + ' interpolation'})."
+            f"{list(new_grid_size)} "
+            f"({'exact sin-cos recomputation' if method == 'sincos' else method + ' interpolation'})."
         )
     return out
 

@@ -4,7 +4,7 @@ Parameter names follow timm's VisionTransformer (cls_token, pos_embed, patch_emb
 blocks.N, norm), so an exported encoder state dict loads into timm for 2-D grids.
 """
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -173,7 +173,9 @@ def check_backbone(model, name: str = "?", key: str = "MODEL.ENCODER.NAME"):
     must be prod(grid_size)."""
     where = BACKBONE.label(name, key)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"{where} returned {type(model).__name__}; a backbone builder fn(cfg, node) must return an nn.Module.")
+        raise TypeError(
+            f"{where} returned {type(model).__name__}; a backbone builder fn(cfg, node) must return an nn.Module."
+        )
     lacks = [_LAYER_ID if m == "layer_id" else m for m in missing_members(model, Backbone)]
     if lacks:
         raise TypeError(
@@ -184,7 +186,9 @@ def check_backbone(model, name: str = "?", key: str = "MODEL.ENCODER.NAME"):
     for g in tuple(model.grid_size):
         n *= int(g)
     if supports(model, PatchCount) and int(model.num_patches) != n:
-        raise ValueError(f"{where}: .num_patches {model.num_patches} != prod(.grid_size {tuple(model.grid_size)}) = {n}.")
+        raise ValueError(
+            f"{where}: .num_patches {model.num_patches} != prod(.grid_size {tuple(model.grid_size)}) = {n}."
+        )
     if int(model.depth) <= 0 or int(model.embed_dim) <= 0:
         raise ValueError(f"{where}: .depth ({model.depth}) and .embed_dim ({model.embed_dim}) must be > 0.")
     return model

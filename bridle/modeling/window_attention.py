@@ -55,7 +55,9 @@ def window_reverse(x: torch.Tensor, grid: Tuple[int, ...], window: Tuple[int, ..
     return x.reshape(batch, -1, c)
 
 
-def shifted_window_mask(grid: Tuple[int, ...], window: Tuple[int, ...], shift: Tuple[int, ...]) -> Optional[torch.Tensor]:
+def shifted_window_mask(
+    grid: Tuple[int, ...], window: Tuple[int, ...], shift: Tuple[int, ...]
+) -> Optional[torch.Tensor]:
     """bool [num_windows, T, T], True where attention is allowed; None when nothing is shifted."""
     if not any(shift):
         return None

@@ -8,8 +8,8 @@ from bridle.protocols import Quantizer, QuantizerClass, check_contract, supports
 from bridle.registry import QUANTIZER
 
 from .base import INIT_METHODS, CodebookQuantizer, QuantizerOutput
-from .options import QuantizerOptions
 from .kmeans import KMeansResult, assign_nearest, cosine_kmeans, fit_kmeans
+from .options import QuantizerOptions
 from .rq import ResidualQuantizer
 from .utils import (
     UsageWindow,
@@ -97,7 +97,8 @@ def check_quantizer_output(out, z, quantizer):
         )
     lead = tuple(z.shape[:-1])
     want = {"quantized": lead + (int(quantizer.code_dim),), "codes": lead + (int(quantizer.num_levels),)}
-    bad = [f"{k} {tuple(getattr(out, k).shape)} (expected {v})" for k, v in want.items() if tuple(getattr(out, k).shape) != v]
+    shapes = {k: tuple(getattr(out, k).shape) for k in want}
+    bad = [f"{k} {shapes[k]} (expected {v})" for k, v in want.items() if shapes[k] != v]
     if out.codes.dtype != torch.long:
         bad.append(f"codes dtype {out.codes.dtype} (expected torch.long)")
     if bad:

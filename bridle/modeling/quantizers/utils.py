@@ -8,9 +8,8 @@ import math
 from typing import Dict, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
-
 import torch.nn as nn
+import torch.nn.functional as F
 
 from bridle.utils import comm
 
