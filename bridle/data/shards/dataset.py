@@ -98,7 +98,7 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
     @property
     def device_transform(self):
         """The decoder's batch transform on the device, if it has one (e.g. features computed on
-        the device from the raw samples the decoder returns); see data.build.device_transform_of."""
+        the device from the raw samples the decoder returns); see bridle.data.batch.prepare_batch."""
         return getattr(self.decoder, "device_transform", None)
 
     # -- resume
