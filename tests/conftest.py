@@ -1,10 +1,9 @@
-import importlib
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
+from toy_plugin import TOY_SITE
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -13,18 +12,14 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def toy_plugin(tmp_path_factory):
-    """The third-party toy plugin, installed (dist-info on sys.path / PYTHONPATH) for this
-    session; returns the environment to run tools/train_net.py with it."""
-    from toy_plugin import write_toy_plugin
-
-    root = write_toy_plugin(str(tmp_path_factory.mktemp("third_party")))
-    sys.path.insert(0, root)
-    importlib.invalidate_caches()
+def toy_plugin():
+    """The third-party toy plugin (tests/toy_site, on this process's import path through
+    pytest's ``pythonpath``), loaded here; returns the environment to run tools/train_net.py
+    with it (tests/toy_site on PYTHONPATH)."""
     from bridle.plugins import load_plugins
 
     load_plugins(force=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([TOY_SITE, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env

@@ -29,11 +29,7 @@ def test_readme_quickstart_has_the_two_commands():
 
 
 def test_config_reference_keeps_comments_through_local_aliases():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("config_reference", os.path.join(REPO, "tools", "config_reference.py"))
-    ref = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref)
+    from bridle.config.reference import config_comments
     source = '''
 from bridle.config import CfgNode as CN
 
@@ -52,7 +48,7 @@ def add_config(c):
     extra = c.INPUT.IMU.SPAN
     extra.MIN = 1  # shortest span
 '''
-    got = ref._comments(source)
+    got = config_comments(source)
     assert got == {
         "DATASETS.IMU.ROOT": "Root of the CSV files.",
         "DATASETS.IMU.RATE": "samples per second",

@@ -44,13 +44,3 @@ def run_train_net(args, env, timeout=240, check=True):
     if check:
         assert r.returncode == 0, f"train_net failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
-
-
-def load_tool(name: str):
-    """Import tools/<name>.py as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod

@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from rel_helpers import REPO, load_tool
+import bridle.engine.entry as train_entry
+from rel_helpers import REPO
 from toy_plugin import toy_opts
 
 _SCRIPT = textwrap.dedent('''
@@ -36,10 +37,9 @@ def test_hung_rank_ends_the_job_after_the_timeout(tmp_path):
 
 
 def test_train_net_passes_the_configured_timeout(toy_plugin, tmp_path, monkeypatch):
-    tn = load_tool("train_net")
     seen = {}
-    monkeypatch.setattr(tn, "launch", lambda *a, **k: seen.update(k))
+    monkeypatch.setattr(train_entry, "launch", lambda *a, **k: seen.update(k))
     argv = ["train_net.py", "--num-gpus", "2"] + toy_opts(str(tmp_path), **{"DIST.TIMEOUT_MINUTES": 2.5})
     monkeypatch.setattr(sys, "argv", argv)
-    tn.invoke_main()
+    train_entry.invoke_main()
     assert seen["timeout_minutes"] == 2.5

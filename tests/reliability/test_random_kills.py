@@ -37,9 +37,8 @@ from toy_plugin import toy_opts
 # KILL_EVENTS = file: every dead-code restart is appended as {"phase", "iter", "restarted"}.
 _RUNNER = r'''
 import io, json, os, signal, sys, time
-sys.path.insert(0, os.path.join(os.environ["BRIDLE_REPO"], "tools"))
 import torch
-import train_net
+from bridle.engine.entry import invoke_main
 from bridle.engine import HookBase, signals
 from bridle.engine.defaults import DefaultTrainer
 from bridle.modeling.quantizers.base import CodebookQuantizer
@@ -119,7 +118,7 @@ schedule.atomic_write_text = marker_write
 
 if __name__ == "__main__":
     sys.argv = ["train_net.py"] + sys.argv[1:]
-    train_net.invoke_main()
+    invoke_main()
     sys.exit(0)
 '''
 

@@ -10,7 +10,7 @@ import torch
 import bridle
 from bridle.checkpoint import load_checkpoint_file
 from bridle.checkpoint.io import CheckpointError
-from rel_helpers import load_tool, make_cfg
+from rel_helpers import make_cfg
 
 
 def _refused(fn, path, marker):
@@ -93,12 +93,12 @@ def test_finetune_weights_and_eval_only(evil, toy_plugin, tmp_path):
 
 def test_tools(evil, toy_plugin, tmp_path):
     path, marker = evil
-    export = load_tool("export_encoder")
-    _refused(lambda: export.main([path, str(tmp_path / "enc.pth")]), path, marker)
-    tok = load_tool("tokenize_dataset")
-    _refused(lambda: tok.main(["--weights", path, "--output", str(tmp_path / "c.npz")]), path, marker)
-    feats = load_tool("extract_features")
-    _refused(lambda: feats.main(["--weights", path, "--out", str(tmp_path / "f.npy")]), path, marker)
+    from bridle.checkpoint import export_encoder
+    from bridle.evaluation import features, tokenize_dataset
+
+    _refused(lambda: export_encoder(path, str(tmp_path / "enc.pth")), path, marker)
+    _refused(lambda: tokenize_dataset.main(["--weights", path, "--output", str(tmp_path / "c.npz")]), path, marker)
+    _refused(lambda: features.main(["--weights", path, "--out", str(tmp_path / "f.npy")]), path, marker)
 
 
 @pytest.mark.slow

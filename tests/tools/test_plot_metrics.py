@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-import plot_metrics
+from bridle.utils import plots as plot_metrics
 
 
 def _write(path, records):

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from requeue_helpers import (EVENTS_ENV, GATE_ENV, compare_finals, gate_files, read_events, release_gate,
-                             wait_for)
+import bridle.engine.submit as submit
+from requeue_helpers import EVENTS_ENV, GATE_ENV, compare_finals, gate_files, read_events, release_gate, wait_for
 from toy_plugin import toy_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -155,9 +155,6 @@ def _check_requeued_run(ref_events, events, logs, held_pids, rounds, tasks, iter
 
 
 def test_parse_args_and_errors():
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import submit
-
     a = submit.parse_args(["--config-file", CFG, "--nodes", "2", "--gpus-per-node", "4", "--partition", "p",
                            "--cluster", "slurm", "--resume", "SOLVER.BASE_LR", "1e-4"])
     assert (a.nodes, a.gpus_per_node, a.partition, a.resume, a.opts) == (2, 4, "p", True, ["SOLVER.BASE_LR", "1e-4"])
@@ -174,9 +171,6 @@ def test_after_interrupt_requeues_only_on_the_time_out_signal(tmp_path):
     handler (which requeues); SIGTERM stores the --resume submission and exits 75; other ranks
     exit 75."""
     from submitit.core.utils import DelayedSubmission
-
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import submit
 
     calls = []
     handler = SimpleNamespace(checkpoint_and_try_requeue=lambda sig: calls.append(sig))
@@ -199,10 +193,8 @@ def test_after_interrupt_requeues_only_on_the_time_out_signal(tmp_path):
 def test_requeue_signal_during_start_up_is_not_lost(monkeypatch):
     """A requeue signal caught before the task imported bridle (its handler is installed first)
     becomes a stop request once the stop machinery is set up, before training starts."""
-    sys.path.insert(0, os.path.join(REPO, "tools"))
     import importlib
 
-    import submit
     from bridle.engine import signals
 
     launch_mod = importlib.import_module("bridle.engine.launch")  # (bridle.engine.launch is the function)

@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 import pytest
-import tokenize_dataset
+
+from bridle.evaluation import tokenize_dataset
 
 
 def test_code_dtype_holds_every_code_id():

@@ -1,23 +1,19 @@
-"""tools/export_encoder.py, tools/extract_features.py, tools/cross_validate.py."""
+"""The library side of tools/export_encoder.py, tools/extract_features.py and
+tools/cross_validate.py (bridle.checkpoint.export_encoder, bridle.evaluation.features,
+bridle.evaluation.cross_validate)."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
+
+from bridle.checkpoint import export_encoder, load_encoder
+from bridle.config import get_cfg
+from bridle.evaluation import cross_validate
+from bridle.evaluation import features as extract_features
 from downstream_toy import cli_opts
 from test_downstream_checkpoint import make_pretrain_checkpoint
-
-from bridle.checkpoint import load_encoder
-from bridle.config import get_cfg
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools")
-sys.path.insert(0, os.path.abspath(TOOLS))
-
-import cross_validate  # noqa: E402
-import export_encoder as export_tool  # noqa: E402
-import extract_features  # noqa: E402
 
 
 def test_export_tool_and_feature_extraction(make_cfg, tmp_path):
@@ -25,7 +21,7 @@ def test_export_tool_and_feature_extraction(make_cfg, tmp_path):
     src = tmp_path / "pretrain.pth"
     make_pretrain_checkpoint(cfg, src)
     dst, timm_dst = tmp_path / "enc.pth", tmp_path / "enc_timm.pth"
-    meta = export_tool.main([str(src), str(dst), "--timm", str(timm_dst)])
+    meta = export_encoder(str(src), str(dst), timm_path=str(timm_dst))
     assert meta["grid_size"] == [4, 4] and os.path.isfile(timm_dst)
 
     out = tmp_path / "feats" / "test.npy"

@@ -201,10 +201,8 @@ def test_not_an_authors_checkpoint_is_a_clear_error():
 
 
 def test_tool_converts_both_ways(tmp_path):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "tools"))
-    import convert_checkpoint
+    """What tools/convert_checkpoint.py runs: --from-authors, then --to-authors back."""
+    from bridle.interop.convert import convert_from_authors, convert_to_authors
 
     cfg = our_cfg()
     cfg_path = tmp_path / "cfg.yaml"
@@ -213,11 +211,11 @@ def test_tool_converts_both_ways(tmp_path):
     theirs = their_checkpoint()
     torch.save({"model": theirs, "epoch": 130}, src)
     ours = tmp_path / "ours.pth"
-    convert_checkpoint.main(["--from-authors", "--config-file", str(cfg_path), "--input", str(src), "--output", str(ours)])
+    convert_from_authors(str(src), str(ours), str(cfg_path))
     ck = torch.load(ours, weights_only=True)
     assert torch.equal(ck["model"]["encoder.blocks.0.attn.qkv.weight"], theirs["encoder_decoder.blocks.0.attn.qkv.weight"])
     back = tmp_path / "back.pth"
-    convert_checkpoint.main(["--to-authors", "--input", str(ours), "--output", str(back)])
+    convert_to_authors(str(ours), str(back))
     ck2 = torch.load(back, weights_only=True)["model"]
     for k in ("encoder_decoder.pos_embed", "encoder_decoder.blocks.0.mlp.fc2.weight", "tokenizer.estimator_pred.weight",
               "tokenizer.quantizer.codebooks.1.weight", "encoder_decoder.decoder_blocks.1.attn.meta_mlp.model.0.bias"):
