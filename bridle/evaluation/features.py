@@ -71,7 +71,8 @@ def build_cfg(args, ckpt: dict):
 def extract(cfg, ckpt: dict, split: str, use_cls: bool = False, batch_size: int = 0):
     """(features [N, D] float32, labels or None, kept dataset indices [N], total items)."""
     from bridle.checkpoint import load_encoder_weights
-    from bridle.data.build import apply_device_transform, build_dataset, build_test_loader
+    from bridle.data.batch import device_transform_of, prepare_batch
+    from bridle.data.build import build_dataset, build_test_loader
     from bridle.engine.defaults import resolve_device
     from bridle.modeling.vit import build_encoder
 
@@ -89,8 +90,8 @@ def extract(cfg, ckpt: dict, split: str, use_cls: bool = False, batch_size: int 
         for batch in loader:
             if batch.get("empty", False):
                 continue
-            moved = {k: v.to(device) for k, v in batch.items() if k in _MODEL_KEYS}
-            x = apply_device_transform(dataset, moved)["input"]
+            model_input = {k: v for k, v in batch.items() if k in _MODEL_KEYS}
+            x = prepare_batch(model_input, device, device_transform_of(dataset))["input"]
             tokens = encoder(x)
             f = tokens[:, 0] if use_cls else tokens[:, 1:].mean(dim=1)
             feats.append(f.float().cpu())

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from bridle.checkpoint import cfg_from_checkpoint, load_checkpoint_file
 from bridle.config import load_config
-from bridle.data.build import apply_device_transform, build_dataset, build_test_loader
+from bridle.data.batch import device_transform_of, prepare_batch
+from bridle.data.build import build_dataset, build_test_loader
 from bridle.engine import resolve_device
 from bridle.modeling.tokenizer import build_tokenizer
 from bridle.modeling.vit import vit_dims
@@ -96,8 +97,8 @@ def main(argv=None, description: Optional[str] = None) -> str:
             skipped += int(batch["num_skipped"])
             if batch.get("empty"):
                 continue
-            moved = {k: batch[k].to(device) for k in ("input", "num_samples") if k in batch}
-            out = tokenizer(apply_device_transform(dataset, moved)["input"].float())
+            model_input = {k: batch[k] for k in ("input", "num_samples") if k in batch}
+            out = tokenizer(prepare_batch(model_input, device, device_transform_of(dataset))["input"].float())
             c = out.codes.reshape(-1, num_levels).cpu()
             for level in range(num_levels):
                 counts[level] += torch.bincount(c[:, level], minlength=size).double()
