@@ -63,7 +63,8 @@ class ShardSink:
     def write(self, fields: Fields) -> str:
         """Append one sample; returns its key."""
         size = sum(len(v) for v in fields.values())
-        if self._writer is None or self._count >= self.max_count or (self._count and self._bytes + size > self.max_bytes):
+        full = self._count >= self.max_count or (self._count and self._bytes + size > self.max_bytes)
+        if self._writer is None or full:
             self._close_shard()
             self._open()
         key = f"{self.num_samples:09d}"
