@@ -4,7 +4,6 @@ system sounds from /usr/share/sounds when present, and two broken files.
 
 Without espeak-ng / sox (Debian packages in requirements-apt.txt) the tests that need them
 are skipped with the reason."""
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -99,21 +98,20 @@ def clean_corpus(audio_corpus, tmp_path_factory):
     return str(root)
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"bridle_tool_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def prepare_audio():
-    return _load_tool("prepare_audio")
+    """bridle_audio.prepare (tools/prepare_audio.py runs its main)."""
+    from bridle_audio import prepare
+
+    return prepare
 
 
 @pytest.fixture(scope="session")
 def compute_audio_stats():
-    return _load_tool("compute_audio_stats")
+    """bridle_audio.stats (tools/compute_audio_stats.py runs its main)."""
+    from bridle_audio import stats
+
+    return stats
 
 
 def make_cfg(**audio):

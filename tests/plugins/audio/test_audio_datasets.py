@@ -1,4 +1,4 @@
-"""tools/prepare_audio.py -> manifests -> registered datasets, corrupt files, fbank cache."""
+"""bridle_audio.prepare (tools/prepare_audio.py) -> manifests -> registered datasets, corrupt files, fbank cache."""
 import csv
 import json
 import logging

@@ -1,4 +1,4 @@
-"""tools/compute_audio_stats.py: exact mean/std of the dataset's un-normalised inputs."""
+"""bridle_audio.stats (tools/compute_audio_stats.py): exact mean/std of the dataset's un-normalised inputs."""
 import json
 import os
 
