@@ -150,7 +150,8 @@ def main(argv=None) -> int:
                 peak = max(float(r.get("tflops", 0)) for r in rows if r.get("precision") == "bfloat16")
                 report["environment"]["bf16_matmul_peak_tflops"] = peak
             brief = "; ".join(
-                f"{r.get('component')} {r.get('samples_per_s', r.get('tflops', r.get('clips_per_s', '')))}" for r in rows)
+                f"{r.get('component')} {r.get('samples_per_s', r.get('tflops', r.get('clips_per_s', '')))}"
+                for r in rows)
             print(f"[{time.perf_counter() - t0:6.1f}s] ok    {label}: {brief}", flush=True)
         except (Exception, SystemExit) as e:  # one failure (an argparse refusal too) must not lose the rest
             report["errors"].append({"label": label, "error": f"{type(e).__name__}: {e}"[:2000],

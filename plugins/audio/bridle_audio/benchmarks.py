@@ -5,14 +5,13 @@ bridle.benchmark.load_components."""
 import argparse
 import json
 import os
-import subprocess
-import sys
 from typing import List
 
 import torch
 
-from bridle.benchmark import REPO, LoaderCase, Row, component, time_fn
+from bridle.benchmark import LoaderCase, Row, component, time_fn
 from bridle.benchmark.loader import LOADER_PIPELINE
+from bridle.data.shards import write_shards_cli
 
 
 @component("fbank")
@@ -104,19 +103,12 @@ def loader_pipeline(root: str, n: int) -> LoaderCase:
     with open(os.path.join(root, "labels.csv"), "w") as f:
         f.write("index,mid,display_name\n0,/m/x,X\n")
     for fmt, sub in (("keep", "shards_wav"), ("flac", "shards")):
-        index = make_shards(["--manifest", os.path.join(root, "train.json"), "--label-csv",
-                             os.path.join(root, "labels.csv"), "--out", os.path.join(root, sub),
-                             "--num-workers", "1", "--shard-size", str(max(1, n // 4)), "--audio-format", fmt])
+        index = write_shards_cli(["--manifest", os.path.join(root, "train.json"), "--label-csv",
+                                  os.path.join(root, "labels.csv"), "--out", os.path.join(root, sub),
+                                  "--num-workers", "1", "--shard-size", str(max(1, n // 4)), "--audio-format", fmt])
     return LoaderCase(
         recipe="configs/audio/pretrain_rq.yaml", index=index, files_dataset="audioset_manifest",
         opts=["DATASETS.AUDIO.TRAIN_MANIFEST", os.path.join(root, "train.json"),
               "DATASETS.AUDIO.LABEL_CSV", os.path.join(root, "labels.csv")],
         layouts=[("shards (FLAC)", "shards"), ("shards (wav bytes kept)", "shards_wav")], file_exts=(".wav",))
 
-
-def make_shards(argv: List[str]) -> str:
-    """tools/make_shards.py ``argv``; returns the written index.json."""
-    # TODO: call engineer A's library function in bridle.data.shards once tools/make_shards.py is thin
-    subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_shards.py")] + list(argv), check=True,
-                   stdout=subprocess.DEVNULL)
-    return os.path.join(argv[argv.index("--out") + 1], "index.json")

@@ -2,12 +2,10 @@
 (tools/benchmark.py --component loader): ImageNet-like JPEGs in an ImageFolder vs JPEG shards.
 Imported by bridle.benchmark.load_components."""
 import os
-import subprocess
-import sys
-from typing import List
 
-from bridle.benchmark import REPO, LoaderCase
+from bridle.benchmark import LoaderCase
 from bridle.benchmark.loader import LOADER_PIPELINE
+from bridle.data.shards import write_shards_cli
 
 
 @LOADER_PIPELINE.register(name="image")
@@ -25,15 +23,8 @@ def loader_pipeline(root: str, n: int) -> LoaderCase:
         img = np.stack([(xx * (i + 1)) % 256, (yy * 3 + i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
         img = (img + rng.integers(0, 20, img.shape)).clip(0, 255).astype(np.uint8)
         Image.fromarray(img).save(os.path.join(d, f"{i:05d}.jpg"), quality=90)
-    index = make_shards(["--image-folder", os.path.join(root, "train"), "--out", os.path.join(root, "shards"),
-                         "--num-workers", "1", "--shard-size", str(max(1, n // 4))])
+    index = write_shards_cli(["--image-folder", os.path.join(root, "train"), "--out", os.path.join(root, "shards"),
+                              "--num-workers", "1", "--shard-size", str(max(1, n // 4))])
     return LoaderCase(recipe="configs/image/pretrain_rq.yaml", index=index, files_dataset="image_folder",
                       opts=["DATASETS.IMAGE.ROOT", root], layouts=[("shards (JPEG)", "shards")], file_exts=(".jpg",))
 
-
-def make_shards(argv: List[str]) -> str:
-    """tools/make_shards.py ``argv``; returns the written index.json."""
-    # TODO: call engineer A's library function in bridle.data.shards once tools/make_shards.py is thin
-    subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_shards.py")] + list(argv), check=True,
-                   stdout=subprocess.DEVNULL)
-    return os.path.join(argv[argv.index("--out") + 1], "index.json")
