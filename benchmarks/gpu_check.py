@@ -15,6 +15,7 @@ Robustness: every measurement runs in its own try/except (an error is recorded i
 the next one runs), measurements are skipped once the global ``--budget-s`` would be exceeded,
 and the JSON is rewritten after every measurement, so a killed run still leaves its results.
 """
+
 import argparse
 import json
 import os
@@ -55,41 +56,89 @@ def plan(smoke: bool):
     out = [("matmul_peak", ["--component", "matmul_peak"] + it, 10)]
     for prec in ("bf16", "fp16"):
         for c, cfg in steps:
-            out.append((f"audio {c} {prec} eager", ["--component", c, "--precision", prec, "--batch-size", bs]
-                        + cfg + it, 20))
+            out.append(
+                (f"audio {c} {prec} eager", ["--component", c, "--precision", prec, "--batch-size", bs] + cfg + it, 20)
+            )
     out += [
-        ("image encoder_phase bf16 eager", ["--component", "encoder_phase", "--precision", "bf16",
-                                            "--batch-size", img_bs] + image + it, 20),
-        ("image tokenizer_phase bf16 eager", ["--component", "tokenizer_phase", "--precision", "bf16",
-                                              "--batch-size", img_bs] + image + it, 20),
-        ("video encoder_phase bf16 eager", ["--component", "encoder_phase", "--precision", "bf16",
-                                            "--batch-size", vid_bs] + video + it, 25),
-        ("fbank device vs cpu", ["--component", "fbank", "--component", "audio_decode_fbank",
-                                 "--component", "device_fbank", "--batch-size", bs, "--threads", "1"] + it, 20),
+        (
+            "image encoder_phase bf16 eager",
+            ["--component", "encoder_phase", "--precision", "bf16", "--batch-size", img_bs] + image + it,
+            20,
+        ),
+        (
+            "image tokenizer_phase bf16 eager",
+            ["--component", "tokenizer_phase", "--precision", "bf16", "--batch-size", img_bs] + image + it,
+            20,
+        ),
+        (
+            "video encoder_phase bf16 eager",
+            ["--component", "encoder_phase", "--precision", "bf16", "--batch-size", vid_bs] + video + it,
+            25,
+        ),
+        (
+            "fbank device vs cpu",
+            [
+                "--component",
+                "fbank",
+                "--component",
+                "audio_decode_fbank",
+                "--component",
+                "device_fbank",
+                "--batch-size",
+                bs,
+                "--threads",
+                "1",
+            ]
+            + it,
+            20,
+        ),
     ]
     for c, cfg in steps:
-        out.append((f"audio {c} bf16 compile", ["--component", c, "--precision", "bf16", "--batch-size", bs]
-                    + comp + cfg + it, compile_cost))
+        out.append(
+            (
+                f"audio {c} bf16 compile",
+                ["--component", c, "--precision", "bf16", "--batch-size", bs] + comp + cfg + it,
+                compile_cost,
+            )
+        )
     extra = ["--precision", "bf16", "--batch-size", bs, "--no-flops"] + audio + it
     out += [
-        ("audio encoder_phase bf16 eager foreach AdamW",
-         ["--component", "encoder_phase"] + extra + ["--opts", "SOLVER.OPTIMIZER_IMPL", "foreach"], 15),
-        ("audio encoder_phase bf16 eager grad checkpoint",
-         ["--component", "encoder_phase"] + extra + ["--opts", "MODEL.ENCODER.GRAD_CHECKPOINT", "True"], 15),
-        ("audio tokenizer_phase bf16 eager teacher fp32",
-         ["--component", "tokenizer_phase"] + extra + ["--opts", "PRETRAIN.TEACHER_PRECISION", "fp32"], 15),
+        (
+            "audio encoder_phase bf16 eager foreach AdamW",
+            ["--component", "encoder_phase"] + extra + ["--opts", "SOLVER.OPTIMIZER_IMPL", "foreach"],
+            15,
+        ),
+        (
+            "audio encoder_phase bf16 eager grad checkpoint",
+            ["--component", "encoder_phase"] + extra + ["--opts", "MODEL.ENCODER.GRAD_CHECKPOINT", "True"],
+            15,
+        ),
+        (
+            "audio tokenizer_phase bf16 eager teacher fp32",
+            ["--component", "tokenizer_phase"] + extra + ["--opts", "PRETRAIN.TEACHER_PRECISION", "fp32"],
+            15,
+        ),
     ]
     for c, cfg in steps:
-        out.append((f"audio {c} fp16 compile", ["--component", c, "--precision", "fp16", "--batch-size", bs]
-                    + comp + cfg + it, compile_cost))
+        out.append(
+            (
+                f"audio {c} fp16 compile",
+                ["--component", c, "--precision", "fp16", "--batch-size", bs] + comp + cfg + it,
+                compile_cost,
+            )
+        )
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda (the check) or cpu (smoke mode)")
-    ap.add_argument("--budget-s", type=float, default=420.0,
-                    help="start no measurement that would end (by its estimate) after this many seconds")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=420.0,
+        help="start no measurement that would end (by its estimate) after this many seconds",
+    )
     ap.add_argument("--out", default="", help="JSON path (default $OUT/gpu_check.json or benchmarks/out/)")
     ap.add_argument("--only", default="", help="run only measurements whose label contains this")
     args = ap.parse_args(argv)
@@ -101,14 +150,21 @@ def main(argv=None) -> int:
     out_dir = os.environ.get("OUT") or os.path.join(ROOT, "benchmarks", "out")
     path = args.out or os.path.join(out_dir, "gpu_check.json" if not smoke else "gpu_check_smoke.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    env = {"torch": torch.__version__, "python": platform.python_version(), "device": args.device,
-           "smoke": smoke, "cpu_threads": torch.get_num_threads(), "cuda": torch.version.cuda,
-           "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": args.device,
+        "smoke": smoke,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     try:
         import subprocess
 
-        env["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True, timeout=10).stdout.strip()
+        env["commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except Exception:  # a copy of the tree without .git
         env["commit"] = ""
     if not smoke:
@@ -151,11 +207,17 @@ def main(argv=None) -> int:
                 report["environment"]["bf16_matmul_peak_tflops"] = peak
             brief = "; ".join(
                 f"{r.get('component')} {r.get('samples_per_s', r.get('tflops', r.get('clips_per_s', '')))}"
-                for r in rows)
+                for r in rows
+            )
             print(f"[{time.perf_counter() - t0:6.1f}s] ok    {label}: {brief}", flush=True)
         except (Exception, SystemExit) as e:  # one failure (an argparse refusal too) must not lose the rest
-            report["errors"].append({"label": label, "error": f"{type(e).__name__}: {e}"[:2000],
-                                     "traceback": traceback.format_exc()[-3000:]})
+            report["errors"].append(
+                {
+                    "label": label,
+                    "error": f"{type(e).__name__}: {e}"[:2000],
+                    "traceback": traceback.format_exc()[-3000:],
+                }
+            )
             print(f"[{time.perf_counter() - t0:6.1f}s] FAIL  {label}: {type(e).__name__}: {str(e)[:300]}", flush=True)
         finally:
             if not smoke:
@@ -164,8 +226,10 @@ def main(argv=None) -> int:
             torch._dynamo.reset()
             save()
     print(B.format_table([{k: v for k, v in r.items() if k not in ("label", "reasons")} for r in report["rows"]]))
-    print(f"wrote {path} ({len(report['rows'])} rows, {len(report['errors'])} errors, "
-          f"{len(report['skipped'])} skipped, {time.perf_counter() - t0:.0f} s)")
+    print(
+        f"wrote {path} ({len(report['rows'])} rows, {len(report['errors'])} errors, "
+        f"{len(report['skipped'])} skipped, {time.perf_counter() - t0:.0f} s)"
+    )
     return 0
 
 

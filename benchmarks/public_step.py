@@ -17,6 +17,7 @@ Its step is reproduced from its ``unit_pretrain.train_one_epoch``: autocast(fp32
 ``loss.item()`` (the public loop's host sync), its NativeScalerWithGradNormCount (backward,
 unscale, grad norm, AdamW step with timm's weight-decay groups), zero_grad.
 """
+
 import argparse
 import json
 import os
@@ -50,15 +51,46 @@ def build(phase: str, device: torch.device):
     cold = phase == "encoder"
     soft_code = 2 if cold else 1
     num_tokens = 256 * 4 * soft_code
-    enc = ed.vit_b(in_chans=1, audio_exp=True, img_size=(1024, 128), mode=0, pos_trainable=False,
-                   decoder_mode=1, mask_2d=False, mask_t_prob=0.7, mask_f_prob=0.3,
-                   num_tokens=num_tokens, no_shift=False)
-    tok = tk.vit_b(in_chans=1, audio_exp=True, img_size=(1024, 128), mode=0, pos_trainable=False,
-                   estimator_mode=2, codebook_type="rq", code_num=256, code_dim=256, codebook_set=4,
-                   commitment_loss_weight=0.25, ema=True, restart_unused_codes=cold,
-                   init_weight_multiplier=1.0, kmeans_init=cold, soft_code=soft_code, no_shift=False)
-    model = BRIDLE(encoder_decoder=enc, tokenizer=tok, model_loss=torch.nn.CrossEntropyLoss(),
-                   cold_start=cold, train_encoder=cold, codebook_type="rq").to(device)
+    enc = ed.vit_b(
+        in_chans=1,
+        audio_exp=True,
+        img_size=(1024, 128),
+        mode=0,
+        pos_trainable=False,
+        decoder_mode=1,
+        mask_2d=False,
+        mask_t_prob=0.7,
+        mask_f_prob=0.3,
+        num_tokens=num_tokens,
+        no_shift=False,
+    )
+    tok = tk.vit_b(
+        in_chans=1,
+        audio_exp=True,
+        img_size=(1024, 128),
+        mode=0,
+        pos_trainable=False,
+        estimator_mode=2,
+        codebook_type="rq",
+        code_num=256,
+        code_dim=256,
+        codebook_set=4,
+        commitment_loss_weight=0.25,
+        ema=True,
+        restart_unused_codes=cold,
+        init_weight_multiplier=1.0,
+        kmeans_init=cold,
+        soft_code=soft_code,
+        no_shift=False,
+    )
+    model = BRIDLE(
+        encoder_decoder=enc,
+        tokenizer=tok,
+        model_loss=torch.nn.CrossEntropyLoss(),
+        cold_start=cold,
+        train_encoder=cold,
+        codebook_type="rq",
+    ).to(device)
     groups = pg.param_groups_weight_decay(model, 1e-4)
     optimizer = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95))
     return model, optimizer, NativeScalerWithGradNormCount()
@@ -74,8 +106,12 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--json", default="")
-    ap.add_argument("--clock", choices=["wall", "process"], default="wall",
-                    help="wall time or this process's CPU time (as tools/benchmark.py --clock)")
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "process"],
+        default="wall",
+        help="wall time or this process's CPU time (as tools/benchmark.py --clock)",
+    )
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     with_public_root_importable(args.public_root, argv)
@@ -115,10 +151,16 @@ def main(argv=None):
         times.append(clock() - t)
     times.sort()
     sec = times[len(times) // 2]
-    row = {"component": f"public_{args.phase}_phase", "precision": args.precision, "batch": args.batch_size,
-           "ms": round(sec * 1e3, 2), "samples_per_s": round(args.batch_size / sec, 2),
-           "times_s": [round(t, 3) for t in times], "threads": torch.get_num_threads(),
-           "clock": args.clock}
+    row = {
+        "component": f"public_{args.phase}_phase",
+        "precision": args.precision,
+        "batch": args.batch_size,
+        "ms": round(sec * 1e3, 2),
+        "samples_per_s": round(args.batch_size / sec, 2),
+        "times_s": [round(t, 3) for t in times],
+        "threads": torch.get_num_threads(),
+        "clock": args.clock,
+    }
     print(json.dumps(row))
     if args.json:
         with open(args.json, "w") as f:

@@ -3,6 +3,7 @@
 Importing ``bridle`` registers the core components; modality plugins are loaded lazily by
 :func:`bridle.config.get_cfg` / :func:`bridle.plugins.load_plugins`.
 """
+
 __version__ = "0.1.0"
 
 from . import modeling  # noqa: F401,E402  (registers core components)

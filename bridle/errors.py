@@ -14,6 +14,7 @@ had: ``ConfigError`` is a ``KeyError``, ``ConfigValueError`` a ``ValueError``, .
 :data:`ENVIRONMENT_ERRNOS`). Messages say what, where (the key and the file) and what was
 expected.
 """
+
 import errno
 import os
 from typing import Optional
@@ -26,10 +27,24 @@ DEBUG_ENV = "BRIDLE_DEBUG"
 #: errno values of an ``OSError`` that are the environment's (a path, a permission, space),
 #: reported as one line like a :class:`UserError`.
 ENVIRONMENT_ERRNOS = frozenset(
-    getattr(errno, name) for name in (
-        "ENOENT", "ENOTDIR", "EISDIR", "EEXIST", "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT",
-        "ENAMETOOLONG", "ELOOP", "EFBIG", "EMFILE", "ENFILE",
-    ) if hasattr(errno, name)
+    getattr(errno, name)
+    for name in (
+        "ENOENT",
+        "ENOTDIR",
+        "EISDIR",
+        "EEXIST",
+        "EACCES",
+        "EPERM",
+        "EROFS",
+        "ENOSPC",
+        "EDQUOT",
+        "ENAMETOOLONG",
+        "ELOOP",
+        "EFBIG",
+        "EMFILE",
+        "ENFILE",
+    )
+    if hasattr(errno, name)
 )
 
 

@@ -12,6 +12,7 @@ to declare the plugin's config keys.
 The environment variable ``BRIDLE_PLUGINS`` chooses what is loaded: unset or ``all``
 loads every installed plugin, ``a,b`` only plugins a and b, ``none`` nothing.
 """
+
 import importlib
 import importlib.util
 import logging

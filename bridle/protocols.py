@@ -11,6 +11,7 @@ Members are checked by name on the object itself (``getattr``, so attributes set
 ``__init__``, properties and ``nn.Module`` submodules all count); a member declared as a method
 must be callable (a ``device_transform`` property that returns None does not count).
 """
+
 from typing import Any, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch

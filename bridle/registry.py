@@ -8,6 +8,7 @@ Contracts (what an entry must look like) are documented next to each registry; t
 ones (required members and optional capabilities) are in :mod:`bridle.protocols`, checked when
 an entry is built.
 """
+
 import difflib
 import importlib
 import sys
@@ -207,8 +208,7 @@ SAMPLER = Registry(
 )
 EVALUATOR = Registry(
     "EVALUATOR",
-    "fn(cfg) -> evaluator with reset(), process(logits [B, C], batch), evaluate() -> dict, "
-    ".primary_metric.",
+    "fn(cfg) -> evaluator with reset(), process(logits [B, C], batch), evaluate() -> dict, .primary_metric.",
     core_modules=("bridle.evaluation",),
 )
 

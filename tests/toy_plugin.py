@@ -4,6 +4,7 @@ embedder, dataset and config keys, outside the Bridle repository's packages) and
 ``bridle_toy-0.1.dist-info`` (exactly what pip writes), whose ``bridle.plugins`` entry point
 makes Bridle find it. pytest puts it on the import path (``pythonpath`` in pyproject.toml); a
 subprocess gets it through PYTHONPATH (the ``toy_plugin`` fixture's environment)."""
+
 import os
 
 TOY_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_site")

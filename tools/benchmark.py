@@ -11,6 +11,7 @@ returned row is one measurement and the rows are printed as a table (and written
 (configs/audio/pretrain_rq.yaml, finetune_as2m.yaml). Benchmarks time things; tests never
 assert wall-clock.
 """
+
 import sys
 
 from bridle.benchmark import main

@@ -4,6 +4,7 @@
 Core keys come from bridle/config/defaults.py; plugin keys from each loaded plugin's
 ``add_config`` source (the comment above each assignment).
 """
+
 import sys
 
 from bridle.config.reference import main

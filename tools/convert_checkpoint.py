@@ -24,6 +24,7 @@ sin-cos of the grid, which our resize for another input length reads correctly; 
 ``--layout``). Their checkpoints pickle an argparse Namespace: loading them needs
 ``--unsafe-legacy-checkpoint`` (only for files you trust).
 """
+
 import argparse
 
 from bridle.interop.convert import LAYOUTS, run
@@ -36,15 +37,31 @@ def parse_args(argv=None):
     d.add_argument("--to-authors", action="store_true", help="Bridle checkpoint -> authors' layout")
     p.add_argument("--input", required=True, help="checkpoint to convert")
     p.add_argument("--output", required=True, help="where to write the converted checkpoint")
-    p.add_argument("--config-file", default="configs/audio/pretrain_rq.yaml",
-                   help="--from-authors: the config of the model they trained (default %(default)s)")
-    p.add_argument("--cold-start", action="store_true", help="--from-authors: an iteration-1 (cold-start tokenizer) checkpoint")
-    p.add_argument("--pos-embed", choices=("keep", "regenerate"), default="keep",
-                   help="copy the position tables as stored (default) or write the target's own")
-    p.add_argument("--layout", choices=LAYOUTS, default="transposed",
-                   help="--to-authors --pos-embed regenerate: their table layout of a non-square 2-D grid")
-    p.add_argument("--unsafe-legacy-checkpoint", action="store_true",
-                   help="allow a pickled checkpoint (the authors' files hold an argparse Namespace); only for trusted files")
+    p.add_argument(
+        "--config-file",
+        default="configs/audio/pretrain_rq.yaml",
+        help="--from-authors: the config of the model they trained (default %(default)s)",
+    )
+    p.add_argument(
+        "--cold-start", action="store_true", help="--from-authors: an iteration-1 (cold-start tokenizer) checkpoint"
+    )
+    p.add_argument(
+        "--pos-embed",
+        choices=("keep", "regenerate"),
+        default="keep",
+        help="copy the position tables as stored (default) or write the target's own",
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="transposed",
+        help="--to-authors --pos-embed regenerate: their table layout of a non-square 2-D grid",
+    )
+    p.add_argument(
+        "--unsafe-legacy-checkpoint",
+        action="store_true",
+        help="allow a pickled checkpoint (the authors' files hold an argparse Namespace); only for trusted files",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="--from-authors: KEY VALUE config overrides")
     return p.parse_args(argv)
 

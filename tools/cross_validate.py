@@ -15,6 +15,7 @@ final_results.json are not rerun and unfinished folds resume from their last che
 directory holding a run is otherwise refused (as by train_net.py) unless ``--overwrite``, which
 retrains every fold afresh. User errors end in one line ``bridle: error: ...`` and exit code 2.
 """
+
 import sys
 
 from bridle.evaluation.cross_validate import cli

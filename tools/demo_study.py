@@ -4,6 +4,7 @@
     python tools/demo_study.py [--fresh] NAME [KEY VALUE ...]
 
 ``--help`` describes it."""
+
 from bridle_audio.demo import study_main
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ YAML text, "meta": {embed_dim, depth, num_heads, grid_size, format}}``, loadable
 ``bridle.load_encoder(DST)`` and usable as MODEL.WEIGHTS of the finetune / linear_probe
 trainers. ``--timm`` also writes the bare timm-layout state dict.
 """
+
 import argparse
 import json
 import sys

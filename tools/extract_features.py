@@ -15,6 +15,7 @@ Features: the mean of the patch tokens after the encoder's final norm, [N, D] fl
 ``<out>_labels.npy``. Unreadable items are skipped; the dataset indices of the kept items then
 go to ``<out>_index.npy``.
 """
+
 import sys
 
 from bridle.evaluation.features import main

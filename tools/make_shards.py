@@ -11,6 +11,7 @@ formats from the plugins), e.g.::
 Then: ``DATASETS.TRAIN shards DATASETS.SHARDS.TRAIN_INDEX shards/in1k_train/index.json``.
 The format and every source: docs/data.md.
 """
+
 from bridle.data.shards import write_shards_cli
 
 if __name__ == "__main__":

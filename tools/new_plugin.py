@@ -19,6 +19,7 @@ registry entries ``NAME_conv`` (PATCH_EMBED), ``NAME_span`` (MASK_GENERATOR),
 (``path,label``); a small synthetic data set is written to ``example_data/`` so the configs
 run at once. Replace the pieces you need; docs/DESIGN.md gives every contract.
 """
+
 import sys
 
 from bridle.scaffold import main

@@ -18,6 +18,7 @@ write it). Two kinds of run are recognised:
 
 The PNGs are written to DIR (default OUTPUT_DIR/plots); the list of files is printed.
 """
+
 from bridle.utils.plots import main
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ A stop caused by SIGTERM alone (``scancel``, or a preemption that Slurm requeues
 stores the ``--resume`` submission but does not requeue. After ``--max-requeue`` time-outs
 submitit stops requeuing.
 """
+
 import sys
 
 from bridle.engine.submit import main

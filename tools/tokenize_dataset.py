@@ -17,6 +17,7 @@ row; unreadable items are left out and counted), ``grid_size`` and the whole-dat
 level: ``used`` (codes used), ``cur`` (used / CODEBOOK_SIZE) and ``perplexity`` (exp of the
 entropy of the code distribution). The usage is also printed, one line per level.
 """
+
 from bridle.evaluation.tokenize_dataset import main
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ line ``bridle: error: <message>`` on stderr without a traceback (``--debug`` or 
 adds it; see bridle/errors.py); 75 stopped on request with a checkpoint (continue with --resume);
 1 anything else (a bug: its traceback).
 """
+
 import sys
 
 from bridle.engine.entry import invoke_main

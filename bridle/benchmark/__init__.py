@@ -5,6 +5,7 @@ command line; :mod:`bridle.benchmark.steps` and :mod:`bridle.benchmark.loader` t
 modality-free components. A plugin adds components (and "loader" pipelines) in its
 ``benchmarks`` submodule, imported by :func:`load_components`.
 """
+
 from .core import (  # noqa: F401
     BENCHMARK,
     REPO,

@@ -7,6 +7,7 @@ A component is a function ``fn(args) -> list[dict]`` registered in :data:`BENCHM
 ``benchmarks`` submodule (``<plugin>/benchmarks.py``), imported by :func:`load_components`.
 Benchmarks time things; tests never assert wall-clock.
 """
+
 import argparse
 import importlib
 import importlib.util
@@ -142,8 +143,12 @@ def build_parser(description: str = "", defaults: Optional[Mapping[str, object]]
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--json", default="", help="also write the rows and the environment here")
-    parser.add_argument("--clock", choices=["wall", "process"], default="wall",
-                        help="wall time (default) or this process's CPU time (CPU runs on a shared machine)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "process"],
+        default="wall",
+        help="wall time (default) or this process's CPU time (CPU runs on a shared machine)",
+    )
     for fn in components.values():  # registration order: the core's groups first
         if getattr(fn, "add_args", None) is not None:
             fn.add_args(parser)
@@ -159,8 +164,9 @@ def run_components(names: Sequence[str], args: argparse.Namespace) -> List[Row]:
     return rows
 
 
-def main(argv: Optional[Sequence[str]] = None, description: str = "",
-         defaults: Optional[Mapping[str, object]] = None) -> List[Row]:
+def main(
+    argv: Optional[Sequence[str]] = None, description: str = "", defaults: Optional[Mapping[str, object]] = None
+) -> List[Row]:
     """Parse ``argv``, run the ``--component``s, print the environment and the table, write
     ``--json``; returns the rows."""
     parser = build_parser(description, defaults)

@@ -1,6 +1,7 @@
 """The "loader" component: samples/s of ONE loader worker for a one-file-per-sample dataset vs
 the core "shards" dataset on the same data. Each plugin registers its pipeline (how to write
 test data in both layouts and which dataset reads the files) in :data:`LOADER_PIPELINE`."""
+
 import argparse
 import os
 import tempfile
@@ -60,11 +61,17 @@ def bench_loader(args: argparse.Namespace) -> List[Row]:
             case = LOADER_PIPELINE.get(kind)(root, n)
 
             def tar_bytes(sub):
-                return sum(os.path.getsize(os.path.join(root, sub, f))
-                           for f in os.listdir(os.path.join(root, sub)) if f.endswith(".tar"))
+                return sum(
+                    os.path.getsize(os.path.join(root, sub, f))
+                    for f in os.listdir(os.path.join(root, sub))
+                    if f.endswith(".tar")
+                )
 
-            cfg = load_config(os.path.join(REPO, case.recipe), ["DATASETS.SHARDS.TRAIN_INDEX", case.index,
-                              "DATASETS.SHARDS.SHUFFLE_BUFFER", "16"] + list(case.opts), freeze=False)
+            cfg = load_config(
+                os.path.join(REPO, case.recipe),
+                ["DATASETS.SHARDS.TRAIN_INDEX", case.index, "DATASETS.SHARDS.SHUFFLE_BUFFER", "16"] + list(case.opts),
+                freeze=False,
+            )
             files = build_dataset(cfg, case.files_dataset, "train", "pretrain")
 
             def read_files():
@@ -84,8 +91,12 @@ def bench_loader(args: argparse.Namespace) -> List[Row]:
 
                 return read_shards
 
-            file_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root)
-                             for f in fs if f.endswith(tuple(case.file_exts)) and "shards" not in d)
+            file_bytes = sum(
+                os.path.getsize(os.path.join(d, f))
+                for d, _, fs in os.walk(root)
+                for f in fs
+                if f.endswith(tuple(case.file_exts)) and "shards" not in d
+            )
             runs = [("one file per sample", read_files, file_bytes)]
             runs += [(name, reader(sub), tar_bytes(sub)) for name, sub in case.layouts]
             # interleaved (files, shards, files, ...) so that load drifts on a shared machine hit
@@ -101,7 +112,15 @@ def bench_loader(args: argparse.Namespace) -> List[Row]:
                     times[layout].append(core.clock() - start)
             for layout, fn, size in runs:
                 sec = sorted(times[layout])[len(times[layout]) // 2]
-                rows.append({"component": "loader", "name": f"{kind}: {layout}", "samples": n,
-                             "samples_per_s": round(n / sec, 1), "ms_per_sample": round(sec * 1e3 / n, 2),
-                             "MB_on_disk": round(size / 2**20, 1), "threads": torch.get_num_threads()})
+                rows.append(
+                    {
+                        "component": "loader",
+                        "name": f"{kind}: {layout}",
+                        "samples": n,
+                        "samples_per_s": round(n / sec, 1),
+                        "ms_per_sample": round(sec * 1e3 / n, 2),
+                        "MB_on_disk": round(size / 2**20, 1),
+                        "threads": torch.get_num_threads(),
+                    }
+                )
     return rows

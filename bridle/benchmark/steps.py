@@ -1,6 +1,7 @@
 """The modality-free components: the quantizer, one training step of each BRIDLE phase and of
 fine-tuning (any config: the model input is synthetic, of the config's MODEL.PATCH_EMBED shape),
 torch.compile graph breaks and the matmul peak that MFU is measured against."""
+
 import argparse
 import os
 import time
@@ -131,8 +132,9 @@ def synthetic_input(cfg, batch_size: int, device: torch.device) -> torch.Tensor:
     return torch.randn(*shape, device=device)
 
 
-def time_training_step(args: argparse.Namespace, model: torch.nn.Module, batch: dict, optimizer,
-                       component_name: str) -> List[Row]:
+def time_training_step(
+    args: argparse.Namespace, model: torch.nn.Module, batch: dict, optimizer, component_name: str
+) -> List[Row]:
     """Time ``SimpleTrainer.run_step`` (autocast, backward, optimizer step) on a fixed
     device-resident batch; count FLOPs of one step; report memory and MFU (``--peak-tflops``)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -229,8 +231,11 @@ def bench_graph_breaks(args: argparse.Namespace) -> List[Row]:
     device = torch.device(args.device)
     rows: List[Row] = []
     for phase, cold in (("encoder", True), ("tokenizer", False), ("encoder", False), ("finetune", False)):
-        cfg = run_config(args.finetune_config, args.opts, "--finetune-config") if phase == "finetune" \
+        cfg = (
+            run_config(args.finetune_config, args.opts, "--finetune-config")
+            if phase == "finetune"
             else run_config(args.config_file, args.opts, "--config-file")
+        )
         torch.manual_seed(0)
         if phase == "finetune":
             model = META_ARCH.get(getattr(cfg.MODEL, "DOWNSTREAM_ARCHITECTURE", "EncoderClassifier"))(cfg)
@@ -255,9 +260,16 @@ def bench_graph_breaks(args: argparse.Namespace) -> List[Row]:
             where = b.user_stack[-1] if getattr(b, "user_stack", None) else None
             loc = f" at {os.path.basename(where.filename)}:{where.lineno}" if where is not None else ""
             reasons.append(f"{str(b.reason).splitlines()[0][:120]}{loc}")
-        rows.append({"component": "graph_breaks", "name": phase + ("_cold" if cold else ""),
-                     "graphs": ex.graph_count, "graph_breaks": ex.graph_break_count,
-                     "ops": ex.op_count, "reasons": " | ".join(dict.fromkeys(reasons))[:600]})
+        rows.append(
+            {
+                "component": "graph_breaks",
+                "name": phase + ("_cold" if cold else ""),
+                "graphs": ex.graph_count,
+                "graph_breaks": ex.graph_break_count,
+                "ops": ex.op_count,
+                "reasons": " | ".join(dict.fromkeys(reasons))[:600],
+            }
+        )
     torch._dynamo.reset()
     return rows
 
@@ -280,8 +292,13 @@ def bench_finetune_step(args: argparse.Namespace) -> List[Row]:
     torch.manual_seed(0)
     name = getattr(cfg.MODEL, "DOWNSTREAM_ARCHITECTURE", "EncoderClassifier")
     model = META_ARCH.get(name)(cfg).to(device).train()
-    groups = param_groups(model, cfg.SOLVER.WEIGHT_DECAY, layer_id_fn=model.layer_id,
-                          num_layers=model.num_layers, layer_decay=float(cfg.SOLVER.LAYER_DECAY))
+    groups = param_groups(
+        model,
+        cfg.SOLVER.WEIGHT_DECAY,
+        layer_id_fn=model.layer_id,
+        num_layers=model.num_layers,
+        layer_decay=float(cfg.SOLVER.LAYER_DECAY),
+    )
     optimizer = build_optimizer(cfg, model, groups)
     x = synthetic_input(cfg, args.batch_size, device)
     c = int(cfg.MODEL.HEAD.NUM_CLASSES)
@@ -299,8 +316,12 @@ def bench_finetune_step(args: argparse.Namespace) -> List[Row]:
 
 def _peak_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("matmul_peak / MFU")
-    g.add_argument("--peak-tflops", type=float, default=0.0,
-                   help="bf16 matmul peak for the MFU column (0 = no MFU; matmul_peak measures it)")
+    g.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="bf16 matmul peak for the MFU column (0 = no MFU; matmul_peak measures it)",
+    )
     g.add_argument("--matmul-size", type=int, default=8192, help="square matmul size of matmul_peak")
 
 
@@ -320,8 +341,13 @@ def bench_matmul_peak(args: argparse.Namespace) -> List[Row]:
                 torch.mm(a, b)
 
         sec = time_fn(run, device, max(3, args.iters), max(1, args.warmup)) / reps
-        rows.append({"component": "matmul_peak", "name": f"{n}x{n}", "precision": str(dtype).split(".")[-1],
-                     "ms": round(sec * 1e3, 3), "tflops": round(2 * n**3 / sec / 1e12, 1)})
+        rows.append(
+            {
+                "component": "matmul_peak",
+                "name": f"{n}x{n}",
+                "precision": str(dtype).split(".")[-1],
+                "ms": round(sec * 1e3, 3),
+                "tflops": round(2 * n**3 / sec / 1e12, 1),
+            }
+        )
     return rows
-
-

@@ -14,6 +14,7 @@ Two formats hold encoder weights:
 A bare (timm-layout) state dict, and state dicts whose keys carry a ``module.`` (DDP) or
 ``_orig_mod.`` (torch.compile) prefix, are accepted too.
 """
+
 import logging
 import math
 import os
@@ -64,7 +65,7 @@ def model_state_of(ckpt: dict) -> StateDict:
             changed = False
             for p in WRAPPER_PREFIXES:
                 if k.startswith(p):
-                    k, changed = k[len(p):], True
+                    k, changed = k[len(p) :], True
         out[k] = v
     return out
 
@@ -80,7 +81,7 @@ def extract_encoder_state(ckpt: dict) -> StateDict:
     state = model_state_of(ckpt)
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     if any(k.startswith(ENCODER_PREFIX) for k in state):
-        enc = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+        enc = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
     elif meta.get("format") == ENCODER_FORMAT:
         enc = dict(state)  # an exported encoder: every key is the backbone's own (timm or not)
     else:

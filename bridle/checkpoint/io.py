@@ -13,6 +13,7 @@ the destination directory, fsync it, rename it over the destination and fsync th
 so a kill at any moment leaves either the old file or the complete new one. A failing write
 raises an ``OSError`` that names the file.
 """
+
 import errno
 import importlib
 import logging

@@ -20,8 +20,9 @@ def get_cfg(load_plugins: bool = True) -> CfgNode:
     return cfg
 
 
-def load_config(config_file: str = "", opts=(), freeze: bool = True, cfg: CfgNode = None,
-                file_key: str = "--config-file") -> CfgNode:
+def load_config(
+    config_file: str = "", opts=(), freeze: bool = True, cfg: CfgNode = None, file_key: str = "--config-file"
+) -> CfgNode:
     """The one way every tool builds a run's config: defaults (core + plugins, or ``cfg``), then
     ``config_file`` (with its ``_BASE_`` chain), then ``KEY VALUE`` ``opts``; frozen unless told.
     A missing file is a user error naming ``file_key``."""

@@ -1,5 +1,6 @@
 """Config node: fvcore's CfgNode (``_BASE_`` inheritance) with errors that name the
 file and suggest the nearest valid keys."""
+
 import difflib
 import os
 import re
@@ -24,9 +25,18 @@ class ConfigValueError(UserError, ValueError):
 
 _TYPE_MISMATCH = re.compile(
     r"Type mismatch \(<class '(?P<want>[\w.]+)'> vs\. <class '(?P<got>[\w.]+)'>\) with values "
-    r"\((?P<default>.*) vs\. (?P<value>.*)\) for config key: (?P<key>\S+)$", re.S)
-_TYPE_NAMES = {"float": "a number", "int": "an integer", "str": "a string", "bool": "True or False",
-               "list": "a list", "tuple": "a list", "NoneType": "None"}
+    r"\((?P<default>.*) vs\. (?P<value>.*)\) for config key: (?P<key>\S+)$",
+    re.S,
+)
+_TYPE_NAMES = {
+    "float": "a number",
+    "int": "an integer",
+    "str": "a string",
+    "bool": "True or False",
+    "list": "a list",
+    "tuple": "a list",
+    "NoneType": "None",
+}
 
 
 def _type_error(exc: Exception, source: str) -> Exception:
@@ -164,8 +174,7 @@ class CfgNode(_FvCfgNode):
             raise ConfigValueError(f"Config file '{cfg_filename}' is not valid YAML: {detail}") from None
         except (TypeError, AttributeError) as e:  # e.g. a file whose top level is not a mapping
             raise ConfigValueError(
-                f"Config file '{cfg_filename}' cannot be read as a config ({e}); expected a YAML "
-                "mapping of KEY: value."
+                f"Config file '{cfg_filename}' cannot be read as a config ({e}); expected a YAML mapping of KEY: value."
             ) from None
         except ValueError as e:
             if isinstance(e, UserError):
@@ -177,9 +186,7 @@ class CfgNode(_FvCfgNode):
 
     def merge_from_list(self, cfg_list: list) -> "CfgNode":
         if len(cfg_list) % 2 != 0:
-            raise ConfigValueError(
-                f"Command-line overrides must be KEY VALUE pairs; got an odd number: {cfg_list}"
-            )
+            raise ConfigValueError(f"Command-line overrides must be KEY VALUE pairs; got an odd number: {cfg_list}")
         try:
             super().merge_from_list(self._ints_as_floats(cfg_list))
         except (KeyError, AssertionError) as e:

@@ -4,6 +4,7 @@ Modality plugins add their own keys (under ``INPUT.<MODALITY>`` / ``DATASETS.<MO
 through ``add_config(cfg)``. Defaults follow the ViT-B recipes of the BRIDLE paper (arXiv
 2502.02118) and of the authors' scripts (github.com/HoangNguyenM/bridle, submit_*.sh).
 """
+
 from .config import CfgNode as CN
 
 _C = CN()
@@ -275,7 +276,8 @@ _C.DATASETS.SHARDS.VAL_INDEX = ""
 _C.DATASETS.SHARDS.TEST_INDEX = ""
 # SAMPLE_DECODER registry entry that turns a sample's bytes into an item ("" = the one the index names).
 _C.DATASETS.SHARDS.DECODER = ""
-# Samples held by each loader worker's shuffle buffer in training (shards are also permuted each epoch; <= 1 = no buffer).
+# Samples held by each loader worker's shuffle buffer in training
+# (shards are also permuted each epoch; <= 1 = no buffer).
 _C.DATASETS.SHARDS.SHUFFLE_BUFFER = 1000
 
 _C.DATALOADER = CN()

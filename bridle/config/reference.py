@@ -5,6 +5,7 @@ Core keys come from bridle/config/defaults.py; plugin keys from each loaded plug
 ``add_config`` source (the comment at the end of, or in the comment lines right above, each
 assignment).
 """
+
 import ast
 import inspect
 import io
@@ -27,8 +28,14 @@ def _line_comments(source: str):
                 inline[tok.start[0]] = text
             else:
                 only[tok.start[0]] = text
-        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                              tokenize.ENDMARKER, tokenize.ENCODING):
+        elif tok.type not in (
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+            tokenize.ENCODING,
+        ):
             code_lines.add(tok.start[0])
     return inline, only
 

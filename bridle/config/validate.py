@@ -10,6 +10,7 @@ one covering half of it or more a warning (:func:`warmup_problems`): here when b
 given in one unit, in ``DefaultTrainer`` (and before a schedule's first phase) once the
 iterations per epoch are known.
 """
+
 import os
 import re
 from typing import Callable, List, Optional, Tuple
@@ -20,8 +21,9 @@ from .config import ConfigError, ConfigValueError
 def invalid_config(errors: List[str]) -> ConfigValueError:
     """One error per key, on one line (tools/train_net.py prints user errors as one line)."""
     head = "Invalid config: " if len(errors) == 1 else f"Invalid config ({len(errors)} errors): "
-    return ConfigValueError(head + "; ".join(e.rstrip(".") + ("." if i == len(errors) - 1 else "")
-                                             for i, e in enumerate(errors)))
+    return ConfigValueError(
+        head + "; ".join(e.rstrip(".") + ("." if i == len(errors) - 1 else "") for i, e in enumerate(errors))
+    )
 
 
 def _get(cfg, key: str):
@@ -119,7 +121,11 @@ def schedule_order_errors(schedule: List[str], has_weights: bool) -> List[str]:
                 "expected a 'tokenizer' (or 'joint') phase before it, 'encoder_cold' instead, or "
                 "MODEL.WEIGHTS with a trained tokenizer."
             )
-        if name == "tokenizer" and not has_weights and not any(p in ("encoder_cold", "encoder", "joint") for p in before):
+        if (
+            name == "tokenizer"
+            and not has_weights
+            and not any(p in ("encoder_cold", "encoder", "joint") for p in before)
+        ):
             errors.append(
                 f"PRETRAIN.SCHEDULE = {list(schedule)}: phase {k + 1} 'tokenizer' needs a trained encoder "
                 "(its frozen teacher); expected an 'encoder_cold' (or 'encoder' / 'joint') phase before it, "
@@ -130,10 +136,18 @@ def schedule_order_errors(schedule: List[str], has_weights: bool) -> List[str]:
 
 # What a trained tokenizer is and how it maps a patch to codes (training-only settings such as
 # the EMA decay or dead-code restart, and the targets' precision, may differ between phases).
-_TOKENIZER_DEFINING = ("MODEL.QUANTIZER.NAME", "MODEL.QUANTIZER.NUM_LEVELS", "MODEL.QUANTIZER.CODEBOOK_SIZE",
-                       "MODEL.QUANTIZER.CODE_DIM", "MODEL.QUANTIZER.LOOKUP",
-                       "MODEL.TOKENIZER.NAME", "MODEL.TOKENIZER.SIZE", "MODEL.TOKENIZER.EMBED_DIM",
-                       "MODEL.TOKENIZER.DEPTH", "MODEL.TOKENIZER.NUM_HEADS")
+_TOKENIZER_DEFINING = (
+    "MODEL.QUANTIZER.NAME",
+    "MODEL.QUANTIZER.NUM_LEVELS",
+    "MODEL.QUANTIZER.CODEBOOK_SIZE",
+    "MODEL.QUANTIZER.CODE_DIM",
+    "MODEL.QUANTIZER.LOOKUP",
+    "MODEL.TOKENIZER.NAME",
+    "MODEL.TOKENIZER.SIZE",
+    "MODEL.TOKENIZER.EMBED_DIM",
+    "MODEL.TOKENIZER.DEPTH",
+    "MODEL.TOKENIZER.NUM_HEADS",
+)
 
 
 def _tokenizer_keys(pcfg) -> dict:
@@ -150,8 +164,11 @@ def tokenizer_mismatch_errors(phase_cfgs) -> List[str]:
             last = (k, name, _tokenizer_keys(pcfg))
         elif name == "encoder" and last is not None:
             mine = _tokenizer_keys(pcfg)
-            diff = [f"{key}: {last[2][key]!r} in phase {last[0] + 1} vs {mine[key]!r}" for key in sorted(mine)
-                    if mine[key] != last[2].get(key)]
+            diff = [
+                f"{key}: {last[2][key]!r} in phase {last[0] + 1} vs {mine[key]!r}"
+                for key in sorted(mine)
+                if mine[key] != last[2].get(key)
+            ]
             if diff:
                 errors.append(
                     f"phase {k + 1} 'encoder' predicts the codes of the tokenizer trained in phase {last[0] + 1} "
@@ -230,7 +247,8 @@ def warmup_problems(cfg, iters_per_epoch: Optional[int] = None) -> Tuple[Optiona
     def shown(term, n):
         if term[0] == "it" or unit == "epochs":
             return f"{term[2]} = {term[1]:g}"
-        return f"{term[2]} = {term[1]:g} epoch{'' if term[1] == 1 else 's'} = {n} iterations at {iters_per_epoch} iterations/epoch"
+        epochs = f"{term[1]:g} epoch{'' if term[1] == 1 else 's'}"
+        return f"{term[2]} = {epochs} = {n} iterations at {iters_per_epoch} iterations/epoch"
 
     prefix = f"phase {phase[0] + 1} '{phase[1]}': " if phase is not None else ""
     span = "phase" if phase is not None else "run"
@@ -238,15 +256,21 @@ def warmup_problems(cfg, iters_per_epoch: Optional[int] = None) -> Tuple[Optiona
     total_s = f"{total:g} {unit}: {shown(length, total)}"
     if wu >= total:
         if bool(cfg.SOLVER.get("ALLOW_LONG_WARMUP", False)):
-            return None, (f"{prefix}the warm-up ({warm_s}) covers the whole {span} ({total_s}); allowed by "
-                          "SOLVER.ALLOW_LONG_WARMUP.")
-        return (f"{prefix}the warm-up ({warm_s}) is not shorter than the {span} ({total_s}), so the learning "
-                f"rate never reaches its peak; expected a shorter warm-up (lower {warm[2]}) or a longer {span} "
-                f"(raise {length[2]}), or SOLVER.ALLOW_LONG_WARMUP True to run it anyway."), None
+            return None, (
+                f"{prefix}the warm-up ({warm_s}) covers the whole {span} ({total_s}); allowed by "
+                "SOLVER.ALLOW_LONG_WARMUP."
+            )
+        return (
+            f"{prefix}the warm-up ({warm_s}) is not shorter than the {span} ({total_s}), so the learning "
+            f"rate never reaches its peak; expected a shorter warm-up (lower {warm[2]}) or a longer {span} "
+            f"(raise {length[2]}), or SOLVER.ALLOW_LONG_WARMUP True to run it anyway."
+        ), None
     if wu >= LONG_WARMUP_FRACTION * total:
-        return None, (f"{prefix}the warm-up ({warm_s}) covers {100.0 * wu / total:.0f}% of the {span} ({total_s}); "
-                      f"the learning rate peaks late and decays over the last {100.0 * (total - wu) / total:.0f}% "
-                      f"only (lower {warm[2]} or raise {length[2]}).")
+        return None, (
+            f"{prefix}the warm-up ({warm_s}) covers {100.0 * wu / total:.0f}% of the {span} ({total_s}); "
+            f"the learning rate peaks late and decays over the last {100.0 * (total - wu) / total:.0f}% "
+            f"only (lower {warm[2]} or raise {length[2]})."
+        )
     return None, None
 
 
@@ -261,7 +285,8 @@ def validate_schedule(cfg, phase_config: Callable, phase_names: Optional[List[st
     for k, name in enumerate(schedule):
         if phase_names is not None and name not in phase_names:
             errors.append(
-                f"PRETRAIN.SCHEDULE = {schedule}: entry {k + 1} '{name}' is not a phase; expected one of {sorted(phase_names)}."
+                f"PRETRAIN.SCHEDULE = {schedule}: entry {k + 1} '{name}' is not a phase; "
+                f"expected one of {sorted(phase_names)}."
             )
             continue
         where = f"phase {k + 1} '{name}' (PRETRAIN.PHASES.{name.upper()}): "

@@ -8,6 +8,7 @@ unreadable items: it draws batches from a loader iterator, passes over batches t
 readable item, counts skipped items run-wide and stops the run beyond
 DATALOADER.MAX_BAD_FRACTION. Its counters are part of the checkpoint (``rank_states``), so a
 resumed run continues the count and the loader position exactly."""
+
 import logging
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
@@ -53,12 +54,18 @@ def apply_device_transform(dataset, batch: dict) -> dict:
 
 def to_device(batch: dict, device, non_blocking: bool = True) -> dict:
     """Every tensor of ``batch`` on ``device``; other entries (names, lists) as they are."""
-    return {k: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v)
-            for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+    }
 
 
-def prepare_batch(batch: dict, device, dataset_transform: Optional[BatchFn] = None,
-                  transforms: Sequence[BatchFn] = (), non_blocking: bool = True) -> dict:
+def prepare_batch(
+    batch: dict,
+    device,
+    dataset_transform: Optional[BatchFn] = None,
+    transforms: Sequence[BatchFn] = (),
+    non_blocking: bool = True,
+) -> dict:
     """A collated batch as model input: on ``device``, through ``dataset_transform`` (the
     dataset's :func:`device_transform_of`), then through each of ``transforms`` in order."""
     batch = to_device(batch, device, non_blocking)
@@ -73,8 +80,9 @@ class BatchPreparer:
     """:func:`prepare_batch` bound to a device, a dataset (its ``device_transform``) and batch
     transforms: ``preparer(batch) -> model input``."""
 
-    def __init__(self, device, dataset=None, transforms: Sequence[BatchFn] = (),
-                 dataset_transform: Optional[BatchFn] = None) -> None:
+    def __init__(
+        self, device, dataset=None, transforms: Sequence[BatchFn] = (), dataset_transform: Optional[BatchFn] = None
+    ) -> None:
         self.device = torch.device(device) if device is not None else None
         self.dataset_transform = dataset_transform if dataset_transform is not None else device_transform_of(dataset)
         self.transforms: List[BatchFn] = list(transforms)
@@ -121,8 +129,12 @@ class BadItemAccounting:
             next(it)
         return it
 
-    def next_batch(self, data_iter: Iterator[dict], dataset_size: Callable[[], int] = lambda: 0,
-                   put_scalar: Optional[Callable[[str, object], None]] = None) -> dict:
+    def next_batch(
+        self,
+        data_iter: Iterator[dict],
+        dataset_size: Callable[[], int] = lambda: 0,
+        put_scalar: Optional[Callable[[str, object], None]] = None,
+    ) -> dict:
         """The next batch of ``data_iter`` that holds a readable item. Each batch's
         ``num_skipped`` is counted (and reported through ``put_scalar("data/skipped", n)``);
         ``dataset_size()`` bounds how many items must be read before the fraction is checked."""
@@ -169,8 +181,12 @@ class BadItemAccounting:
 
     # -- checkpoint (the keys of a rank_states entry)
     def state_dict(self) -> dict:
-        return {"empty_batches": self.empty_batches, "data_seen": self.seen, "data_bad": self.bad,
-                "bad_items": list(self.bad_items)}
+        return {
+            "empty_batches": self.empty_batches,
+            "data_seen": self.seen,
+            "data_bad": self.bad,
+            "bad_items": list(self.bad_items),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (``{}``, from a checkpoint without one, starts afresh)."""

@@ -5,6 +5,7 @@ every item is loaded with python / numpy / torch seeded from (SEED, rank, positi
 in this rank's stream) (:class:`SeededItems`), so random augmentations do not depend on the
 loader workers, their RNG streams or where a run was resumed. The loader's own generator is
 seeded too, so creating its iterator never draws from the global RNG."""
+
 import contextlib
 import logging
 from typing import Callable, List, Optional
@@ -39,15 +40,20 @@ class SeededItems(Dataset):
     def __getitem__(self, key):
         pos, idx = key if isinstance(key, tuple) else (None, key)
         # In the main process the training step owns the global RNG states: put them back.
-        ctx = seeded(derive_seed(self.seed, pos), restore=get_worker_info() is None) if pos is not None \
+        ctx = (
+            seeded(derive_seed(self.seed, pos), restore=get_worker_info() is None)
+            if pos is not None
             else contextlib.nullcontext()
+        )
         with ctx:
             if hasattr(self.dataset, "last_failure"):
                 self.dataset.last_failure = None
             item = self.dataset[idx]
         if item is None:
             failure = getattr(self.dataset, "last_failure", None)
-            return BadItem(idx, f"{failure[0]} ({failure[1]})" if failure else f"index {idx} of {type(self.dataset).__name__}")
+            return BadItem(
+                idx, f"{failure[0]} ({failure[1]})" if failure else f"index {idx} of {type(self.dataset).__name__}"
+            )
         return item
 
 
@@ -107,13 +113,18 @@ def build_train_loader(cfg, dataset, start_iter: int = 0) -> DataLoader:
     items = SeededItems(dataset, derive_seed(seed, "items", rank))
     gen = torch.Generator().manual_seed(derive_seed(seed, "loader", rank, start_iter))
     return DataLoader(
-        items, batch_size=per_step, sampler=_PositionedSampler(sampler, consumed), drop_last=True,
-        generator=gen, **_loader_kwargs(cfg),
+        items,
+        batch_size=per_step,
+        sampler=_PositionedSampler(sampler, consumed),
+        drop_last=True,
+        generator=gen,
+        **_loader_kwargs(cfg),
     )
 
 
-def build_stream_loader(cfg, dataset: IterableDataset, consumed: int, batch_size: int,
-                        loader_kwargs: dict, train: bool = True) -> DataLoader:
+def build_stream_loader(
+    cfg, dataset: IterableDataset, consumed: int, batch_size: int, loader_kwargs: dict, train: bool = True
+) -> DataLoader:
     """DataLoader of a streaming dataset: no sampler (the dataset orders, splits and resumes
     itself); ``consumed`` samples of this rank are skipped."""
     if train and hasattr(dataset, "set_start"):
@@ -130,15 +141,18 @@ def build_stream_loader(cfg, dataset: IterableDataset, consumed: int, batch_size
     kw.pop("sampler", None)
     # Own generator: creating the loader's iterator must not draw from the global RNG (the
     # training step's), or a resumed run would diverge from an uninterrupted one.
-    kw.setdefault("generator", torch.Generator().manual_seed(derive_seed(max(int(cfg.SEED), 0), "stream-loader",
-                                                                         comm.get_rank(), consumed)))
+    kw.setdefault(
+        "generator",
+        torch.Generator().manual_seed(derive_seed(max(int(cfg.SEED), 0), "stream-loader", comm.get_rank(), consumed)),
+    )
     return DataLoader(dataset, batch_size=batch_size, drop_last=train, **kw)
 
 
 def build_test_loader(cfg, dataset, batch_size: Optional[int] = None) -> DataLoader:
     if isinstance(dataset, IterableDataset):  # streaming: each rank/worker reads its own shards
-        return build_stream_loader(cfg, dataset, 0, batch_size or int(cfg.TEST.BATCH_SIZE_PER_GPU),
-                                   _loader_kwargs(cfg), train=False)
+        return build_stream_loader(
+            cfg, dataset, 0, batch_size or int(cfg.TEST.BATCH_SIZE_PER_GPU), _loader_kwargs(cfg), train=False
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size or int(cfg.TEST.BATCH_SIZE_PER_GPU),

@@ -1,6 +1,7 @@
 """What a loader batch is made of: an unreadable item stands in as a :class:`BadItem`, and
 :func:`skip_none_collate` drops those (and ``None``) while counting them. Both the map-style
 loaders (bridle.data.build) and the streaming "shards" dataset (bridle.data.shards) use them."""
+
 from typing import Any, List, Optional
 
 import torch

@@ -10,6 +10,7 @@ it turns the *load errors* of an item into ``None``, counts them and warns once 
 Counts are per process: with loader workers each worker holds its own copy of the dataset;
 ``batch["num_skipped"]`` is the run-wide signal.
 """
+
 import logging
 from typing import Any, Callable, List, Optional, Tuple, Type
 
@@ -73,7 +74,10 @@ class RobustItemsMixin:
             logger.warning(
                 "%s: cannot read item %s (%s: %s); it is skipped. Further unreadable items of "
                 "this dataset are skipped without a warning and counted in .num_failed.",
-                type(self).__name__, key, type(exc).__name__, exc,
+                type(self).__name__,
+                key,
+                type(exc).__name__,
+                exc,
             )
         else:
             logger.debug("%s: cannot read item %s (%s)", type(self).__name__, key, exc)

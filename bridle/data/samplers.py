@@ -1,5 +1,5 @@
 """Samplers: sharded across ranks, deterministic from the seed, resumable mid-epoch."""
-import itertools
+
 import math
 from typing import Iterator, Optional
 
@@ -17,8 +17,15 @@ class TrainingSampler(Sampler):
     at ``start_index`` (the number of indices this rank already consumed) continues the
     exact same order after a resume."""
 
-    def __init__(self, size: int, shuffle: bool = True, seed: int = 0, start_index: int = 0,
-                 rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        start_index: int = 0,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+    ) -> None:
         if size <= 0:
             raise ValueError("TrainingSampler: the training dataset is empty.")
         self.size = size

@@ -16,6 +16,7 @@ successive weighted draws without replacement, computed at once with Efraimidis-
 (``log(u) / w``, the largest ``samples_per_epoch`` keys in decreasing order), so it needs at
 least ``samples_per_epoch`` items of positive weight.
 """
+
 import math
 from typing import Iterator, Optional, Sequence, Union
 
@@ -162,12 +163,16 @@ def build_weighted_sampler(cfg, dataset, start_index: int = 0) -> WeightedSample
     weights = torch.as_tensor(weights_fn(), dtype=torch.float64)
     if weights.numel() != len(dataset):
         raise ValueError(
-            f"{type(dataset).__name__}.sample_weights() returned {weights.numel()} weights for "
-            f"{len(dataset)} items."
+            f"{type(dataset).__name__}.sample_weights() returned {weights.numel()} weights for {len(dataset)} items."
         )
     seed = int(cfg.SEED)
     if seed < 0:  # every rank must draw the same stream: share one random seed
         seed = int(comm.broadcast_object(int(np.random.SeedSequence().generate_state(1)[0])))
     total = int(cfg.DATALOADER.SAMPLES_PER_EPOCH) or None
-    return WeightedSampler(weights, seed=seed, start_index=start_index, samples_per_epoch=total,
-                           replacement=bool(cfg.DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT))
+    return WeightedSampler(
+        weights,
+        seed=seed,
+        start_index=start_index,
+        samples_per_epoch=total,
+        replacement=bool(cfg.DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT),
+    )

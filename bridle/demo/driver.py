@@ -8,6 +8,7 @@ whole pool, print a table, write ``OUTPUT_DIR/report.json`` and the plots.
 A plugin's demo builds its data, then calls :func:`run_demo` with a :class:`DemoSpec`.
 The keys of report.json are documented in README ("The demos' report.json").
 """
+
 import json
 import math
 import os
@@ -54,13 +55,18 @@ def demo_env() -> dict:
     return env
 
 
-def train_net(config: str, out_dir: str, opts: Sequence[str], env: dict, resume: bool = False,
-              overwrite: bool = False) -> None:
+def train_net(
+    config: str, out_dir: str, opts: Sequence[str], env: dict, resume: bool = False, overwrite: bool = False
+) -> None:
     """tools/train_net.py in a subprocess; ``resume`` continues a run in ``out_dir``, ``overwrite``
     replaces one (without either, a directory holding a run is refused)."""
     flags = ["--resume"] if resume else ["--overwrite"] if overwrite else []
-    args = [os.path.join(REPO, "tools", "train_net.py")] + flags + [
-        "--config-file", config, "OUTPUT_DIR", out_dir] + list(opts)
+    args = (
+        [os.path.join(REPO, "tools", "train_net.py")]
+        + flags
+        + ["--config-file", config, "OUTPUT_DIR", out_dir]
+        + list(opts)
+    )
     print("$ " + " ".join(os.path.relpath(a, REPO) if a.startswith(REPO) else a for a in args), flush=True)
     subprocess.run([sys.executable] + args, check=True, cwd=REPO, env=env)
 
@@ -154,8 +160,13 @@ def raw_feature_baseline(config: str, opts: Sequence[str]) -> dict:
         val = float((clf.predict(xva) == yva).mean())
         if best is None or val > best[0]:  # earliest C on ties
             best = (val, c, float((clf.predict(xte) == yte).mean()))
-    return {"test_top1": best[2], "val_top1": best[0], "C": best[1], "num_features": int(xtr.shape[1]),
-            "train_items": int(len(ytr))}
+    return {
+        "test_top1": best[2],
+        "val_top1": best[0],
+        "C": best[1],
+        "num_features": int(xtr.shape[1]),
+        "train_items": int(len(ytr)),
+    }
 
 
 def code_usage(codes, codebook_size: int) -> List[dict]:
@@ -167,9 +178,15 @@ def code_usage(codes, codebook_size: int) -> List[dict]:
     for level in range(codes.shape[-1]):
         counts = np.bincount(codes[..., level].reshape(-1).astype(np.int64), minlength=codebook_size)
         p = counts[counts > 0] / counts.sum()
-        out.append({"level": level, "codebook_size": int(codebook_size), "used": int((counts > 0).sum()),
-                    "usage": float((counts > 0).sum() / codebook_size),
-                    "perplexity": float(math.exp(-(p * np.log(p)).sum()))})
+        out.append(
+            {
+                "level": level,
+                "codebook_size": int(codebook_size),
+                "used": int((counts > 0).sum()),
+                "usage": float((counts > 0).sum() / codebook_size),
+                "perplexity": float(math.exp(-(p * np.log(p)).sum())),
+            }
+        )
     return out
 
 
@@ -179,20 +196,38 @@ def tokenizer_usage(weights: str, pretrain_opts: Sequence[str], work_dir: str) -
     import numpy as np
 
     npz = os.path.join(work_dir, "pool_codes.npz")
-    cmd = [sys.executable, os.path.join(REPO, "tools", "tokenize_dataset.py"), "--weights", weights,
-           "--split", "train", "--output", npz] + list(pretrain_opts) + ["DATALOADER.NUM_WORKERS", "0"]
+    cmd = (
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "tokenize_dataset.py"),
+            "--weights",
+            weights,
+            "--split",
+            "train",
+            "--output",
+            npz,
+        ]
+        + list(pretrain_opts)
+        + ["DATALOADER.NUM_WORKERS", "0"]
+    )
     subprocess.run(cmd, check=True, cwd=REPO, env=demo_env(), stdout=subprocess.DEVNULL)
     codes = np.load(npz)["codes"]
     from bridle.checkpoint import cfg_from_checkpoint, load_checkpoint_file
 
     size = int(cfg_from_checkpoint(load_checkpoint_file(weights)).MODEL.QUANTIZER.CODEBOOK_SIZE)
-    return {"checkpoint": weights, "split": "train", "items": int(codes.shape[0]),
-            "tokens_per_item": int(codes.shape[1]), "per_level": code_usage(codes, size)}
+    return {
+        "checkpoint": weights,
+        "split": "train",
+        "items": int(codes.shape[0]),
+        "tokens_per_item": int(codes.shape[1]),
+        "per_level": code_usage(codes, size),
+    }
 
 
 # ---------------------------------------------------------------------------- the demo
-def run_downstream(spec: DemoSpec, out: str, checkpoints: Dict[str, str], env: dict,
-                   protocols=PROTOCOLS, encoders=ENCODERS) -> Dict[str, Dict[str, dict]]:
+def run_downstream(
+    spec: DemoSpec, out: str, checkpoints: Dict[str, str], env: dict, protocols=PROTOCOLS, encoders=ENCODERS
+) -> Dict[str, Dict[str, dict]]:
     results: Dict[str, Dict[str, dict]] = {}
     for proto, attr in protocols:
         config = getattr(spec, f"{attr}_config")
@@ -216,20 +251,28 @@ def print_table(report: dict) -> None:
     print(f"  {'protocol':<14}{'encoder':<14}{'test':>7}{'val':>7}  (selected at iter; last test)")
     for proto, by_enc in report["results"].items():
         for enc, r in by_enc.items():
-            print(f"  {proto:<14}{enc:<14}{r['test_top1']:>7.3f}{r['val_top1']:>7.3f}"
-                  f"  ({r['selected_iteration']}; {r['last_test_top1']:.3f})")
+            print(
+                f"  {proto:<14}{enc:<14}{r['test_top1']:>7.3f}{r['val_top1']:>7.3f}"
+                f"  ({r['selected_iteration']}; {r['last_test_top1']:.3f})"
+            )
     b = report.get("baseline")
     if b:
         print(f"  {'logistic regression on raw input':<28}{b['test_top1']:>7.3f}{b['val_top1']:>7.3f}  (C {b['C']})")
     u = report.get("tokenizer_usage")
     if u:
-        print("  final tokenizer, whole-pool code usage per level: " + ", ".join(
-            f"l{x['level']} {x['usage']:.2f} ({x['used']}/{x['codebook_size']}, ppl {x['perplexity']:.1f})"
-            for x in u["per_level"]))
+        print(
+            "  final tokenizer, whole-pool code usage per level: "
+            + ", ".join(
+                f"l{x['level']} {x['usage']:.2f} ({x['used']}/{x['codebook_size']}, ppl {x['perplexity']:.1f})"
+                for x in u["per_level"]
+            )
+        )
     n = report.get("notes", {}).get("test_items")
     if n:
-        print(f"  One seed; the binomial standard error of an accuracy near 0.75 on {n} test items is "
-              f"{(0.75 * 0.25 / n) ** 0.5:.3f}.")
+        print(
+            f"  One seed; the binomial standard error of an accuracy near 0.75 on {n} test items is "
+            f"{(0.75 * 0.25 / n) ** 0.5:.3f}."
+        )
 
 
 def _relative(obj, root: str):
@@ -257,12 +300,16 @@ def set_aside_stale_pretraining(spec: DemoSpec, pre: str) -> None:
         n += 1
     os.rename(pre, f"{pre}.old-{n}")
     d, changes = stale[0]
-    print(f"{d} finished with another config ({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): "
-          f"moved the old run to {pre}.old-{n}; pretraining starts afresh.", flush=True)
+    print(
+        f"{d} finished with another config ({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): "
+        f"moved the old run to {pre}.old-{n}; pretraining starts afresh.",
+        flush=True,
+    )
 
 
-def run_demo(spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: float = 0.0,
-             encoders: Sequence[str] = ENCODERS) -> dict:
+def run_demo(
+    spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: float = 0.0, encoders: Sequence[str] = ENCODERS
+) -> dict:
     """Pretrain (resumable), evaluate, measure; writes and returns the report."""
     env = demo_env()
     t0 = time.time()
@@ -295,8 +342,12 @@ def run_demo(spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: floa
     if ckpts["tokenizer"]:
         say("Final tokenizer: code usage over the whole pretraining pool")
         report["tokenizer_usage"] = tokenizer_usage(ckpts["tokenizer"], spec.pretrain_opts, out)
-    report["seconds"] = {"data": round(t_data, 1), "pretrain": round(t_pre, 1), "downstream": round(t_down, 1),
-                         "baseline_and_usage": round(time.time() - t2, 1)}
+    report["seconds"] = {
+        "data": round(t_data, 1),
+        "pretrain": round(t_pre, 1),
+        "downstream": round(t_down, 1),
+        "baseline_and_usage": round(time.time() - t2, 1),
+    }
     report = _relative(report, out)
     with open(os.path.join(out, "report.json.tmp"), "w") as f:
         json.dump(report, f, indent=2)
@@ -311,9 +362,11 @@ def run_demo(spec: DemoSpec, out: str, skip_baseline: bool = False, t_data: floa
         print(f"(plots not written: {type(e).__name__}: {e})")
     say(f"Results: {spec.task}")
     print_table(report)
-    print(f"Wall time {t_data + time.time() - t0:.0f} s (data {t_data:.0f} s, pretraining {t_pre:.0f} s, "
-          f"downstream {t_down:.0f} s). Report: {os.path.join(out, 'report.json')}; plots: "
-          + (", ".join(os.path.relpath(p, out) for p in plots) or "none"))
+    print(
+        f"Wall time {t_data + time.time() - t0:.0f} s (data {t_data:.0f} s, pretraining {t_pre:.0f} s, "
+        f"downstream {t_down:.0f} s). Report: {os.path.join(out, 'report.json')}; plots: "
+        + (", ".join(os.path.relpath(p, out) for p in plots) or "none")
+    )
     return report
 
 
@@ -325,8 +378,9 @@ def base_parser(doc: str, default_out: str):
     p.add_argument("--skip-baseline", action="store_true", help="no logistic-regression baseline")
     p.add_argument("--config-dir", default="", help="directory holding demo_{pretrain,finetune,linprobe}.yaml")
     p.add_argument("--pretrain-opts", nargs="*", default=[], help="extra KEY VALUE pairs for pretraining")
-    p.add_argument("--downstream-opts", nargs="*", default=[],
-                   help="extra KEY VALUE pairs for fine-tuning and linear probing")
+    p.add_argument(
+        "--downstream-opts", nargs="*", default=[], help="extra KEY VALUE pairs for fine-tuning and linear probing"
+    )
     return p
 
 

@@ -7,6 +7,7 @@ split (:func:`main`'s ``make_inputs``); the rest (copying the demo's iteration-1
 the schedule with the variant's overrides, scoring, ``results.jsonl``) is the same for every
 modality.
 """
+
 import argparse
 import json
 import os
@@ -24,8 +25,13 @@ MakeInputs = Callable[[str], Tuple[DemoSpec, List[str]]]
 def score(name: str, weights: str, spec: DemoSpec, selection_opts: Sequence[str], out: str, env: dict) -> float:
     """The demo's linear probe of ``weights`` with val and test both pointed at the selection split."""
     lp = os.path.join(out, name, "linprobe")
-    train_net(spec.linprobe_config, lp, ["MODEL.WEIGHTS", weights] + spec.downstream_opts + list(selection_opts),
-              env, overwrite=True)
+    train_net(
+        spec.linprobe_config,
+        lp,
+        ["MODEL.WEIGHTS", weights] + spec.downstream_opts + list(selection_opts),
+        env,
+        overwrite=True,
+    )
     with open(os.path.join(lp, "final_results.json")) as f:
         top1 = selected(json.load(f))["val_top1"]
     row = {"variant": name, "selection_top1": round(top1, 4), "weights": os.path.relpath(weights, out)}
@@ -45,9 +51,14 @@ def build_parser(doc: str, default_demo_dir: str, default_out: str) -> argparse.
     return p
 
 
-def main(argv: Optional[Sequence[str]], doc: str, make_inputs: MakeInputs,
-         default_demo_dir: str = os.path.join(REPO, "output", "demo"),
-         default_out: str = os.path.join(REPO, "output", "study"), demo_command: str = "make demo") -> None:
+def main(
+    argv: Optional[Sequence[str]],
+    doc: str,
+    make_inputs: MakeInputs,
+    default_demo_dir: str = os.path.join(REPO, "output", "demo"),
+    default_out: str = os.path.join(REPO, "output", "study"),
+    demo_command: str = "make demo",
+) -> None:
     """Parse ``NAME [--fresh] [KEY VALUE ...]`` and run the study of one variant (or, NAME
     ``iter1``, score the demo's own iteration-1 encoder)."""
     p = build_parser(doc, default_demo_dir, default_out)

@@ -1,5 +1,6 @@
 """The pieces every run shares: argument parser, setup, and DefaultTrainer, whose build
 steps are overridable classmethods (detectron2's shape)."""
+
 import argparse
 import errno
 import logging
@@ -15,15 +16,14 @@ from iopath.common.file_io import PathManager
 from torch.nn.parallel import DistributedDataParallel
 
 from bridle.checkpoint.io import CheckpointError, atomic_save, atomic_write_text, load_checkpoint_file
+from bridle.config.config import ConfigValueError
 from bridle.data.batch import device_transform_of
 from bridle.data.build import (
     build_batch_transforms,
     build_dataset,
-    build_test_loader,
     build_train_loader,
     iters_per_epoch,
 )
-from bridle.config.config import ConfigValueError
 from bridle.errors import OutputDirError
 from bridle.solver import WarmupCosineSchedule, build_optimizer
 from bridle.utils import comm
@@ -50,21 +50,27 @@ def default_argument_parser(description: str = "Bridle training") -> argparse.Ar
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
     start.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="start afresh in an OUTPUT_DIR that holds a run, deleting that run's checkpoints, metrics, "
         "logs and phase directories (without --resume or --overwrite such a directory is refused)",
     )
-    p.add_argument("--eval-only", action="store_true",
-                   help="only evaluate MODEL.WEIGHTS (writes eval_results.json and config_eval.yaml)")
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="only evaluate MODEL.WEIGHTS (writes eval_results.json and config_eval.yaml)",
+    )
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
     p.add_argument("--num-machines", type=int, default=1, help="total machines")
     p.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (auto on one machine)")
     p.add_argument("--list", action="store_true", help="print every registry with its entries and exit")
-    p.add_argument("--debug", action="store_true",
-                   help="show the traceback of user errors too (same as BRIDLE_DEBUG=1)")
     p.add_argument(
-        "--unsafe-legacy-checkpoint", action="store_true",
+        "--debug", action="store_true", help="show the traceback of user errors too (same as BRIDLE_DEBUG=1)"
+    )
+    p.add_argument(
+        "--unsafe-legacy-checkpoint",
+        action="store_true",
         help="UNSAFE: allow checkpoints that pickle arbitrary objects (runs code from the file; "
         "trusted legacy files only; same as BRIDLE_TRUST_PICKLE=1)",
     )
@@ -121,19 +127,25 @@ def make_output_dir(out: str) -> None:
         PathManager().mkdirs(out)
         return
     if not out:
-        raise OutputDirError("OUTPUT_DIR is empty; expected a directory for checkpoints, metrics and logs.",
-                             errno.EINVAL)
+        raise OutputDirError(
+            "OUTPUT_DIR is empty; expected a directory for checkpoints, metrics and logs.", errno.EINVAL
+        )
     if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputDirError(f"OUTPUT_DIR '{out}' is a file; expected a directory (or a path where one can be "
-                             "created).", errno.ENOTDIR)
+        raise OutputDirError(
+            f"OUTPUT_DIR '{out}' is a file; expected a directory (or a path where one can be created).", errno.ENOTDIR
+        )
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
-        raise OutputDirError(f"OUTPUT_DIR '{out}' cannot be created ({e.strerror or e}); expected a directory "
-                             "this user can create and write.", e.errno or errno.EACCES) from None
+        raise OutputDirError(
+            f"OUTPUT_DIR '{out}' cannot be created ({e.strerror or e}); expected a directory "
+            "this user can create and write.",
+            e.errno or errno.EACCES,
+        ) from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputDirError(f"OUTPUT_DIR '{out}' is not writable by this user; expected a writable directory.",
-                             errno.EACCES)
+        raise OutputDirError(
+            f"OUTPUT_DIR '{out}' is not writable by this user; expected a writable directory.", errno.EACCES
+        )
 
 
 # What a training run leaves in its OUTPUT_DIR (and a schedule in each phase directory).
@@ -210,8 +222,11 @@ def check_output_dir(cfg, args) -> Optional[str]:
     if getattr(args, "overwrite", False):
         removed = remove_previous_run(out) if comm.is_main_process() else []
         comm.synchronize()  # the other ranks write their log files only once it is done
-        return (f"--overwrite: removed the previous run's files from OUTPUT_DIR '{out}': {_listed(removed, 8)}"
-                if removed else None)
+        return (
+            f"--overwrite: removed the previous run's files from OUTPUT_DIR '{out}': {_listed(removed, 8)}"
+            if removed
+            else None
+        )
     found = existing_run(out)
     if found:
         raise OutputDirError(
@@ -262,9 +277,7 @@ def create_ddp_model(model: nn.Module, device: torch.device, find_unused: bool =
         return model
     ids = [device.index] if device.type == "cuda" else None
     # Quantizers keep their buffers identical themselves (all-reduce at forward time).
-    return DistributedDataParallel(
-        model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=find_unused
-    )
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=find_unused)
 
 
 _CKPT_FILE = re.compile(r"^model_(\d{7}|final)\.pth$")
@@ -522,8 +535,11 @@ class DefaultTrainer(SimpleTrainer):
             )
         if path is not None:
             self.start_iter = self.iter + 1
-            nxt = (f"continuing with {self.start_iter + 1} of {self.max_iter}" if self.start_iter < self.max_iter
-                   else f"all {self.max_iter} done")
+            nxt = (
+                f"continuing with {self.start_iter + 1} of {self.max_iter}"
+                if self.start_iter < self.max_iter
+                else f"all {self.max_iter} done"
+            )
             logger.info(f"Resumed from {path} at iteration {self.start_iter} (iterations done; {nxt})")
         else:
             if self.cfg.MODEL.WEIGHTS:
@@ -559,7 +575,7 @@ class DefaultTrainer(SimpleTrainer):
         ckpt = next((h for h in self._hooks if isinstance(h, hooks.PeriodicCheckpointer)), None)
         if ckpt is None or comm.get_world_size() > 1:
             last = self.last_good_checkpoint()
-            return (f"Stopped after {done} iterations; the last checkpoint is {last or 'none'}. {advice}")
+            return f"Stopped after {done} iterations; the last checkpoint is {last or 'none'}. {advice}"
         self.iter = done - 1  # the state after the last completed step
         try:
             path = ckpt.save_now()
@@ -579,7 +595,8 @@ class DefaultTrainer(SimpleTrainer):
         last = self.last_good_checkpoint()
         where = (
             f"The last good checkpoint is {last}; --resume restarts from it."
-            if last else "No checkpoint was written yet; a rerun starts from the beginning."
+            if last
+            else "No checkpoint was written yet; a rerun starts from the beginning."
         )
         return (
             f"Training stopped (SOLVER.NONFINITE {self.nonfinite}); no non-finite state was saved. {where} "

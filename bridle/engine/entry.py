@@ -6,6 +6,7 @@ Exit codes of :func:`invoke_main`: 0 done; 2 a user error, printed as one line
 ``bridle: error: <message>`` (bridle/errors.py); 75 stopped on request with a checkpoint;
 1 anything else (a bug: its traceback).
 """
+
 import logging
 import os
 import sys
@@ -98,10 +99,15 @@ def run(args) -> None:
         from bridle.checkpoint.io import TRUST_PICKLE_ENV
 
         os.environ[TRUST_PICKLE_ENV] = "1"  # inherited by the spawned ranks
-        print(f"bridle: WARNING --unsafe-legacy-checkpoint: checkpoints may run code ({TRUST_PICKLE_ENV}=1)",
-              file=sys.stderr)
-    timeout = float(load_config(args).DIST.TIMEOUT_MINUTES) if args.num_gpus * args.num_machines > 1 or \
-        "WORLD_SIZE" in os.environ else 30.0
+        print(
+            f"bridle: WARNING --unsafe-legacy-checkpoint: checkpoints may run code ({TRUST_PICKLE_ENV}=1)",
+            file=sys.stderr,
+        )
+    timeout = (
+        float(load_config(args).DIST.TIMEOUT_MINUTES)
+        if args.num_gpus * args.num_machines > 1 or "WORLD_SIZE" in os.environ
+        else 30.0
+    )
     launch(
         main,
         args.num_gpus,

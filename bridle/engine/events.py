@@ -3,6 +3,7 @@
 Scalars put during a step stay tensors (on whatever device); :meth:`EventStorage.flush`
 moves everything to the host in one transfer every LOG_PERIOD and averages the window.
 """
+
 import json
 import logging
 import math

@@ -1,5 +1,6 @@
 """Hooks of the training loop: per-step seeding, timing, lr schedule, checkpoints, metric
 writers, progress bar, periodic evaluation, stop requests."""
+
 import logging
 import os
 import re
@@ -10,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from bridle.utils import comm
+
 # set_rng_state has its home in bridle.utils.seed with rng_state; importable from here as before
 from bridle.utils.seed import derive_seed, rng_state, seed_everything, set_rng_state  # noqa: F401
 
@@ -181,8 +183,11 @@ class ProgressBar(HookBase):
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=self.trainer.max_iter, initial=self.trainer.start_iter, dynamic_ncols=True,
-                desc="train", leave=False,
+                total=self.trainer.max_iter,
+                initial=self.trainer.start_iter,
+                dynamic_ncols=True,
+                desc="train",
+                leave=False,
             )
 
     def after_step(self) -> None:

@@ -3,6 +3,7 @@
 NCCL is used when the processes drive CUDA devices, gloo otherwise (CPU runs, tests).
 ``BRIDLE_DIST_BACKEND`` overrides the choice.
 """
+
 import datetime
 import logging
 import os
@@ -39,14 +40,18 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
-def export_dist_env(rank: int, world_size: int, local_rank: int, local_world_size: int,
-                    master_addr: str, master_port: int) -> None:
+def export_dist_env(
+    rank: int, world_size: int, local_rank: int, local_world_size: int, master_addr: str, master_port: int
+) -> None:
     """Set the ``env://`` variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK,
     LOCAL_WORLD_SIZE) of a process started by a cluster scheduler (Slurm through
     ``tools/submit.py``); :func:`launch` then joins the process group like under torchrun."""
     os.environ.update(
-        MASTER_ADDR=str(master_addr), MASTER_PORT=str(int(master_port)), RANK=str(int(rank)),
-        WORLD_SIZE=str(int(world_size)), LOCAL_RANK=str(int(local_rank)),
+        MASTER_ADDR=str(master_addr),
+        MASTER_PORT=str(int(master_port)),
+        RANK=str(int(rank)),
+        WORLD_SIZE=str(int(world_size)),
+        LOCAL_RANK=str(int(local_rank)),
         LOCAL_WORLD_SIZE=str(int(local_world_size)),
     )
 
@@ -79,9 +84,7 @@ def launch(
             raise ConfigValueError("--dist-url auto is only for one machine; give tcp://HOST:PORT of machine 0.")
         dist_url = f"tcp://127.0.0.1:{_free_port()}"
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
-        raise ConfigValueError(
-            f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices."
-        )
+        raise ConfigValueError(f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices.")
     error_dir = tempfile.mkdtemp(prefix="bridle-rank-errors-")
     try:
         ctx = mp.start_processes(
@@ -158,8 +161,7 @@ def _set_device(local_rank: int) -> None:
         torch.cuda.set_device(local_rank)
 
 
-def _worker(local_rank, main_func, world_size, gpus_per_machine, machine_rank, dist_url, args, timeout,
-            error_dir=""):
+def _worker(local_rank, main_func, world_size, gpus_per_machine, machine_rank, dist_url, args, timeout, error_dir=""):
     from .signals import die_with_parent
 
     die_with_parent()  # a rank never outlives its launcher (SIGTERM when the launcher dies)

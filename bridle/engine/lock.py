@@ -6,6 +6,7 @@ A second run on the same directory refuses with a message naming the owner. A lo
 its heartbeat (the file's mtime, refreshed every minute by the owner) is older than
 :data:`STALE_AFTER_S` (an owner on another host that died without cleaning up).
 """
+
 import atexit
 import json
 import logging

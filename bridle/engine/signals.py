@@ -15,6 +15,7 @@ Contract (docs/DESIGN.md "Stopping a run"):
 * :func:`die_with_parent` makes a worker process receive SIGTERM when its launcher dies
   (Linux ``PR_SET_PDEATHSIG``; elsewhere a watcher thread polls the parent pid).
 """
+
 import ctypes
 import logging
 import os

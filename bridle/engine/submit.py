@@ -18,6 +18,7 @@ This module imports only the standard library at import time, and :func:`main` p
 :class:`TrainJob` by value (``cloudpickle.register_pickle_by_value``): a task unpickles its job
 without importing torch, so its requeue-signal handler goes in before the slow imports.
 """
+
 import argparse
 import logging
 import os
@@ -91,7 +92,9 @@ class TrainJob:
         from bridle.engine.launch import export_dist_env, launch
 
         export_dist_env(
-            rank=env.global_rank, world_size=env.num_tasks, local_rank=env.local_rank,
+            rank=env.global_rank,
+            world_size=env.num_tasks,
+            local_rank=env.local_rank,
             local_world_size=max(1, env.num_tasks // max(1, env.num_nodes)),
             master_addr=env.hostnames[0] if env.cluster == "slurm" else "127.0.0.1",
             master_port=int(os.environ.get("BRIDLE_MASTER_PORT", _master_port(env.job_id))),
@@ -112,8 +115,7 @@ class TrainJob:
                 argv.insert(0, "--resume")
         args = default_argument_parser().parse_args(argv)
         logging.getLogger("bridle").info(
-            f"submitit task {env.global_rank}/{env.num_tasks} on {env.hostname} (job {env.job_id}), "
-            f"resume={resume}"
+            f"submitit task {env.global_rank}/{env.num_tasks} on {env.hostname} (job {env.job_id}), resume={resume}"
         )
         try:
             launch(train_main, 1, args=(args,))
@@ -151,8 +153,9 @@ class TrainJob:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return mine
         cuda = dist.get_backend() == "nccl"
-        flag = torch.tensor([int(mine)], dtype=torch.int32,
-                            device=torch.device("cuda", torch.cuda.current_device()) if cuda else "cpu")
+        flag = torch.tensor(
+            [int(mine)], dtype=torch.int32, device=torch.device("cuda", torch.cuda.current_device()) if cuda else "cpu"
+        )
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(int(flag.item()))
 
@@ -193,8 +196,9 @@ def parse_args(argv=None, epilog: Optional[str] = None):
     p.add_argument("--config-file", required=True, metavar="FILE")
     p.add_argument("--nodes", type=int, default=1, help="machines")
     p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per machine")
-    p.add_argument("--tasks-per-node", type=int, default=0,
-                   help="training processes per machine (0 = --gpus-per-node, at least 1)")
+    p.add_argument(
+        "--tasks-per-node", type=int, default=0, help="training processes per machine (0 = --gpus-per-node, at least 1)"
+    )
     p.add_argument("--cpus-per-task", type=int, default=10, help="CPU cores per process (loader workers)")
     p.add_argument("--mem-gb", type=int, default=0, help="memory per machine in GB (0 = cluster default)")
     p.add_argument("--partition", default="", help="Slurm partition")
@@ -202,18 +206,26 @@ def parse_args(argv=None, epilog: Optional[str] = None):
     p.add_argument("--constraint", default="", help="Slurm constraint, e.g. volta32gb")
     p.add_argument("--comment", default="", help="Slurm comment")
     p.add_argument("--timeout", type=int, default=4320, help="time limit of one job in minutes")
-    p.add_argument("--signal-delay", type=int, default=120,
-                   help="seconds before the time limit at which the stop signal is sent")
+    p.add_argument(
+        "--signal-delay", type=int, default=120, help="seconds before the time limit at which the stop signal is sent"
+    )
     p.add_argument("--max-requeue", type=int, default=30, help="requeues after a time-out before giving up")
-    p.add_argument("--cluster", choices=["slurm", "local", "debug"], default=None,
-                   help="submitit executor (default: slurm when available, else local)")
+    p.add_argument(
+        "--cluster",
+        choices=["slurm", "local", "debug"],
+        default=None,
+        help="submitit executor (default: slurm when available, else local)",
+    )
     p.add_argument("--job-dir", default="", help="submitit folder (logs, pickles); default OUTPUT_DIR/submitit")
     p.add_argument("--name", default="bridle", help="job name")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR")
-    start.add_argument("--overwrite", action="store_true",
-                       help="start afresh in an OUTPUT_DIR that holds a run (train_net.py --overwrite; "
-                       "a requeued job resumes instead)")
+    start.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an OUTPUT_DIR that holds a run (train_net.py --overwrite; "
+        "a requeued job resumes instead)",
+    )
     p.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
     p.add_argument("--wait", action="store_true", help="wait for the job and exit with its status")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -251,8 +263,12 @@ def build_executor(args, folder: str):
     cluster = args.cluster or submitit.AutoExecutor.which()
     tasks = args.tasks_per_node or max(1, args.gpus_per_node)
     params = dict(
-        name=args.name, nodes=args.nodes, tasks_per_node=tasks, gpus_per_node=args.gpus_per_node,
-        cpus_per_task=args.cpus_per_task, timeout_min=args.timeout,
+        name=args.name,
+        nodes=args.nodes,
+        tasks_per_node=tasks,
+        gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        timeout_min=args.timeout,
     )
     if args.mem_gb:
         params["mem_gb"] = args.mem_gb
@@ -271,8 +287,11 @@ def build_executor(args, folder: str):
         params["slurm_signal_delay_s"] = args.signal_delay
         if args.partition:
             params["slurm_partition"] = args.partition
-        extra = {k: v for k, v in (("account", args.account), ("constraint", args.constraint),
-                                   ("comment", args.comment)) if v}
+        extra = {
+            k: v
+            for k, v in (("account", args.account), ("constraint", args.constraint), ("comment", args.comment))
+            if v
+        }
         if extra:
             params["slurm_additional_parameters"] = extra
     executor.update_parameters(**params)
@@ -300,4 +319,3 @@ def main(argv=None, epilog: Optional[str] = None) -> int:
         return 1
     print(f"Job {job.job_id} finished", flush=True)
     return 0
-

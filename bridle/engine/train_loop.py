@@ -3,6 +3,7 @@
 The loop never knows what the model is: ``model(batch)`` returns a dict whose ``loss*``
 entries are summed and back-propagated; other entries are logged as metrics.
 """
+
 import contextlib
 import logging
 import time
@@ -108,8 +109,10 @@ class TrainerBase:
 
 def _accounting_field(name: str, cast: Callable):
     """A trainer attribute that reads and writes ``trainer.data_accounting.<name>``."""
-    return property(lambda self: getattr(self.data_accounting, name),
-                    lambda self, value: setattr(self.data_accounting, name, cast(value)))
+    return property(
+        lambda self: getattr(self.data_accounting, name),
+        lambda self, value: setattr(self.data_accounting, name, cast(value)),
+    )
 
 
 class SimpleTrainer(TrainerBase):
@@ -282,7 +285,11 @@ class SimpleTrainer(TrainerBase):
         flags = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
         if self.optimizer is not None:
             for st in self.optimizer.state.values():
-                flags += [torch.isfinite(v).all() for v in st.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+                flags += [
+                    torch.isfinite(v).all()
+                    for v in st.values()
+                    if isinstance(v, torch.Tensor) and v.is_floating_point()
+                ]
         return bool(torch.stack([f.to(self.device) for f in flags]).all()) if flags else True
 
     def rank_state(self) -> dict:

@@ -1,5 +1,6 @@
 """Evaluation: ``inference_on_dataset`` and the registered EVALUATOR entries
 ("accuracy", "map", "auc"); see bridle.registry.EVALUATOR for the contract."""
+
 from .classification import (
     AccuracyEvaluator,
     AUCEvaluator,

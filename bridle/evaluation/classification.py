@@ -10,6 +10,7 @@ sample are averaged before scoring, so a sample counts once whatever its number 
 
 All metrics are fractions in [0, 1] (``top1`` 0.93 means 93 % accuracy).
 """
+
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -97,7 +98,9 @@ def multi_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """long [N] class ids -> {0, 1} [N, C]; float [N, C] (multi-hot / soft) -> label > 0.5."""
     if labels.dim() == 1:
         if labels.numel() and int(labels.max()) >= num_classes:
-            raise ValueError(f"Label {int(labels.max())} out of range for {num_classes} classes (MODEL.HEAD.NUM_CLASSES).")
+            raise ValueError(
+                f"Label {int(labels.max())} out of range for {num_classes} classes (MODEL.HEAD.NUM_CLASSES)."
+            )
         return F.one_hot(labels.long(), num_classes).double()
     if labels.shape[1] != num_classes:
         raise ValueError(f"Labels have {labels.shape[1]} classes but the model predicts {num_classes}.")
@@ -112,7 +115,9 @@ class AccuracyEvaluator(ClassificationEvaluator):
 
     def score(self, probs, labels):
         if labels.dim() == 1 and labels.numel() and int(labels.max()) >= probs.shape[1]:
-            raise ValueError(f"Label {int(labels.max())} out of range for {probs.shape[1]} classes (MODEL.HEAD.NUM_CLASSES).")
+            raise ValueError(
+                f"Label {int(labels.max())} out of range for {probs.shape[1]} classes (MODEL.HEAD.NUM_CLASSES)."
+            )
         return topk_accuracy(probs, labels, ks=(1, 5))
 
 

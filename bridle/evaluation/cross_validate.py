@@ -6,6 +6,7 @@ overrides ``KEY VALUE ... <fold-key> <fold> OUTPUT_DIR <OUTPUT_DIR>/fold_<fold>`
 fold is read from its ``final_results.json`` (the last or the val-selected evaluation); the
 summary (per-fold values, mean, population std) goes to ``<OUTPUT_DIR>/cv_results.json``.
 """
+
 import argparse
 import json
 import logging
@@ -20,19 +21,25 @@ logger = logging.getLogger("cross_validate")
 
 def parse_args(argv=None, description: Optional[str] = None) -> argparse.Namespace:
     """The command line of tools/cross_validate.py (``description``: its --help text)."""
-    p = argparse.ArgumentParser(description=__doc__ if description is None else description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__ if description is None else description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config-file", default="", metavar="FILE", help="training config (as train_net.py)")
     p.add_argument("--fold-key", required=True, help="config key that selects the held-out fold")
     p.add_argument("--folds", nargs="+", required=True, help="fold values, one run each")
     p.add_argument("--metric", default="", help="metric of final_results.json (default: primary metric)")
-    p.add_argument("--select", choices=("last", "val"), default="last",
-                   help="last evaluation (default) or the val-selected one")
+    p.add_argument(
+        "--select", choices=("last", "val"), default="last", help="last evaluation (default) or the val-selected one"
+    )
     p.add_argument("--num-gpus", type=int, default=1, help="processes per fold run")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="skip finished folds, resume unfinished ones")
-    start.add_argument("--overwrite", action="store_true",
-                       help="retrain every fold afresh, deleting the runs already in its fold directory")
+    start.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="retrain every fold afresh, deleting the runs already in its fold directory",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, default=None, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 
@@ -173,7 +180,6 @@ def main(argv=None, description: Optional[str] = None) -> dict:
     line = f"Cross-validation over {len(values)} folds ({args.fold_key}): test {metric} = {mean:.4f} ± {std:.4f}"
     logger.info(line)
     return summary
-
 
 
 def cli(argv=None, description: Optional[str] = None) -> None:

@@ -1,4 +1,5 @@
 """Running a model over a test loader and feeding its outputs to evaluators."""
+
 import contextlib
 import logging
 import time
@@ -119,8 +120,7 @@ def inference_on_dataset(
     total_skipped = sum(comm.all_gather_object(n_skipped))
     logger.info(
         f"Inference on {total_items} items ({n_batches} batches on this rank) took "
-        f"{time.perf_counter() - start:.1f}s"
-        + (f"; {total_skipped} unreadable items skipped" if total_skipped else "")
+        f"{time.perf_counter() - start:.1f}s" + (f"; {total_skipped} unreadable items skipped" if total_skipped else "")
     )
     return evaluators.evaluate()
 
@@ -139,7 +139,8 @@ def build_evaluators(cfg, names: Optional[List[str]] = None) -> DatasetEvaluator
         if lacks:
             raise TypeError(
                 f"EVALUATOR entry '{n}' (TEST.EVALUATORS, registered by {EVALUATOR.origin(n)}) built "
-                f"{type(ev).__name__}, which lacks {lacks}: an evaluator has reset(), process(logits, batch), evaluate() -> dict."
+                f"{type(ev).__name__}, which lacks {lacks}: "
+                "an evaluator has reset(), process(logits, batch), evaluate() -> dict."
             )
         evaluators.append(ev)
     return DatasetEvaluators(evaluators)

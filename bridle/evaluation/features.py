@@ -9,6 +9,7 @@ mode "eval". Features: the mean of the patch tokens after the encoder's final no
 float32 (or the cls token); labels and, when items were unreadable, the kept dataset indices go
 next to them.
 """
+
 import argparse
 import logging
 import os
@@ -45,8 +46,10 @@ _MODEL_KEYS = ("input", "num_samples")
 
 def parse_args(argv=None, description: Optional[str] = None):
     """The command line of tools/extract_features.py (``description``: its --help text)."""
-    p = argparse.ArgumentParser(description=__doc__ if description is None else description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__ if description is None else description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config-file", default="", metavar="FILE", help="config describing the data (and model input)")
     p.add_argument("--weights", required=True, help="exported encoder or Bridle checkpoint")
     p.add_argument("--split", default="test", help="train | val | test: reads DATASETS.<SPLIT>")
@@ -125,8 +128,8 @@ def main(argv=None, description: Optional[str] = None) -> dict:
     if len(index) != total:
         np.save(stem + "_index.npy", index)
         written["index"] = stem + "_index.npy"
-        logger.warning(f"{total - len(index)} of {total} items were unreadable and skipped; "
-                       f"kept indices in {written['index']}")
+        logger.warning(
+            f"{total - len(index)} of {total} items were unreadable and skipped; kept indices in {written['index']}"
+        )
     logger.info(f"Features {feats.shape} of DATASETS.{args.split.upper()} written: {written}")
     return written
-

@@ -12,18 +12,19 @@ single label value; sklearn returns nan for it (older versions raise) and its ma
 becomes nan. ``mean_roc_auc`` instead averages over the classes where AUC is defined and
 reports how many were left out.
 """
+
 from typing import Optional, Tuple
 
 import torch
 
 
-def _ranked(scores: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _ranked(
+    scores: torch.Tensor, targets: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per column, in descending score order: cumulative true/false positives and a mask of
     the last position of every group of tied scores (the only points of the curves)."""
     if scores.shape != targets.shape or scores.dim() != 2:
-        raise ValueError(
-            f"scores and targets must both be [N, C]; got {list(scores.shape)} and {list(targets.shape)}."
-        )
+        raise ValueError(f"scores and targets must both be [N, C]; got {list(scores.shape)} and {list(targets.shape)}.")
     s = scores.double()
     y = (targets > 0.5).double()
     s_sorted, order = torch.sort(s, dim=0, descending=True, stable=True)

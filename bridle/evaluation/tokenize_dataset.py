@@ -11,6 +11,7 @@ row; unreadable items are left out and counted), ``grid_size`` and the whole-dat
 level: ``used`` (codes used), ``cur`` (used / CODEBOOK_SIZE) and ``perplexity`` (exp of the
 entropy of the code distribution). The usage is also printed, one line per level.
 """
+
 import argparse
 import logging
 import math
@@ -35,7 +36,7 @@ logger = logging.getLogger("bridle.tokenize")
 
 def load_tokenizer(cfg, weights: str) -> torch.nn.Module:
     state = checkpoint_state(weights)
-    tok_state = {k[len("tokenizer."):]: v for k, v in state.items() if k.startswith("tokenizer.")}
+    tok_state = {k[len("tokenizer.") :]: v for k, v in state.items() if k.startswith("tokenizer.")}
     if not tok_state:
         raise ValueError(f"'{weights}' holds no tokenizer (no 'tokenizer.*' keys).")
     cfg.defrost()
@@ -63,16 +64,24 @@ def usage_per_level(counts: np.ndarray) -> list:
     out = []
     for level, c in enumerate(counts):
         p = c[c > 0] / max(c.sum(), 1)
-        out.append({"level": level, "used": int((c > 0).sum()), "cur": float((c > 0).mean()),
-                    "perplexity": float(math.exp(-(p * np.log(p)).sum())) if p.size else 0.0})
+        out.append(
+            {
+                "level": level,
+                "used": int((c > 0).sum()),
+                "cur": float((c > 0).mean()),
+                "perplexity": float(math.exp(-(p * np.log(p)).sum())) if p.size else 0.0,
+            }
+        )
     return out
 
 
 def main(argv=None, description: Optional[str] = None) -> str:
     """tools/tokenize_dataset.py: tokenize DATASETS.<SPLIT>, write the .npz, print the usage;
     returns the path written."""
-    p = argparse.ArgumentParser(description=__doc__ if description is None else description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__ if description is None else description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--weights", required=True, help="BRIDLE checkpoint holding the tokenizer")
     p.add_argument("--config-file", default="", help="optional config merged over the checkpoint's")
     p.add_argument("--split", default="train", choices=["train", "val", "test"])
@@ -113,15 +122,21 @@ def main(argv=None, description: Optional[str] = None) -> str:
     usage = usage_per_level(counts.numpy())
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     np.savez_compressed(
-        args.output, codes=all_codes, index=idx, grid_size=grid,
-        used=np.array([u["used"] for u in usage]), cur=np.array([u["cur"] for u in usage]),
+        args.output,
+        codes=all_codes,
+        index=idx,
+        grid_size=grid,
+        used=np.array([u["used"] for u in usage]),
+        cur=np.array([u["cur"] for u in usage]),
         perplexity=np.array([u["perplexity"] for u in usage]),
     )
-    logger.info(f"Wrote {all_codes.shape} codes ({all_codes.dtype}) to {args.output} "
-                f"({skipped} unreadable items skipped)")
+    logger.info(
+        f"Wrote {all_codes.shape} codes ({all_codes.dtype}) to {args.output} ({skipped} unreadable items skipped)"
+    )
     print(f"Whole-dataset code usage of '{name}' ({args.split}, {len(all_codes)} items, {size} codes per level):")
     for u in usage:
-        print(f"  level {u['level']}: CUR {u['cur']:.3f} ({u['used']}/{size} codes used), "
-              f"perplexity {u['perplexity']:.1f}")
+        print(
+            f"  level {u['level']}: CUR {u['cur']:.3f} ({u['used']}/{size} codes used), "
+            f"perplexity {u['perplexity']:.1f}"
+        )
     return args.output
-

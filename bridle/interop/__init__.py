@@ -1,4 +1,5 @@
 """Interoperability with other codebases' checkpoints (see :mod:`bridle.interop.authors`)."""
+
 from .authors import (
     AUTHORS_ENCODER_PREFIX,
     ConversionReport,

@@ -1,6 +1,7 @@
 """Checkpoints of the authors' public BRIDLE code (github HoangNguyenM/bridle) <-> ours: the
 key mapping, the position-table layouts and what is reported rather than guessed are described
 in docs/interop.md."""
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -69,8 +70,9 @@ class ConversionReport:
         lines = [f"converted {len(self.converted)} tensors"]
         lines += [f"  position table {k}: {v}" for k, v in self.pos_tables.items()]
         if self.missing:
-            lines.append(f"  no source for {len(self.missing)} tensors (they keep the model's init): "
-                         f"{_short(self.missing)}")
+            lines.append(
+                f"  no source for {len(self.missing)} tensors (they keep the model's init): {_short(self.missing)}"
+            )
         for k, why in self.skipped:
             lines.append(f"  skipped {k}: {why}")
         return "\n".join(lines)
@@ -144,12 +146,12 @@ def authors_name(key: str, swin_blocks: Set[int] = frozenset()) -> Optional[str]
         if i in swin_blocks:
             for ours, theirs in _SWIN_RENAMES:
                 if rest.startswith(ours):
-                    rest = theirs + rest[len(ours):]
+                    rest = theirs + rest[len(ours) :]
                     break
         return f"encoder_decoder.decoder_blocks.{i}.{rest}"
     for ours, theirs in _PREFIXES:
         if ours.endswith(".") and key.startswith(ours):
-            return theirs + key[len(ours):]
+            return theirs + key[len(ours) :]
         if key == ours:
             return theirs
     return None
@@ -247,8 +249,9 @@ def from_authors(
     return out, report
 
 
-def to_authors(ours: StateDict, grid: Sequence[int], pos_embed: str = "keep", layout: str = "transposed",
-               quantizer: str = "rq") -> Tuple[StateDict, ConversionReport]:
+def to_authors(
+    ours: StateDict, grid: Sequence[int], pos_embed: str = "keep", layout: str = "transposed", quantizer: str = "rq"
+) -> Tuple[StateDict, ConversionReport]:
     """Their state dict (``{"model": ...}`` content) from ours. ``layout`` is the authors'
     table layout written by ``pos_embed="regenerate"`` (see :func:`authors_sincos_table`);
     ``quantizer`` ("rq" / "vq", our MODEL.QUANTIZER.NAME) picks their codebook layout."""
@@ -297,8 +300,15 @@ def to_authors(ours: StateDict, grid: Sequence[int], pos_embed: str = "keep", la
     return out, report
 
 
-def _convert_table(key: str, value: torch.Tensor, grid, pos_embed: str, report: ConversionReport,
-                   target: str, layout: str = "transposed") -> torch.Tensor:
+def _convert_table(
+    key: str,
+    value: torch.Tensor,
+    grid,
+    pos_embed: str,
+    report: ConversionReport,
+    target: str,
+    layout: str = "transposed",
+) -> torch.Tensor:
     """``value`` is our ``key``'s table (our rows: a cls row only for the ViTs); keep it or
     write the target side's own table, and record what the table was."""
     has_cls = _has_cls_row_ours(key)

@@ -6,6 +6,7 @@ estimator where their shapes fit the model the config describes), :func:`convert
 the authors' layout (their main_finetune.py reads ``encoder_decoder.*``). Both print the
 conversion report and the file written.
 """
+
 import logging
 import os
 from typing import Sequence
@@ -22,11 +23,17 @@ logger = logging.getLogger("convert_checkpoint")
 
 def _their_state(ckpt) -> dict:
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def convert_from_authors(input: str, output: str, config_file: str, opts: Sequence[str] = (),
-                         cold_start: bool = False, pos_embed: str = "keep") -> None:
+def convert_from_authors(
+    input: str,
+    output: str,
+    config_file: str,
+    opts: Sequence[str] = (),
+    cold_start: bool = False,
+    pos_embed: str = "keep",
+) -> None:
     """The authors' pretraining checkpoint ``input`` -> a full Bridle checkpoint ``output`` of
     the model that ``config_file`` and ``opts`` describe (``cold_start``: an iteration-1
     checkpoint, whose tokenizer is the frozen cold-start projection)."""
@@ -61,11 +68,11 @@ def convert_to_authors(input: str, output: str, pos_embed: str = "keep", layout:
     ours = model_state_of(ckpt)
     grid = checkpoint_grid_size(ckpt)
     if grid is None:
-        raise SystemExit(f"{input}: cannot tell the patch grid (no stored config); "
-                         "convert a checkpoint written by Bridle.")
+        raise SystemExit(
+            f"{input}: cannot tell the patch grid (no stored config); convert a checkpoint written by Bridle."
+        )
     cfg = cfg_from_checkpoint(ckpt)
-    state, report = to_authors(ours, grid, pos_embed=pos_embed, layout=layout,
-                               quantizer=str(cfg.MODEL.QUANTIZER.NAME))
+    state, report = to_authors(ours, grid, pos_embed=pos_embed, layout=layout, quantizer=str(cfg.MODEL.QUANTIZER.NAME))
     torch.save({"model": state, "epoch": -1}, output)
     print(report)
     print(f"wrote {output} (the authors' key layout, {{'model': ...}})")
@@ -80,7 +87,8 @@ def run(args) -> None:
 
         os.environ[TRUST_PICKLE_ENV] = "1"
     if args.from_authors:
-        convert_from_authors(args.input, args.output, args.config_file, list(args.opts), args.cold_start,
-                             args.pos_embed)
+        convert_from_authors(
+            args.input, args.output, args.config_file, list(args.opts), args.cold_start, args.pos_embed
+        )
     else:
         convert_to_authors(args.input, args.output, args.pos_embed, args.layout)

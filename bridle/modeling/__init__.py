@@ -5,6 +5,7 @@ Exported for plugins: ``ConvPatchEmbed`` (PATCH_EMBED), the mask helpers
 (MASK_GENERATOR), ``VisionTransformer`` / ``check_backbone`` (BACKBONE), ``sincos_pos_embed``;
 see docs/DESIGN.md for every contract.
 """
+
 from .masking import RandomMaskGenerator, build_mask_generator, grid_coords, mask_from_scores, num_masked_tokens
 from .patch_embed import ConvPatchEmbed, build_patch_embed
 from .pos_embed import sincos_pos_embed

@@ -8,6 +8,7 @@
 Frozen modules have ``requires_grad=False`` and stay in eval mode (no dropout, no codebook
 updates) whatever ``.train()`` is called with.
 """
+
 import contextlib
 import inspect
 from typing import Dict, List
@@ -51,8 +52,16 @@ class BridleModel(nn.Module):
         self.num_levels, self.codebook_size = int(q.num_levels), int(q.codebook_size)
         d = cfg.MODEL.DECODER
         self.decoder = MaskedTokenDecoder(
-            dim, grid, self.num_levels * self.codebook_size, int(d.EMBED_DIM), int(d.DEPTH),
-            int(d.NUM_HEADS), d.ATTENTION, d.WINDOW_SIZE, d.SHIFT_SIZE, block=str(d.BLOCK),
+            dim,
+            grid,
+            self.num_levels * self.codebook_size,
+            int(d.EMBED_DIM),
+            int(d.DEPTH),
+            int(d.NUM_HEADS),
+            d.ATTENTION,
+            d.WINDOW_SIZE,
+            d.SHIFT_SIZE,
+            block=str(d.BLOCK),
         )
         self.estimator = build_estimator(cfg, grid, dim)
         self.mask_generator = build_mask_generator(cfg, grid)
@@ -155,8 +164,9 @@ class BridleModel(nn.Module):
         else:
             # cache_enabled=False: inside the joint phase's fp16 step, autocast's weight cache
             # holds fp16 copies of the (trained) encoder's weights; a bf16 teacher must not reuse them.
-            ctx = torch.autocast(x.device.type, dtype=_TEACHER_DTYPES[kind], enabled=kind != "fp32",
-                                 cache_enabled=False)
+            ctx = torch.autocast(
+                x.device.type, dtype=_TEACHER_DTYPES[kind], enabled=kind != "fp32", cache_enabled=False
+            )
         with torch.no_grad(), ctx:
             if not self.teacher_layer:
                 return self.encoder(x)[:, 1:].float()

@@ -10,6 +10,7 @@ MODEL.HEAD.LABEL_SMOOTHING; float [B, C] targets, e.g. after mixup, as soft-targ
 cross-entropy, their own smoothing already included); "bce" is binary cross-entropy with
 logits on multi-hot targets (class ids are one-hot encoded). Eval mode returns logits [B, C].
 """
+
 import inspect
 from typing import Dict, Union
 
@@ -65,7 +66,7 @@ class EncoderClassifier(nn.Module):
 
     def layer_id(self, name: str) -> int:
         if name.startswith("encoder."):
-            return self.encoder.layer_id(name[len("encoder."):])
+            return self.encoder.layer_id(name[len("encoder.") :])
         return self.num_layers
 
     # -- linear probing

@@ -7,6 +7,7 @@ block (post-norm, cosine attention with a learned temperature, continuous relati
 bias; :mod:`bridle.modeling.swin_v2_block`), which always works on windows (with global
 attention: one window covering the whole grid).
 """
+
 from typing import Sequence
 
 import torch
@@ -70,8 +71,9 @@ class MaskedTokenDecoder(nn.Module):
         blocks = DECODER_BLOCK.get(block)(embed_dim, depth, num_heads, window if windowed else None)
         if windowed:
             shift = tuple(shift_size) if attention == "window" else no_shift
-            blocks = [WindowBlock(b, self.grid_size, window, shift if i % 2 else no_shift)
-                      for i, b in enumerate(blocks)]
+            blocks = [
+                WindowBlock(b, self.grid_size, window, shift if i % 2 else no_shift) for i, b in enumerate(blocks)
+            ]
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_outputs)

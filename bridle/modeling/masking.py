@@ -20,6 +20,7 @@ order (the patch embedder's). Helpers for writing one (exported from ``bridle.mo
 * :class:`RandomMaskGenerator` ``(grid_size, ratio)``: uniform random masking, to wrap or
   subclass.
 """
+
 from typing import Optional, Sequence
 
 import torch
@@ -78,8 +79,11 @@ def build_mask_generator(cfg, grid_size):
     if not hasattr(gen, "num_masked") or not callable(gen):
         raise TypeError(
             f"{where} built {type(gen).__name__}, which lacks "
-            + (".num_masked (the count of masked tokens, the same for every sample)."
-               if not hasattr(gen, "num_masked") else "__call__(batch_size, device=None, generator=None).")
+            + (
+                ".num_masked (the count of masked tokens, the same for every sample)."
+                if not hasattr(gen, "num_masked")
+                else "__call__(batch_size, device=None, generator=None)."
+            )
         )
     n = 1
     for g in grid_size:

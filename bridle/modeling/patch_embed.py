@@ -1,4 +1,5 @@
 """Generic N-D patch embedding (a strided Conv1d/2d/3d), used by every modality plugin."""
+
 from typing import Sequence, Tuple
 
 import torch
@@ -74,7 +75,8 @@ def build_patch_embed(cfg, embed_dim: int) -> nn.Module:
     lacks = [a for a in ("grid_size", "num_patches") if not hasattr(embed, a)]
     if not isinstance(embed, nn.Module) or lacks:
         raise TypeError(
-            f"{where} returned {type(embed).__name__}" + (f", which lacks {lacks}" if lacks else ", not an nn.Module")
+            f"{where} returned {type(embed).__name__}"
+            + (f", which lacks {lacks}" if lacks else ", not an nn.Module")
             + "; fn(cfg, embed_dim) must return an nn.Module with .grid_size (tuple) and .num_patches (docs/DESIGN.md)."
         )
     n = 1

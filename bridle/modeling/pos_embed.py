@@ -9,6 +9,7 @@ index i keeps the embedding of index i, so a patch keeps the meaning it had duri
 Any other (learned) table is resampled over the grid: linear for 1-D, bicubic for 2-D,
 trilinear for 3-D grids (``align_corners=False``). The cls row is kept as is.
 """
+
 import logging
 import math
 from typing import Optional, Sequence, Tuple
@@ -46,6 +47,7 @@ def sincos_pos_embed(embed_dim: int, grid_size: Sequence[int], cls_token: bool =
     if cls_token:
         emb = torch.cat([torch.zeros(1, embed_dim, dtype=emb.dtype), emb], dim=0)
     return emb.float()
+
 
 _INTERP_MODES = {1: "linear", 2: "bicubic", 3: "trilinear"}
 
@@ -141,5 +143,3 @@ def interpolate_pos_embed(
             f"({'exact sin-cos recomputation' if method == 'sincos' else method + ' interpolation'})."
         )
     return out
-
-

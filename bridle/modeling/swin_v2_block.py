@@ -17,6 +17,7 @@ position bias plus ``-inf`` where the shifted-window mask separates two tokens. 
 applied to windows by :class:`~bridle.modeling.window_attention.WindowBlock`, which hands it
 the per-window boolean mask ``[num_windows, T, T]`` (attribute ``takes_window_mask``).
 """
+
 import math
 from typing import Optional, Sequence
 
@@ -56,8 +57,15 @@ class CosineWindowAttention(nn.Module):
     """Multi-head cosine attention inside windows of T tokens, with a learned per-head
     temperature and a continuous relative-position bias."""
 
-    def __init__(self, dim: int, num_heads: int, window: Sequence[int], bias_hidden_dim: int = 384,
-                 bias_dropout: float = 0.1, qkv_bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window: Sequence[int],
+        bias_hidden_dim: int = 384,
+        bias_dropout: float = 0.1,
+        qkv_bias: bool = True,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"MODEL.DECODER.EMBED_DIM {dim} is not divisible by NUM_HEADS {num_heads}.")
@@ -105,9 +113,17 @@ class SwinV2Block(nn.Module):
 
     takes_window_mask = True  # WindowBlock passes the [nW, T, T] mask, not one per batch window
 
-    def __init__(self, dim: int, num_heads: int, window: Sequence[int], mlp_ratio: float = 4.0,
-                 drop_path: float = 0.0, bias_hidden_dim: int = 384, bias_dropout: float = 0.1,
-                 norm_eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window: Sequence[int],
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+        bias_hidden_dim: int = 384,
+        bias_dropout: float = 0.1,
+        norm_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.attn = CosineWindowAttention(dim, num_heads, window, bias_hidden_dim, bias_dropout)
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)

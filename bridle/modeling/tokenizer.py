@@ -1,5 +1,6 @@
 """Tokenizer T (patches -> discrete codes) and tokenizer-estimator TE (codes -> encoder
 features)."""
+
 import math
 from typing import Sequence
 
@@ -84,8 +85,15 @@ class TokenizerEstimator(nn.Module):
     """Linear(code_dim -> width) + sin-cos position embedding + blocks + LayerNorm + Linear to
     the encoder width: reconstructs the teacher encoder's features from quantised vectors."""
 
-    def __init__(self, code_dim: int, grid_size: Sequence[int], out_dim: int, embed_dim: int = 768,
-                 depth: int = 3, num_heads: int = 12) -> None:
+    def __init__(
+        self,
+        code_dim: int,
+        grid_size: Sequence[int],
+        out_dim: int,
+        embed_dim: int = 768,
+        depth: int = 3,
+        num_heads: int = 12,
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(code_dim, embed_dim)
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, grid_size)[None], requires_grad=False)

@@ -3,6 +3,7 @@
 Parameter names follow timm's VisionTransformer (cls_token, pos_embed, patch_embed.proj,
 blocks.N, norm), so an exported encoder state dict loads into timm for 2-D grids.
 """
+
 from functools import partial
 from typing import Optional, Tuple
 
@@ -130,8 +131,13 @@ class VisionTransformer(nn.Module):
         """Patch tokens plus position embedding, without cls: [B, N, D]."""
         return self.patch_embed(x) + self.pos_embed[:, 1:].to(x.dtype if x.is_floating_point() else torch.float32)
 
-    def forward(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None, final_norm: bool = True,
-                num_blocks: Optional[int] = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        ids_keep: Optional[torch.Tensor] = None,
+        final_norm: bool = True,
+        num_blocks: Optional[int] = None,
+    ) -> torch.Tensor:
         """Tokens [B, 1 + M, D] after the final norm (cls first). With ``ids_keep`` [B, M] only
         those patches go through the blocks (MAE-style); otherwise all N patches.
         ``final_norm=False`` returns the last block's output (what MAE-style global pooling reads).

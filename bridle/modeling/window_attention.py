@@ -8,6 +8,7 @@ tokens that wrapped around the grid edge do not attend to each other. A block wi
 ``takes_window_mask = True`` receives that mask once, ``[num_windows, T, T]``; any other one
 gets it repeated per batch window, ``[B * num_windows, 1, T, T]`` (timm's ``attn_mask``).
 """
+
 import math
 from typing import Optional, Sequence, Tuple
 

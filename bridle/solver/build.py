@@ -1,5 +1,6 @@
 """AdamW with parameter groups: no weight decay on biases, norms and tokens; optional
 layer-wise lr decay (each group carries an ``lr_scale`` the schedule multiplies in)."""
+
 import logging
 from typing import Callable, Dict, List, Optional
 

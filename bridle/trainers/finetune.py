@@ -19,6 +19,7 @@ and, when DATASETS.VAL is set, the test metrics of the evaluation with the best 
 (the primary metric of the first evaluator: top1 / mAP / auc). Nothing is ever selected on
 the test split.
 """
+
 import json
 import logging
 import os
@@ -181,8 +182,15 @@ class FinetuneTrainer(DefaultTrainer):
             # The weights chosen on val (never on test), beside the periodic checkpoints; saved
             # without touching last_checkpoint so --resume still continues from the latest.
             path = os.path.join(self.cfg.OUTPUT_DIR, "model_best_val.pth")
-            atomic_save({"model": self.model_without_ddp.state_dict(), "cfg": self.cfg.dump(),
-                         "iteration": done, "val": results["val"]}, path)
+            atomic_save(
+                {
+                    "model": self.model_without_ddp.state_dict(),
+                    "cfg": self.cfg.dump(),
+                    "iteration": done,
+                    "val": results["val"],
+                },
+                path,
+            )
             logger.info(f"New best val {metric} {val:.4f} at iteration {done}: saved {path}")
         return results
 
@@ -241,8 +249,11 @@ class FinetuneTrainer(DefaultTrainer):
         state = model_state_of(load_checkpoint_file(path))
         own = model.state_dict()
         missing = [k for k in own if k not in state]
-        mismatched = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()
-                      if k in state and state[k].shape != v.shape]
+        mismatched = [
+            f"{k} {list(state[k].shape)} vs {list(v.shape)}"
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
+        ]
         if missing or mismatched:
             raise CheckpointError(
                 f"MODEL.WEIGHTS '{path}' is not a checkpoint of this classifier: missing keys "

@@ -16,6 +16,7 @@ later phase starts from (as the authors, who load the whole previous checkpoint)
 - joint:     E <- checkpoint; D, T and TE <- checkpoint when it has them in a fitting shape (after
              encoder_cold the cold-start tokenizer does not fit: T and TE start fresh).
 """
+
 import logging
 from typing import Dict, List, Tuple
 
@@ -38,9 +39,9 @@ from bridle.protocols import (
     supports,
 )
 from bridle.registry import META_ARCH, TRAINER
-from bridle.utils import comm
 
 logger = logging.getLogger("bridle.pretrain")
+
 
 def checkpoint_state(path: str) -> Dict[str, torch.Tensor]:
     """The model state of a BRIDLE checkpoint; an exported (encoder-only) one gets its keys
@@ -81,8 +82,10 @@ class _InitCodebooks(HookBase):
             last = ds.last_failure if supports(ds, ReportsLastFailure) else None
             raise BadDataError(
                 f"Cannot initialise the tokenizer's codebooks: none of {tried} training items "
-                f"({type(ds).__name__}) could be read" + (f"; first unreadable: {failed}" if failed else "")
-                + (f"; last error: {last[1]}" if last else "") + "."
+                f"({type(ds).__name__}) could be read"
+                + (f"; first unreadable: {failed}" if failed else "")
+                + (f"; last error: {last[1]}" if last else "")
+                + "."
             )
         # the same path as a training batch: to the device, the dataset's device_transform
         x = prepare_batch(skip_none_collate(items), t.device, device_transform_of(ds))["input"]
@@ -154,8 +157,10 @@ class PretrainTrainer(DefaultTrainer):
         if prefix == "decoder." and mismatch and len(head) == len(mismatch):
             take = {k: state[k] for k in keys if k not in head}
             shapes = {k: (tuple(state[k].shape) if k in state else None) for k in head}
-            return take, (f"decoder carried, its head re-initialised (shape {shapes['decoder.head.weight']} "
-                          f"-> {tuple(own['decoder.head.weight'].shape)})")
+            return take, (
+                f"decoder carried, its head re-initialised (shape {shapes['decoder.head.weight']} "
+                f"-> {tuple(own['decoder.head.weight'].shape)})"
+            )
         if mismatch:
             if prefix == "decoder.":
                 raise ConfigValueError(

@@ -12,6 +12,7 @@ validated before the first phase starts. A phase counts as finished only when it
 saved. Phase k trains with SEED derived from (SEED, k), so a phase restarted from scratch
 starts from the same initial weights and data order.
 """
+
 import gc
 import logging
 import os
@@ -21,10 +22,10 @@ import torch
 from bridle.checkpoint.io import atomic_write_text
 from bridle.config.config import ConfigValueError, flatten_cfg
 from bridle.config.validate import validate_schedule
-from bridle.utils.seed import derive_seed
 from bridle.engine import signals
 from bridle.registry import TRAINER
 from bridle.utils import comm
+from bridle.utils.seed import derive_seed
 
 logger = logging.getLogger("bridle.schedule")
 
@@ -35,8 +36,13 @@ PHASE_TRAINERS = {
     "tokenizer": ("tokenizer", False),
     "joint": ("joint", False),
 }
-_SOLVER_KEYS = {"EPOCHS": "EPOCHS", "MAX_ITER": "MAX_ITER", "WARMUP_EPOCHS": "WARMUP_EPOCHS",
-                "BASE_LR": "BASE_LR", "WEIGHT_DECAY": "WEIGHT_DECAY"}
+_SOLVER_KEYS = {
+    "EPOCHS": "EPOCHS",
+    "MAX_ITER": "MAX_ITER",
+    "WARMUP_EPOCHS": "WARMUP_EPOCHS",
+    "BASE_LR": "BASE_LR",
+    "WEIGHT_DECAY": "WEIGHT_DECAY",
+}
 
 
 PHASE_DONE = "phase_done"
@@ -48,8 +54,11 @@ def _ignored_for(name: str):
     """What a finished phase ``name`` may differ in: RESUME_IGNORED_KEYS, the schedule list and
     the other phases' PRETRAIN.PHASES settings (a later phase changed does not make it stale)."""
     own = f"PRETRAIN.PHASES.{name.upper()}."
-    return lambda key: (key in RESUME_IGNORED_KEYS or key == "PRETRAIN.SCHEDULE"
-                        or (key.startswith("PRETRAIN.PHASES.") and not key.startswith(own)))
+    return lambda key: (
+        key in RESUME_IGNORED_KEYS
+        or key == "PRETRAIN.SCHEDULE"
+        or (key.startswith("PRETRAIN.PHASES.") and not key.startswith(own))
+    )
 
 
 def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:

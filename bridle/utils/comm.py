@@ -3,6 +3,7 @@
 Every collective here checks ``torch.distributed.is_initialized()`` first, so code
 that calls them runs unchanged without torch.distributed.
 """
+
 from typing import Any, List
 
 import torch
@@ -69,4 +70,3 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-

@@ -16,6 +16,7 @@ write it). Two kinds of run are recognised:
 
 The PNGs are written to DIR (default OUTPUT_DIR/plots); the list of files is printed.
 """
+
 import argparse
 import json
 import math
@@ -156,8 +157,11 @@ def plot_downstream(runs: Dict[str, Series], path: str) -> str:
     metric = None
     for name, series in runs.items():
         # One metric per panel: top-1 when logged, else the run's first val metric.
-        metric = "top1" if "val/top1" in series or "test/top1" in series else next(
-            (k.split("/", 1)[1] for k in sorted(series) if k.startswith(("val/", "test/"))), "")
+        metric = (
+            "top1"
+            if "val/top1" in series or "test/top1" in series
+            else next((k.split("/", 1)[1] for k in sorted(series) if k.startswith(("val/", "test/"))), "")
+        )
         _line(ax_val, series.get(f"val/{metric}", []), name, marker="o", ms=3)
         _line(ax_test, series.get(f"test/{metric}", []), name, marker="o", ms=3)
         _line(ax_loss, series.get("total_loss", []), name)
@@ -182,9 +186,13 @@ def plot_output_dir(root: str, out: Optional[str] = None) -> List[str]:
     written = []
     for name, phases in schedules.items():
         stem = name.replace(os.sep, "_") if name and name != "pretrain" else "pretrain"
-        written.append(plot_schedule(phases, os.path.join(out, f"{stem}.png"),
-                                     f"pretraining {name or os.path.basename(os.path.abspath(root))}: "
-                                     + " -> ".join(p for p, _ in phases)))
+        written.append(
+            plot_schedule(
+                phases,
+                os.path.join(out, f"{stem}.png"),
+                f"pretraining {name or os.path.basename(os.path.abspath(root))}: " + " -> ".join(p for p, _ in phases),
+            )
+        )
     if downstream:
         written.append(plot_downstream(downstream, os.path.join(out, "downstream.png")))
     return written
@@ -193,8 +201,10 @@ def plot_output_dir(root: str, out: Optional[str] = None) -> List[str]:
 def main(argv=None, description: Optional[str] = None) -> List[str]:
     """tools/plot_metrics.py: write the PNGs and print their paths; an unreadable or empty
     OUTPUT_DIR ends the process with its message (exit code 1)."""
-    p = argparse.ArgumentParser(description=__doc__ if description is None else description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__ if description is None else description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("output_dir", help="a run's OUTPUT_DIR (or a directory holding several runs)")
     p.add_argument("--out", default="", help="where the PNGs go (default OUTPUT_DIR/plots)")
     args = p.parse_args(argv)
@@ -205,4 +215,3 @@ def main(argv=None, description: Optional[str] = None) -> List[str]:
     for w in written:
         print(w)
     return written
-

@@ -4,6 +4,7 @@ global generators (python, numpy, torch) and saves / restores their state.
 Exact resume rests on these: every random draw of a run is made from a generator seeded from
 (SEED, what, where) through :func:`derive_seed`, never from a state that depends on how the
 run got there (loader workers, a restart)."""
+
 import contextlib
 import hashlib
 import random

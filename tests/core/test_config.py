@@ -1,6 +1,5 @@
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -66,6 +65,8 @@ def test_every_default_key_has_a_comment():
 def test_core_has_no_modality_branch():
     out = subprocess.run(
         ["grep", "-rliE", "audio|image|video|spectrogram|tubelet", "--include=*.py", "bridle"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert out.stdout.strip() == "", f"modality words in the core: {out.stdout}"

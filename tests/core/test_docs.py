@@ -30,7 +30,8 @@ def test_readme_quickstart_has_the_two_commands():
 
 def test_config_reference_keeps_comments_through_local_aliases():
     from bridle.config.reference import config_comments
-    source = '''
+
+    source = """
 from bridle.config import CfgNode as CN
 
 
@@ -47,7 +48,7 @@ def add_config(c):
     i.SPAN = span
     extra = c.INPUT.IMU.SPAN
     extra.MIN = 1  # shortest span
-'''
+"""
     got = config_comments(source)
     assert got == {
         "DATASETS.IMU.ROOT": "Root of the CSV files.",

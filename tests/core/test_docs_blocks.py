@@ -13,6 +13,7 @@ stale.
   the Makefile. Other commands (pip, pytest, sbatch, ...) only have to split.
 - ```yaml blocks parse.
 """
+
 import contextlib
 import glob
 import io
@@ -63,7 +64,7 @@ def _blocks(page: str) -> List[Block]:
         while j < len(lines) and lines[j].strip() != "```":
             j += 1
         previous = next((lines[k].strip() for k in range(i - 1, -1, -1) if lines[k].strip()), "")
-        out.append(Block(page, i + 1, lang, "\n".join(lines[i + 1:j]) + "\n", previous == RUN_MARK))
+        out.append(Block(page, i + 1, lang, "\n".join(lines[i + 1 : j]) + "\n", previous == RUN_MARK))
         i = j + 1
     return out
 
@@ -123,7 +124,7 @@ def _tool_call(words: List[str], where: str):
     for k, word in enumerate(words):
         m = _TOOL.match(word)
         if m:
-            return ToolCall(where, m.group(1), words[k + 1:])
+            return ToolCall(where, m.group(1), words[k + 1 :])
     return None
 
 
@@ -178,8 +179,15 @@ def help_texts() -> Dict[str, str]:
         if os.path.isfile(os.path.join(REPO, "tools", f"{c.tool}.py")):
             wanted.setdefault(c.tool, set()).update(c.args[:1])
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-c", _HELP_RUNNER], input=json.dumps({k: sorted(v) for k, v in wanted.items()}),
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", _HELP_RUNNER],
+        input=json.dumps({k: sorted(v) for k, v in wanted.items()}),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, f"the --help runner failed:\n{p.stderr[-4000:]}"
     return json.loads(p.stdout.strip().split("\n")[-1])
 
@@ -218,9 +226,14 @@ def _config_of(call: ToolCall, keys) -> Tuple[str, List[str]]:
             raise ValueError(f"train_net.py's parser rejects {call.args}: {err.getvalue().strip()[-300:]}")
         config_file, opts = args.config_file, list(args.opts or [])
     else:
-        config_file = next((a.split("=", 1)[1] if "=" in a else call.args[k + 1]
-                            for k, a in enumerate(call.args[:-1] + [""])
-                            if a == "--config-file" or a.startswith("--config-file=")), "")
+        config_file = next(
+            (
+                a.split("=", 1)[1] if "=" in a else call.args[k + 1]
+                for k, a in enumerate(call.args[:-1] + [""])
+                if a == "--config-file" or a.startswith("--config-file=")
+            ),
+            "",
+        )
         opts = _trailing_opts(call.args, keys)
     if not config_file.startswith("configs/"):
         return "", []  # a file the page writes itself (a plugin's), or none
@@ -254,8 +267,9 @@ def test_run_marks_precede_python_blocks():
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.run], ids=lambda b: b.where)
 def test_runnable_python_blocks_run(block, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", BRIDLE_DOCS_TMP=str(tmp_path))
-    p = subprocess.run([sys.executable, "-c", block.body], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", block.body], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, f"{block.where} failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
 
 

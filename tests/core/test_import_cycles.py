@@ -1,6 +1,7 @@
 """No two modules of the core import each other (at any import site, function-level imports
 included): each shared piece has one home that both sides import (e.g. bridle.data.items for
 what the loaders and the shard reader share)."""
+
 import ast
 import os
 from typing import Dict, Set

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from bridle.plugins import ENV_VAR, PluginLoadError, available_plugins, load_plugins
-from bridle.registry import DATASET, PATCH_EMBED, Registry
+from bridle.plugins import ENV_VAR, available_plugins, load_plugins
+from bridle.registry import Registry
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -62,13 +62,20 @@ def test_broken_plugin_error_names_plugin_and_switch(tmp_path):
 
 
 def test_list_shows_registries_with_entries_from_all_plugins():
-    r = subprocess.run(
-        [sys.executable, "tools/train_net.py", "--list"], capture_output=True, text=True, cwd=REPO
-    )
+    r = subprocess.run([sys.executable, "tools/train_net.py", "--list"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    for reg in ("BACKBONE", "PATCH_EMBED", "MASK_GENERATOR", "QUANTIZER", "TRAINER", "DATASET",
-                "TRANSFORM", "EVALUATOR", "SAMPLER"):
+    for reg in (
+        "BACKBONE",
+        "PATCH_EMBED",
+        "MASK_GENERATOR",
+        "QUANTIZER",
+        "TRAINER",
+        "DATASET",
+        "TRANSFORM",
+        "EVALUATOR",
+        "SAMPLER",
+    ):
         assert reg in out
     for origin in ("[bridle]", "[bridle_audio]", "[bridle_image]", "[bridle_video]"):
         assert origin in out, f"no entry from {origin}"

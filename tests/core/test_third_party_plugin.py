@@ -1,6 +1,7 @@
 """A package outside this repo (written to a temp dir, with its own entry point) adds a new
 modality and pretrains through tools/train_net.py: the whole schedule, killed in phase 2,
 resumed with --resume. Also a 2-process gloo (DDP) run."""
+
 import json
 import os
 import signal
@@ -8,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 
 from toy_plugin import toy_opts
@@ -29,14 +29,24 @@ def iterations(path):
 
 def test_schedule_in_one_command_killed_in_phase_two_and_resumed(toy_plugin, tmp_path):
     out = str(tmp_path / "run")
-    opts = toy_opts(out, **{
-        "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']",
-        "PRETRAIN.PHASES.TOKENIZER.MAX_ITER": 30,
-        "PRETRAIN.PHASES.TOKENIZER.OPTS": "['DATASETS.TOY.SLEEP','0.01']",
-        "SOLVER.CHECKPOINT_PERIOD": 5,
-    })
-    proc = subprocess.Popen(TRAIN + opts, env=toy_plugin, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    opts = toy_opts(
+        out,
+        **{
+            "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']",
+            "PRETRAIN.PHASES.TOKENIZER.MAX_ITER": 30,
+            "PRETRAIN.PHASES.TOKENIZER.OPTS": "['DATASETS.TOY.SLEEP','0.01']",
+            "SOLVER.CHECKPOINT_PERIOD": 5,
+        },
+    )
+    proc = subprocess.Popen(
+        TRAIN + opts,
+        env=toy_plugin,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     ckpt = os.path.join(out, "1_tokenizer", "model_0000010.pth")
     deadline = time.time() + 180
     while not os.path.exists(ckpt) and proc.poll() is None and time.time() < deadline:
@@ -70,8 +80,7 @@ def test_schedule_in_one_command_killed_in_phase_two_and_resumed(toy_plugin, tmp
 
 def test_two_process_gloo_training(toy_plugin, tmp_path):
     out = str(tmp_path / "ddp")
-    opts = toy_opts(out, **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True,
-                            "SOLVER.MAX_ITER": 4})
+    opts = toy_opts(out, **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 4})
     log = run(["--num-gpus", "2"] + opts, toy_plugin)
     assert "Rank 0 of 2" in log
     assert os.path.exists(os.path.join(out, "log.txt.rank1"))
@@ -87,9 +96,23 @@ def test_tokenize_tool_writes_codes_of_every_readable_item(toy_plugin, tmp_path)
     weights = os.path.join(out, "1_tokenizer", "model_final.pth")
     codes_path = str(tmp_path / "codes.npz")
     r = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "tokenize_dataset.py"), "--weights", weights, "--split", "train",
-         "--output", codes_path, "DATASETS.TOY.CORRUPT_EVERY", "8"],
-        env=toy_plugin, cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "tokenize_dataset.py"),
+            "--weights",
+            weights,
+            "--split",
+            "train",
+            "--output",
+            codes_path,
+            "DATASETS.TOY.CORRUPT_EVERY",
+            "8",
+        ],
+        env=toy_plugin,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "8 unreadable items skipped" in r.stderr + r.stdout

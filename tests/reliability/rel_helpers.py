@@ -1,9 +1,9 @@
 """Helpers of the reliability suite: tiny toy-plugin configs, crafted pickles, subprocess runs."""
+
 import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from toy_plugin import toy_opts
@@ -29,7 +29,6 @@ def write_evil_checkpoint(path: str, marker: str) -> str:
     return path
 
 
-
 def make_cfg(out_dir: str, **extra):
     from bridle.config import get_cfg
 
@@ -39,8 +38,9 @@ def make_cfg(out_dir: str, **extra):
 
 
 def run_train_net(args, env, timeout=240, check=True):
-    r = subprocess.run([sys.executable, TRAIN_NET] + list(args), env=env, cwd=REPO, capture_output=True,
-                       text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, TRAIN_NET] + list(args), env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     if check:
         assert r.returncode == 0, f"train_net failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r

@@ -1,5 +1,6 @@
 """Item 2: checkpoint and pointer writes are atomic; a phase counts as finished only with its
 marker; resume falls back to the newest checkpoint that loads, and says so."""
+
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import time
 import pytest
 import torch
 
-from bridle.checkpoint.io import CheckpointError, atomic_save, atomic_write_text, load_checkpoint_file
+from bridle.checkpoint.io import CheckpointError, atomic_save, load_checkpoint_file
 from rel_helpers import REPO, make_cfg
 
 _WRITER = r"""
@@ -30,8 +31,12 @@ def test_sigkill_during_writes_leaves_complete_files(tmp_path):
     path, ptr = str(tmp_path / "model_final.pth"), str(tmp_path / "last_checkpoint")
     atomic_save({"i": 0, "w": torch.zeros(2_000_000)}, path)
     for delay in (0.4, 0.9):
-        p = subprocess.Popen([sys.executable, "-c", _WRITER, path, ptr], cwd=REPO, stdout=subprocess.PIPE,
-                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+        p = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, path, ptr],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
         assert p.stdout.readline().strip() == b"ready"
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
@@ -71,8 +76,17 @@ def test_truncated_checkpoint_error_names_file(tmp_path):
 
 
 def _encoder_cfg(out, **extra):
-    return make_cfg(out, **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True,
-                            "SOLVER.MAX_ITER": 6, "SOLVER.CHECKPOINT_PERIOD": 2, "SOLVER.MAX_TO_KEEP": 0, **extra})
+    return make_cfg(
+        out,
+        **{
+            "TRAINER.NAME": "encoder",
+            "MODEL.TOKENIZER.COLD_START": True,
+            "SOLVER.MAX_ITER": 6,
+            "SOLVER.CHECKPOINT_PERIOD": 2,
+            "SOLVER.MAX_TO_KEEP": 0,
+            **extra,
+        },
+    )
 
 
 def test_resume_falls_back_to_newest_loadable_checkpoint(toy_plugin, tmp_path, caplog):

@@ -2,6 +2,7 @@
 DATALOADER.MAX_BAD_FRACTION (default 0.01) the run stops listing the first bad files; an
 all-bad dataset fails fast (tokenizer phase, fine-tune, codebook-init hook) instead of
 hanging; audio with non-finite / absurd amplitude or truncated files is skipped and named."""
+
 import os
 import signal
 
@@ -35,30 +36,45 @@ def _trainer(name, cfg):
     return t
 
 
-@pytest.mark.parametrize("trainer,extra", [
-    ("tokenizer", {}),
-    ("finetune", {"MODEL.HEAD.NUM_CLASSES": 4}),
-])
+@pytest.mark.parametrize(
+    "trainer,extra",
+    [
+        ("tokenizer", {}),
+        ("finetune", {"MODEL.HEAD.NUM_CLASSES": 4}),
+    ],
+)
 def test_all_bad_fails_fast(trainer, extra, toy_plugin, tmp_path, no_hang):
     cfg = make_cfg(str(tmp_path / trainer), **{"TRAINER.NAME": trainer, "DATASETS.TOY.CORRUPT_EVERY": 1, **extra})
     t = _trainer(trainer, cfg)
-    with pytest.raises(BadDataError, match=r"Every training item read so far could not be loaded .*: (index \d+ of ToySignals; ){9}"):
+    with pytest.raises(
+        BadDataError, match=r"Every training item read so far could not be loaded .*: (index \d+ of ToySignals; ){9}"
+    ):
         t.train()
 
 
 def test_all_bad_codebook_init_names_the_problem(toy_plugin, tmp_path, no_hang):
-    cfg = make_cfg(str(tmp_path / "enc"), **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True,
-                                             "DATASETS.TOY.CORRUPT_EVERY": 1})
+    cfg = make_cfg(
+        str(tmp_path / "enc"),
+        **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "DATASETS.TOY.CORRUPT_EVERY": 1},
+    )
     t = _trainer("encoder", cfg)
     with pytest.raises(RuntimeError, match="Cannot initialise the tokenizer's codebooks: none of .* training items"):
         t.train()
 
 
 def test_bad_fraction_limit_and_run_wide_count(toy_plugin, tmp_path, caplog):
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "DATASETS.TOY.CORRUPT_EVERY": 8,
-             "SOLVER.MAX_ITER": 20, "LOG_PERIOD": 5}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "DATASETS.TOY.CORRUPT_EVERY": 8,
+        "SOLVER.MAX_ITER": 20,
+        "LOG_PERIOD": 5,
+    }
     t = _trainer("encoder", make_cfg(str(tmp_path / "a"), **extra))  # 1 in 8 bad > 0.01
-    with pytest.raises(BadDataError, match=r"8 of 64 training items .*12.5% > DATALOADER.MAX_BAD_FRACTION 0.01.*: (index \d+ of ToySignals; ){7}"):
+    with pytest.raises(
+        BadDataError,
+        match=r"8 of 64 training items .*12.5% > DATALOADER.MAX_BAD_FRACTION 0.01.*: (index \d+ of ToySignals; ){7}",
+    ):
         t.train()
     t = _trainer("encoder", make_cfg(str(tmp_path / "b"), **{**extra, "DATALOADER.MAX_BAD_FRACTION": 0.2}))
     caplog.clear()
@@ -80,12 +96,20 @@ def test_bad_data_stop_writes_a_checkpoint_and_says_how_to_resume(toy_plugin, tm
     from bridle.checkpoint import load_checkpoint_file
     from bridle.registry import TRAINER
 
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "DATASETS.TOY.CORRUPT_EVERY": 8,
-             "SOLVER.MAX_ITER": 8, "SOLVER.CHECKPOINT_PERIOD": 0}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "DATASETS.TOY.CORRUPT_EVERY": 8,
+        "SOLVER.MAX_ITER": 8,
+        "SOLVER.CHECKPOINT_PERIOD": 0,
+    }
     out = str(tmp_path / "run")
     t = _trainer("encoder", make_cfg(out, **extra))
-    with pytest.raises(BadDataError, match=r"8 of 64 training items .*12.5% > DATALOADER.MAX_BAD_FRACTION 0.01.* "
-                                           r"Wrote \S+ \(the state after 7 iterations\)\. .*--resume") as e:
+    with pytest.raises(
+        BadDataError,
+        match=r"8 of 64 training items .*12.5% > DATALOADER.MAX_BAD_FRACTION 0.01.* "
+        r"Wrote \S+ \(the state after 7 iterations\)\. .*--resume",
+    ) as e:
         t.train()
     path = re.search(r"Wrote (\S+) \(the state after 7 iterations\)", str(e.value)).group(1)
     assert os.path.dirname(path) == out and os.path.isfile(path)

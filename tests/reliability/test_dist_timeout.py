@@ -1,5 +1,6 @@
 """Item 10: a collective timeout (DIST.TIMEOUT_MINUTES) ends a job whose rank died or hangs
 instead of hanging it forever."""
+
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import bridle.engine.entry as train_entry
 from rel_helpers import REPO
 from toy_plugin import toy_opts
 
-_SCRIPT = textwrap.dedent('''
+_SCRIPT = textwrap.dedent("""
     import time
     import torch
     import torch.distributed as dist
@@ -23,15 +24,21 @@ _SCRIPT = textwrap.dedent('''
 
     if __name__ == "__main__":
         launch(main_func, 2, timeout_minutes=0.1)
-''')
+""")
 
 
 @pytest.mark.slow
 def test_hung_rank_ends_the_job_after_the_timeout(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text(_SCRIPT)
-    r = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=200,
-                       env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "BRIDLE_DIST_BACKEND": "gloo"})
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "BRIDLE_DIST_BACKEND": "gloo"},
+    )
     assert r.returncode != 0
     assert "imed out" in r.stderr or "Timeout" in r.stderr or "timeout" in r.stderr, r.stderr[-2000:]
 

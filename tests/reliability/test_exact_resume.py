@@ -1,6 +1,7 @@
 """Item 3: exact resume. A run SIGKILLed at any point (mid-phase, before a phase's first
 checkpoint, inside a checkpoint write) and resumed with --resume ends with the weights and
 optimizer state of the uninterrupted run (CPU, fp32: |diff| <= 1e-6; measured 0)."""
+
 import json
 import os
 import random
@@ -69,8 +70,14 @@ _EXTRA = {
 
 def _run(env, out, resume, kill=None):
     opts = toy_opts(out, **_EXTRA)
-    r = subprocess.run([sys.executable, "-c", _RUNNER, json.dumps(opts), "1" if resume else "0", json.dumps(kill)],
-                       env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", _RUNNER, json.dumps(opts), "1" if resume else "0", json.dumps(kill)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return r
 
 
@@ -124,8 +131,13 @@ def test_in_process_resume_is_exact_whatever_the_global_rng(toy_plugin, tmp_path
             if self.trainer.iter == 4:
                 raise _Crash()
 
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 7,
-             "SOLVER.CHECKPOINT_PERIOD": 3, "MODEL.ENCODER.DROP_PATH": 0.1}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "SOLVER.MAX_ITER": 7,
+        "SOLVER.CHECKPOINT_PERIOD": 3,
+        "MODEL.ENCODER.DROP_PATH": 0.1,
+    }
     full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
     full.resume_or_load(resume=False)
     full.train()

@@ -1,6 +1,7 @@
 """Item 5: a non-finite loss is detected at log / checkpoint boundaries (no per-step sync with
 policy "stop"), nothing non-finite is ever saved, the message names the last good checkpoint
 (kept by retention) and --resume restarts from it; policy "skip" drops bad steps within a budget."""
+
 import glob
 import os
 import re
@@ -41,8 +42,10 @@ class _Trainer(DefaultTrainer):
 
 
 def _cfg(out, **extra):
-    return make_cfg(out, **{"SOLVER.MAX_ITER": 10, "SOLVER.CHECKPOINT_PERIOD": 2, "SOLVER.MAX_TO_KEEP": 1,
-                            "LOG_PERIOD": 100, **extra})
+    return make_cfg(
+        out,
+        **{"SOLVER.MAX_ITER": 10, "SOLVER.CHECKPOINT_PERIOD": 2, "SOLVER.MAX_TO_KEEP": 1, "LOG_PERIOD": 100, **extra},
+    )
 
 
 def _all_finite(path):
@@ -96,8 +99,9 @@ def test_log_boundary_names_the_loss(toy_plugin, tmp_path, monkeypatch):
 
 def test_skip_policy_within_and_beyond_budget(toy_plugin, tmp_path, monkeypatch):
     monkeypatch.setattr(_Trainer, "nan_calls", (3, 6))
-    t = _Trainer(_cfg(str(tmp_path / "s"), **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2,
-                                              "LOG_PERIOD": 1}))
+    t = _Trainer(
+        _cfg(str(tmp_path / "s"), **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2, "LOG_PERIOD": 1})
+    )
     t.resume_or_load(resume=False)
     t.train()
     assert t.nonfinite_skipped == 2
@@ -106,5 +110,7 @@ def test_skip_policy_within_and_beyond_budget(toy_plugin, tmp_path, monkeypatch)
     monkeypatch.setattr(_Trainer, "after", 2)
     t = _Trainer(_cfg(str(tmp_path / "s2"), **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2}))
     t.resume_or_load(resume=False)
-    with pytest.raises(FloatingPointError, match=re.escape("3 non-finite steps skipped, more than SOLVER.NONFINITE_BUDGET 2")):
+    with pytest.raises(
+        FloatingPointError, match=re.escape("3 non-finite steps skipped, more than SOLVER.NONFINITE_BUDGET 2")
+    ):
         t.train()

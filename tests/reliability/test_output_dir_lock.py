@@ -1,4 +1,5 @@
 """Item 6: one run per OUTPUT_DIR (pid, host, start time; stale locks taken over)."""
+
 import json
 import os
 import socket
@@ -15,8 +16,15 @@ from toy_plugin import toy_opts
 def _write_lock(d, pid, host=None):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, LOCK_NAME), "w") as f:
-        json.dump({"pid": pid, "host": host or socket.gethostname(), "start_time": "2026-01-01 00:00:00",
-                   "command": "train_net.py other run"}, f)
+        json.dump(
+            {
+                "pid": pid,
+                "host": host or socket.gethostname(),
+                "start_time": "2026-01-01 00:00:00",
+                "command": "train_net.py other run",
+            },
+            f,
+        )
 
 
 def test_live_owner_refuses_with_its_identity(tmp_path):
@@ -64,8 +72,9 @@ def test_second_run_refuses(toy_plugin, tmp_path):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         _write_lock(out, other.pid)  # a live run holds the dir
-        r = run_train_net(toy_opts(out, **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True}),
-                          toy_plugin, check=False)
+        r = run_train_net(
+            toy_opts(out, **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True}), toy_plugin, check=False
+        )
         assert r.returncode != 0 and "is in use by another run" in r.stdout + r.stderr
         assert not os.path.exists(os.path.join(out, "config.yaml"))  # it wrote nothing
     finally:

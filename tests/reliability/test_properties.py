@@ -1,5 +1,6 @@
 """Item 11: property-based tests (hypothesis) of the mask generators, the quantizers (light:
 shapes, codes in range, straight-through) and the manifest / CSV parsers."""
+
 import json
 import os
 import re
@@ -28,8 +29,12 @@ def _check_mask(m, batch, n, k):
 
 
 @FAST
-@given(grid=st.lists(st.integers(1, 6), min_size=1, max_size=3), ratio=ratios, batch=st.integers(1, 4),
-       seed=st.integers(0, 2**16))
+@given(
+    grid=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    ratio=ratios,
+    batch=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_random_mask_exact_count(grid, ratio, batch, seed):
     gen = RandomMaskGenerator(grid, ratio)
     n = 1
@@ -63,8 +68,14 @@ def test_grid_coords_are_row_major(grid):
 
 
 @FAST
-@given(grid=grids2, ratio=st.floats(0.3, 0.9), tr=st.floats(0.0, 0.3), fr=st.floats(0.0, 0.3),
-       batch=st.integers(1, 3), seed=st.integers(0, 1000))
+@given(
+    grid=grids2,
+    ratio=st.floats(0.3, 0.9),
+    tr=st.floats(0.0, 0.3),
+    fr=st.floats(0.0, 0.3),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 1000),
+)
 def test_plugin_masks_exact_count(grid, ratio, tr, fr, batch, seed):
     from bridle_audio.masking import TimeFreqMaskGenerator
     from bridle_image.masking import BlockMaskGenerator
@@ -92,8 +103,14 @@ def test_tube_mask_exact_count_and_same_over_time(grid, ratio, seed):
 
 
 @settings(max_examples=15, deadline=None, derandomize=True)
-@given(kind=st.sampled_from(["vq", "rq"]), levels=st.integers(1, 3), k=st.integers(1, 12), dim=st.integers(2, 8),
-       lead=st.lists(st.integers(1, 5), min_size=1, max_size=2), seed=st.integers(0, 1000))
+@given(
+    kind=st.sampled_from(["vq", "rq"]),
+    levels=st.integers(1, 3),
+    k=st.integers(1, 12),
+    dim=st.integers(2, 8),
+    lead=st.lists(st.integers(1, 5), min_size=1, max_size=2),
+    seed=st.integers(0, 1000),
+)
 def test_quantizer_shapes_codes_in_range_straight_through(kind, levels, k, dim, lead, seed):
     torch.manual_seed(seed)
     if kind == "vq":
@@ -106,7 +123,7 @@ def test_quantizer_shapes_codes_in_range_straight_through(kind, levels, k, dim, 
     assert out.codes.dtype == torch.long and out.codes.min() >= 0 and out.codes.max() < k
     assert torch.isfinite(out.quantized).all() and torch.isfinite(out.loss)
     w = torch.randn_like(z)
-    g, = torch.autograd.grad((out.quantized * w).sum(), z)
+    (g,) = torch.autograd.grad((out.quantized * w).sum(), z)
     if kind == "vq":  # through the input's l2 normalisation: the gradient is w's tangential part
         assert torch.isfinite(g).all() and g.shape == z.shape
     else:  # straight-through: identity
@@ -119,8 +136,19 @@ text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 
 
 @FAST
-@given(entries=st.lists(st.fixed_dictionaries({"wav": text, "labels": st.lists(
-    st.text("abcdefghij/_-0123456789", min_size=1, max_size=6), max_size=3).map(",".join)}), max_size=6))
+@given(
+    entries=st.lists(
+        st.fixed_dictionaries(
+            {
+                "wav": text,
+                "labels": st.lists(st.text("abcdefghij/_-0123456789", min_size=1, max_size=6), max_size=3).map(
+                    ",".join
+                ),
+            }
+        ),
+        max_size=6,
+    )
+)
 def test_manifest_roundtrip(entries):
     from bridle_audio.manifest import read_manifest, write_manifest
 
@@ -131,10 +159,19 @@ def test_manifest_roundtrip(entries):
 
 
 @FAST
-@given(blob=st.one_of(st.text(max_size=60), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["data", "wav", "labels", "x"]), c, max_size=3),
-    max_leaves=8).map(json.dumps)))
+@given(
+    blob=st.one_of(
+        st.text(max_size=60),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(st.sampled_from(["data", "wav", "labels", "x"]), c, max_size=3)
+            ),
+            max_leaves=8,
+        ).map(json.dumps),
+    )
+)
 def test_manifest_garbage_raises_named_error(blob):
     from bridle_audio.manifest import ManifestError, read_manifest
 
@@ -184,8 +221,12 @@ def test_label_csv_garbage_raises_named_error(lines):
 
 
 @FAST
-@given(rows=st.lists(st.tuples(st.text("abc/_.-0123456789", min_size=1, max_size=12), st.integers(0, 400)),
-                     min_size=1, max_size=6), header=st.booleans())
+@given(
+    rows=st.lists(
+        st.tuples(st.text("abc/_.-0123456789", min_size=1, max_size=12), st.integers(0, 400)), min_size=1, max_size=6
+    ),
+    header=st.booleans(),
+)
 def test_video_csv_roundtrip(rows, header):
     from bridle_video.kinetics import read_video_csv
 

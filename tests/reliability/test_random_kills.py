@@ -9,6 +9,7 @@ Kills are triggered by the run's own state (the step about to run, the checkpoin
 written), never by a timer, so a loaded machine changes nothing. Every kill point lies after
 each usage window (quantizer and targets) has filled three times, and restarts really happen
 in the tokenizer phase (recorded by the reference run)."""
+
 import json
 import os
 import random
@@ -35,7 +36,7 @@ from toy_plugin import toy_opts
 #   how: "SIGKILL" (the whole process group: launcher and every rank), "SIGTERM" (this
 #   process only), "SIGTERM_LAUNCHER" (the launcher, which forwards it to every rank).
 # KILL_EVENTS = file: every dead-code restart is appended as {"phase", "iter", "restarted"}.
-_RUNNER = r'''
+_RUNNER = r"""
 import io, json, os, signal, sys, time
 import torch
 from bridle.engine.entry import invoke_main
@@ -120,7 +121,7 @@ if __name__ == "__main__":
     sys.argv = ["train_net.py"] + sys.argv[1:]
     invoke_main()
     sys.exit(0)
-'''
+"""
 
 PHASES = ("0_encoder_cold", "1_tokenizer", "2_encoder", "3_joint")
 WINDOW = 3  # MODEL.QUANTIZER.DEAD_CODE_WINDOW: also the targets' usage window
@@ -129,30 +130,38 @@ FIRST_KILL = 3 * WINDOW  # no kill before every window has filled three times
 
 def _opts(out, max_iter, phases, **extra):
     names = [p.split("_", 1)[1] for p in phases]
-    return toy_opts(out, **{
-        "PRETRAIN.SCHEDULE": str(names),
-        "PRETRAIN.JOINT_TOKENIZER_PERIOD": 2,  # the joint phase trains the quantizer every 2nd step
-        "SOLVER.MAX_ITER": max_iter,
-        "SOLVER.CHECKPOINT_PERIOD": 5,
-        "SOLVER.MAX_TO_KEEP": 1,
-        "MODEL.ENCODER.DROP_PATH": 0.1,  # random draws inside the step
-        # 2 x 64 codes for 8 items x 8 patches per step: many codes die and are restarted.
-        "MODEL.QUANTIZER.CODEBOOK_SIZE": 64,
-        "MODEL.QUANTIZER.RESTART_DEAD_CODES": True,
-        "MODEL.QUANTIZER.DEAD_CODE_WINDOW": WINDOW,
-        "MODEL.QUANTIZER.RESTART_PERIOD": 2,
-        **extra,
-    })
+    return toy_opts(
+        out,
+        **{
+            "PRETRAIN.SCHEDULE": str(names),
+            "PRETRAIN.JOINT_TOKENIZER_PERIOD": 2,  # the joint phase trains the quantizer every 2nd step
+            "SOLVER.MAX_ITER": max_iter,
+            "SOLVER.CHECKPOINT_PERIOD": 5,
+            "SOLVER.MAX_TO_KEEP": 1,
+            "MODEL.ENCODER.DROP_PATH": 0.1,  # random draws inside the step
+            # 2 x 64 codes for 8 items x 8 patches per step: many codes die and are restarted.
+            "MODEL.QUANTIZER.CODEBOOK_SIZE": 64,
+            "MODEL.QUANTIZER.RESTART_DEAD_CODES": True,
+            "MODEL.QUANTIZER.DEAD_CODE_WINDOW": WINDOW,
+            "MODEL.QUANTIZER.RESTART_PERIOD": 2,
+            **extra,
+        },
+    )
 
 
 def _run(env, runner, opts, resume=False, kill=None, events="", gpus=1, timeout=600):
     """Run the schedule in its own process group; returns (exit code, stdout + stderr). The
     timeout is a safety net (a hang fails the test), not part of the pass condition."""
     env = dict(env, BRIDLE_REPO=REPO, KILL_SPEC=json.dumps(kill), KILL_EVENTS=events)
-    cmd = [sys.executable, runner] + (["--num-gpus", str(gpus)] if gpus > 1 else []) + \
-        (["--resume"] if resume else []) + opts
-    p = subprocess.Popen(cmd, env=env, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    cmd = (
+        [sys.executable, runner]
+        + (["--num-gpus", str(gpus)] if gpus > 1 else [])
+        + (["--resume"] if resume else [])
+        + opts
+    )
+    p = subprocess.Popen(
+        cmd, env=env, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -207,8 +216,10 @@ def _compare_finals(ref, out, phases):
         dc = {k: v for k, v in dm.items() if k.startswith("tokenizer.quantizer.")}
         worst[phase] = (max(dm.values()), max(do.values()), max(dc.values()))
         bad = {k: v for k, v in {**dm, **{"optimizer." + k: v for k, v in do.items()}}.items() if v > 1e-6}
-        print(f"{phase}: max |diff| model {worst[phase][0]:.3g}, optimizer {worst[phase][1]:.3g}, "
-              f"quantizer (codebooks, usage window) {worst[phase][2]:.3g}")
+        print(
+            f"{phase}: max |diff| model {worst[phase][0]:.3g}, optimizer {worst[phase][1]:.3g}, "
+            f"quantizer (codebooks, usage window) {worst[phase][2]:.3g}"
+        )
         assert not bad, (phase, sorted(bad.items(), key=lambda kv: -kv[1])[:8])
     return worst
 
@@ -252,16 +263,20 @@ def test_random_kills_in_every_phase_resume_exactly(toy_plugin, runner, tmp_path
     rng = random.Random(20261205)
     last = max_iter - 2  # a SIGTERM in the schedule's last step ends the run normally
     slots = [(p, k) for p in range(len(phases)) for k in range(FIRST_KILL, last + 1)]
-    plan = [{"at": "step", "phase": phases[p], "iter": k, "how": rng.choice(["SIGKILL", "SIGTERM"])}
-            for p, k in sorted(rng.sample(slots, 10))]
+    plan = [
+        {"at": "step", "phase": phases[p], "iter": k, "how": rng.choice(["SIGKILL", "SIGTERM"])}
+        for p, k in sorted(rng.sample(slots, 10))
+    ]
     # Inside a checkpoint write (the first one of that phase at or after the drawn step).
     plan[rng.randrange(len(plan))].update(at="write", how="SIGKILL")
     # Right after a dead-code restart: SIGTERM during the restarting step (the checkpoint holds
     # the restarted codes and their fresh window), then SIGKILL at the next step.
     r = rng.choice([e["iter"] for e in restarts if FIRST_KILL <= e["iter"] < last])
     plan = [k for k in plan if not (k["phase"] == "1_tokenizer" and r <= k["iter"] <= r + 1)]
-    plan += [{"at": "step", "phase": "1_tokenizer", "iter": r, "how": "SIGTERM"},
-             {"at": "step", "phase": "1_tokenizer", "iter": r + 1, "how": "SIGKILL"}]
+    plan += [
+        {"at": "step", "phase": "1_tokenizer", "iter": r, "how": "SIGTERM"},
+        {"at": "step", "phase": "1_tokenizer", "iter": r + 1, "how": "SIGKILL"},
+    ]
     # After a phase's model_final.pth, before its phase_done marker (the last kill in that phase).
     plan.append({"at": "done", "phase": phases[rng.randrange(len(phases))], "iter": max_iter, "how": "SIGKILL"})
     plan.sort(key=lambda k: (phases.index(k["phase"]), k["iter"]))
@@ -281,8 +296,12 @@ def test_random_kills_two_ranks_resume_exactly(toy_plugin, runner, tmp_path):
     max_iter, stop_check, phases = 20, 2, PHASES[:3]
     # Half the items unreadable, 2 per batch: some batches hold none and a rank draws another,
     # so each rank's loader runs ahead of the iteration count by its own amount.
-    extra = {"SOLVER.STOP_CHECK_PERIOD": stop_check, "DATASETS.TOY.CORRUPT_EVERY": 2,
-             "SOLVER.BATCH_SIZE_PER_GPU": 2, "DATALOADER.MAX_BAD_FRACTION": 0.9}
+    extra = {
+        "SOLVER.STOP_CHECK_PERIOD": stop_check,
+        "DATASETS.TOY.CORRUPT_EVERY": 2,
+        "SOLVER.BATCH_SIZE_PER_GPU": 2,
+        "DATALOADER.MAX_BAD_FRACTION": 0.9,
+    }
     ref = str(tmp_path / "ref2")
     events = str(tmp_path / "restarts2.jsonl")
     code, log = _run(toy_plugin, runner, _opts(ref, max_iter, phases, **extra), events=events, gpus=2)
@@ -294,8 +313,12 @@ def test_random_kills_two_ranks_resume_exactly(toy_plugin, runner, tmp_path):
     rng = random.Random(7)
     last = max_iter - 2 * stop_check - 2  # an agreed stop lands up to 2 periods later, still in the phase
     points = sorted(rng.sample([(p, k) for p in range(len(phases)) for k in range(FIRST_KILL, last + 1)], 4))
-    kinds = [dict(at="step", how="SIGTERM_LAUNCHER"), dict(at="step", how="SIGTERM", rank=1),
-             dict(at="step", how="SIGKILL", rank=1), dict(at="write", how="SIGKILL")]
+    kinds = [
+        dict(at="step", how="SIGTERM_LAUNCHER"),
+        dict(at="step", how="SIGTERM", rank=1),
+        dict(at="step", how="SIGKILL", rank=1),
+        dict(at="write", how="SIGKILL"),
+    ]
     rng.shuffle(kinds)
     plan = [{"phase": phases[p], "iter": k, **kind} for (p, k), kind in zip(points, kinds)]
     assert any(k["phase"] == "1_tokenizer" for k in plan)
@@ -322,9 +345,15 @@ def test_resume_after_batches_without_readable_items(toy_plugin, tmp_path):
             if self.trainer.iter == 5:
                 raise _Crash()
 
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 8,
-             "SOLVER.CHECKPOINT_PERIOD": 4, "DATASETS.TOY.CORRUPT_EVERY": 2, "SOLVER.BATCH_SIZE_PER_GPU": 2,
-             "DATALOADER.MAX_BAD_FRACTION": 0.9}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "SOLVER.MAX_ITER": 8,
+        "SOLVER.CHECKPOINT_PERIOD": 4,
+        "DATASETS.TOY.CORRUPT_EVERY": 2,
+        "SOLVER.BATCH_SIZE_PER_GPU": 2,
+        "DATALOADER.MAX_BAD_FRACTION": 0.9,
+    }
     full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
     full.resume_or_load(resume=False)
     full.train()
@@ -349,9 +378,16 @@ def test_bad_data_stop_checkpoint_then_resume_is_exact(toy_plugin, tmp_path):
     from bridle.engine.train_loop import BadDataError
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 40,
-             "SOLVER.CHECKPOINT_PERIOD": 1, "SOLVER.MAX_TO_KEEP": 0, "DATASETS.TOY.CORRUPT_EVERY": 2,
-             "SOLVER.BATCH_SIZE_PER_GPU": 2, "DATALOADER.MAX_BAD_FRACTION": 0.9}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "SOLVER.MAX_ITER": 40,
+        "SOLVER.CHECKPOINT_PERIOD": 1,
+        "SOLVER.MAX_TO_KEEP": 0,
+        "DATASETS.TOY.CORRUPT_EVERY": 2,
+        "SOLVER.BATCH_SIZE_PER_GPU": 2,
+        "DATALOADER.MAX_BAD_FRACTION": 0.9,
+    }
     full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
     full.resume_or_load(resume=False)
     full.train()

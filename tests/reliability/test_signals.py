@@ -1,6 +1,7 @@
 """Item 4: SIGTERM / SIGINT / SIGUSR1 stop every rank at the same step boundary with a
 checkpoint, exit code 75 and a one-line message; --resume continues; ranks die with their
 launcher."""
+
 import os
 import signal
 import subprocess
@@ -38,8 +39,12 @@ class _SignalAt(HookBase):
 def test_signal_stops_at_step_boundary_with_checkpoint(sig, toy_plugin, tmp_path, clean_signals):
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 8,
-             "SOLVER.CHECKPOINT_PERIOD": 1000}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "SOLVER.MAX_ITER": 8,
+        "SOLVER.CHECKPOINT_PERIOD": 1000,
+    }
     cfg = make_cfg(str(tmp_path / "run"), **extra)
     assert signals.install_stop_handlers()
     t = EncoderPhaseTrainer(cfg)
@@ -71,8 +76,11 @@ def test_request_stop_from_another_thread(toy_plugin, tmp_path, clean_signals):
                 th.start()
                 th.join()
 
-    t = EncoderPhaseTrainer(make_cfg(str(tmp_path / "r"), **{
-        "TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 8}))
+    t = EncoderPhaseTrainer(
+        make_cfg(
+            str(tmp_path / "r"), **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 8}
+        )
+    )
     t.register_hooks([Req()])
     t.resume_or_load(resume=False)
     with pytest.raises(signals.TrainingInterrupted, match="submitit checkpoint"):
@@ -122,10 +130,25 @@ def _wait_for(path, proc, timeout=180):
 @pytest.mark.slow
 def test_cli_sigterm_exit_code_message_and_resume(toy_plugin, tmp_path):
     out = str(tmp_path / "cli")
-    opts = toy_opts(out, **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 40,
-                            "SOLVER.CHECKPOINT_PERIOD": 1000, "LOG_PERIOD": 1, "DATASETS.TOY.SLEEP": 0.01})
-    p = subprocess.Popen([sys.executable, TRAIN_NET] + opts, env=toy_plugin, cwd=REPO, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    opts = toy_opts(
+        out,
+        **{
+            "TRAINER.NAME": "encoder",
+            "MODEL.TOKENIZER.COLD_START": True,
+            "SOLVER.MAX_ITER": 40,
+            "SOLVER.CHECKPOINT_PERIOD": 1000,
+            "LOG_PERIOD": 1,
+            "DATASETS.TOY.SLEEP": 0.01,
+        },
+    )
+    p = subprocess.Popen(
+        [sys.executable, TRAIN_NET] + opts,
+        env=toy_plugin,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _wait_for(os.path.join(out, "metrics.json"), p)
     p.send_signal(signal.SIGTERM)
     stdout, stderr = p.communicate(timeout=120)
@@ -164,13 +187,25 @@ def _alive(pid):
 
 @pytest.mark.slow
 def test_two_ranks_stop_together_and_die_with_launcher(toy_plugin, tmp_path):
-    base = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 400,
-            "SOLVER.CHECKPOINT_PERIOD": 1000, "LOG_PERIOD": 1, "DATASETS.TOY.SLEEP": 0.005,
-            "SOLVER.STOP_CHECK_PERIOD": 3}
+    base = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "SOLVER.MAX_ITER": 400,
+        "SOLVER.CHECKPOINT_PERIOD": 1000,
+        "LOG_PERIOD": 1,
+        "DATASETS.TOY.SLEEP": 0.005,
+        "SOLVER.STOP_CHECK_PERIOD": 3,
+    }
     # SIGTERM to the launcher only: forwarded, both ranks stop at the same iteration.
     out = str(tmp_path / "ddp")
-    p = subprocess.Popen([sys.executable, TRAIN_NET, "--num-gpus", "2"] + toy_opts(out, **base), env=toy_plugin,
-                         cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, TRAIN_NET, "--num-gpus", "2"] + toy_opts(out, **base),
+        env=toy_plugin,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _wait_for(os.path.join(out, "metrics.json"), p)
     p.send_signal(signal.SIGTERM)
     _, stderr = p.communicate(timeout=180)
@@ -182,8 +217,14 @@ def test_two_ranks_stop_together_and_die_with_launcher(toy_plugin, tmp_path):
 
     # SIGKILL of the launcher: the ranks do not survive it.
     out2 = str(tmp_path / "orphans")
-    p = subprocess.Popen([sys.executable, TRAIN_NET, "--num-gpus", "2"] + toy_opts(out2, **base), env=toy_plugin,
-                         cwd=REPO, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, TRAIN_NET, "--num-gpus", "2"] + toy_opts(out2, **base),
+        env=toy_plugin,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for(os.path.join(out2, "metrics.json"), p)
     kids = _children(p.pid)
     assert len(kids) >= 2

@@ -1,6 +1,7 @@
 """Item 1: no code runs from a checkpoint. A crafted .pth whose unpickling writes a marker file
 is refused, naming the file, on every loading route; the marker never appears. The explicit
 opt-in (BRIDLE_TRUST_PICKLE=1) loads trusted legacy files."""
+
 import argparse
 import os
 
@@ -42,8 +43,9 @@ def test_model_weights_of_a_schedule(evil, toy_plugin, tmp_path):
     from bridle.trainers.schedule import ScheduleRunner
 
     path, marker = evil
-    runner = ScheduleRunner(make_cfg(str(tmp_path / "out"), **{
-        "MODEL.WEIGHTS": path, "PRETRAIN.SCHEDULE": "['tokenizer']"}))
+    runner = ScheduleRunner(
+        make_cfg(str(tmp_path / "out"), **{"MODEL.WEIGHTS": path, "PRETRAIN.SCHEDULE": "['tokenizer']"})
+    )
     runner.resume_or_load(resume=False)
     _refused(runner.train, path, marker)
 
@@ -80,14 +82,19 @@ def test_finetune_weights_and_eval_only(evil, toy_plugin, tmp_path):
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
     path, marker = evil
-    extra = {"MODEL.WEIGHTS": path, "TRAINER.NAME": "finetune", "MODEL.HEAD.NUM_CLASSES": 4,
-             "DATASETS.TEST": "toy_signals"}
+    extra = {
+        "MODEL.WEIGHTS": path,
+        "TRAINER.NAME": "finetune",
+        "MODEL.HEAD.NUM_CLASSES": 4,
+        "DATASETS.TEST": "toy_signals",
+    }
     t = FinetuneTrainer(make_cfg(str(tmp_path / "ft"), **extra))
     _refused(lambda: t.resume_or_load(resume=False), path, marker)
     _refused(lambda: FinetuneTrainer.eval_only(make_cfg(str(tmp_path / "ev"), **extra)), path, marker)
     # the generic --eval-only route (fvcore Checkpointer.load) too
-    cfg = make_cfg(str(tmp_path / "ev2"), **{"MODEL.WEIGHTS": path, "TRAINER.NAME": "encoder",
-                                              "MODEL.TOKENIZER.COLD_START": True})
+    cfg = make_cfg(
+        str(tmp_path / "ev2"), **{"MODEL.WEIGHTS": path, "TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True}
+    )
     _refused(lambda: EncoderPhaseTrainer.eval_only(cfg), path, marker)
 
 
@@ -131,8 +138,9 @@ def test_genuine_checkpoints_load_weights_only(toy_plugin, tmp_path):
     """A full trainer checkpoint (optimizer, RNG states, eval history) loads with weights_only."""
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
-    cfg = make_cfg(str(tmp_path / "g"), **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True,
-                                           "SOLVER.MAX_ITER": 2})
+    cfg = make_cfg(
+        str(tmp_path / "g"), **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 2}
+    )
     t = EncoderPhaseTrainer(cfg)
     t.resume_or_load(resume=False)
     t.train()

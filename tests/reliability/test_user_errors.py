@@ -4,6 +4,7 @@ than its run or phase: ONE line ``bridle: error: <what, where, what was expected
 exit code 2, no traceback (unless --debug / BRIDLE_DEBUG=1). --overwrite starts afresh (saying
 so in the log); --eval-only never touches a training run's files; a warm-up covering half of a
 run is warned about."""
+
 import json
 import os
 import subprocess
@@ -38,8 +39,9 @@ def run(args, env, **kw):
 
 def test_unknown_key(toy_plugin, tmp_path):
     r = run(toy_opts(str(tmp_path / "o"), **{"SOLVER.BASE_LRR": 1.0}), toy_plugin)
-    one_line_error(r, "Unknown config key 'SOLVER.BASE_LRR' in command-line overrides",
-                   "Nearest valid keys: SOLVER.BASE_LR")
+    one_line_error(
+        r, "Unknown config key 'SOLVER.BASE_LRR' in command-line overrides", "Nearest valid keys: SOLVER.BASE_LR"
+    )
     assert not os.path.exists(tmp_path / "o")
 
 
@@ -53,8 +55,11 @@ def test_bad_type(toy_plugin, tmp_path):
 
 def test_bad_value_and_several_errors(toy_plugin, tmp_path):
     r = run(toy_opts(str(tmp_path / "o"), **{**ENC, "SOLVER.BASE_LR": -1.0, "SOLVER.ACCUM_STEPS": 0}), toy_plugin)
-    one_line_error(r, "Invalid config (2 errors): SOLVER.BASE_LR = -1.0: expected a learning rate >= 0",
-                   "SOLVER.ACCUM_STEPS = 0: expected an integer >= 1")
+    one_line_error(
+        r,
+        "Invalid config (2 errors): SOLVER.BASE_LR = -1.0: expected a learning rate >= 0",
+        "SOLVER.ACCUM_STEPS = 0: expected an integer >= 1",
+    )
 
 
 def test_missing_config_file(toy_plugin, tmp_path):
@@ -64,17 +69,33 @@ def test_missing_config_file(toy_plugin, tmp_path):
 
 def test_missing_manifest_names_the_key(toy_plugin, tmp_path):
     missing = str(tmp_path / "nope.json")
-    r = run(["--config-file", TINY_AUDIO, "OUTPUT_DIR", str(tmp_path / "o"), "DATASETS.AUDIO.TRAIN_MANIFEST", missing],
-            toy_plugin)
+    r = run(
+        ["--config-file", TINY_AUDIO, "OUTPUT_DIR", str(tmp_path / "o"), "DATASETS.AUDIO.TRAIN_MANIFEST", missing],
+        toy_plugin,
+    )
     one_line_error(r, f"DATASETS.AUDIO.TRAIN_MANIFEST '{missing}' does not exist", "expected an AudioMAE JSON manifest")
 
 
 def test_missing_audio_file_names_manifest_and_entry(toy_plugin, tmp_path):
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({"data": [{"wav": "gone.wav"}]}))  # no labels: pretraining needs none
-    r = run(["--config-file", TINY_AUDIO, "OUTPUT_DIR", str(tmp_path / "o"), "DATASETS.AUDIO.TRAIN_MANIFEST",
-             str(manifest), "TRAINER.NAME", "encoder", "MODEL.TOKENIZER.COLD_START", "True",
-             "SOLVER.BATCH_SIZE_PER_GPU", "1"], toy_plugin)
+    r = run(
+        [
+            "--config-file",
+            TINY_AUDIO,
+            "OUTPUT_DIR",
+            str(tmp_path / "o"),
+            "DATASETS.AUDIO.TRAIN_MANIFEST",
+            str(manifest),
+            "TRAINER.NAME",
+            "encoder",
+            "MODEL.TOKENIZER.COLD_START",
+            "True",
+            "SOLVER.BATCH_SIZE_PER_GPU",
+            "1",
+        ],
+        toy_plugin,
+    )
     line = one_line_error(r, f"Audio file '{tmp_path / 'gone.wav'}' does not exist (manifest '{manifest}', entry 0)")
     assert "System error" not in line
 
@@ -100,8 +121,14 @@ def test_existing_run_refused_then_resume_or_overwrite(toy_plugin, tmp_path):
     rows = _rows(os.path.join(out, "metrics.json"))
 
     r = run(opts, toy_plugin)  # no --resume: refused, nothing touched
-    one_line_error(r, f"OUTPUT_DIR '{out}' already holds a run (model_final.pth", "metrics.json",
-                   "--resume", "another OUTPUT_DIR", "--overwrite")
+    one_line_error(
+        r,
+        f"OUTPUT_DIR '{out}' already holds a run (model_final.pth",
+        "metrics.json",
+        "--resume",
+        "another OUTPUT_DIR",
+        "--overwrite",
+    )
     assert sorted(os.listdir(out)) == files
     assert {n: os.path.getmtime(os.path.join(out, n)) for n in files} == before
     assert _rows(os.path.join(out, "metrics.json")) == rows
@@ -147,11 +174,17 @@ def test_eval_only_leaves_the_training_run_alone(toy_plugin, tmp_path):
 
 def test_warmup_not_shorter_than_the_run(toy_plugin, tmp_path):
     r = run(toy_opts(str(tmp_path / "o"), **{**ENC, "SOLVER.WARMUP_ITERS": 6}), toy_plugin)
-    one_line_error(r, "the warm-up (6 iterations: SOLVER.WARMUP_ITERS = 6) is not shorter than the run "
-                      "(6 iterations: SOLVER.MAX_ITER = 6)", "SOLVER.ALLOW_LONG_WARMUP True")
+    one_line_error(
+        r,
+        "the warm-up (6 iterations: SOLVER.WARMUP_ITERS = 6) is not shorter than the run "
+        "(6 iterations: SOLVER.MAX_ITER = 6)",
+        "SOLVER.ALLOW_LONG_WARMUP True",
+    )
     assert not os.path.exists(tmp_path / "o")  # refused before anything was written
-    r = run(toy_opts(str(tmp_path / "ok"), **{**ENC, "SOLVER.WARMUP_ITERS": 6, "SOLVER.ALLOW_LONG_WARMUP": True}),
-            toy_plugin)
+    r = run(
+        toy_opts(str(tmp_path / "ok"), **{**ENC, "SOLVER.WARMUP_ITERS": 6, "SOLVER.ALLOW_LONG_WARMUP": True}),
+        toy_plugin,
+    )
     assert r.returncode == 0 and "allowed by SOLVER.ALLOW_LONG_WARMUP" in r.stdout, r.stderr[-2000:]
 
 
@@ -160,9 +193,12 @@ def test_phase_warmup_in_epochs_longer_than_the_phase(toy_plugin, tmp_path):
     phase 2 is refused before phase 1 starts."""
     out = tmp_path / "s"
     r = run(toy_opts(str(out), **{"PRETRAIN.PHASES.TOKENIZER.WARMUP_EPOCHS": 1.0}), toy_plugin)
-    one_line_error(r, "phase 2 'tokenizer': the warm-up (8 iterations: PRETRAIN.PHASES.TOKENIZER.WARMUP_EPOCHS = 1 "
-                      "epoch = 8 iterations at 8 iterations/epoch) is not shorter than the phase (6 iterations: "
-                      "SOLVER.MAX_ITER = 6)")
+    one_line_error(
+        r,
+        "phase 2 'tokenizer': the warm-up (8 iterations: PRETRAIN.PHASES.TOKENIZER.WARMUP_EPOCHS = 1 "
+        "epoch = 8 iterations at 8 iterations/epoch) is not shorter than the phase (6 iterations: "
+        "SOLVER.MAX_ITER = 6)",
+    )
     assert not os.path.exists(out / "0_encoder_cold")
 
 
@@ -194,12 +230,20 @@ def test_two_ranks_report_one_line(toy_plugin, tmp_path):
 
 def test_a_bug_keeps_its_traceback(toy_plugin, tmp_path):
     """Not a user error: the traceback stays (exit code 1)."""
-    code = ("import runpy, sys; import bridle.engine.defaults as d\n"
-            "def boom(*a, **k): raise ZeroDivisionError('a bug')\n"
-            "d.DefaultTrainer.build_hooks = boom\n"
-            f"sys.argv = [{TRAIN_NET!r}] + sys.argv[1:]\n"
-            f"runpy.run_path({TRAIN_NET!r}, run_name='__main__')\n")
-    r = subprocess.run([sys.executable, "-c", code] + toy_opts(str(tmp_path / "o"), **ENC), env=toy_plugin,
-                       cwd=REPO, capture_output=True, text=True, timeout=240)
+    code = (
+        "import runpy, sys; import bridle.engine.defaults as d\n"
+        "def boom(*a, **k): raise ZeroDivisionError('a bug')\n"
+        "d.DefaultTrainer.build_hooks = boom\n"
+        f"sys.argv = [{TRAIN_NET!r}] + sys.argv[1:]\n"
+        f"runpy.run_path({TRAIN_NET!r}, run_name='__main__')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code] + toy_opts(str(tmp_path / "o"), **ENC),
+        env=toy_plugin,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 1 and "Traceback" in r.stderr and "ZeroDivisionError: a bug" in r.stderr
     assert "bridle: error" not in r.stderr

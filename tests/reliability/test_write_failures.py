@@ -1,5 +1,6 @@
 """Item 8: a failing write (log, metrics, checkpoint) stops the run with an error naming the
 file (disk full simulated with /dev/full or a failing torch.save)."""
+
 import logging
 import os
 
@@ -10,8 +11,12 @@ from bridle.engine.defaults import default_setup
 from bridle.engine.lock import release_output_dir_lock
 from rel_helpers import make_cfg
 
-_EXTRA = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 4,
-          "SOLVER.CHECKPOINT_PERIOD": 2}
+_EXTRA = {
+    "TRAINER.NAME": "encoder",
+    "MODEL.TOKENIZER.COLD_START": True,
+    "SOLVER.MAX_ITER": 4,
+    "SOLVER.CHECKPOINT_PERIOD": 2,
+}
 
 
 def _trainer(cfg):
@@ -27,7 +32,9 @@ def test_log_file_disk_full_stops_the_run(toy_plugin, tmp_path):
     cfg.freeze()
     default_setup(cfg)
     log = logging.getLogger("bridle")
-    fh = next(h for h in log.handlers if isinstance(h, logging.FileHandler) and h.baseFilename.startswith(str(tmp_path)))
+    fh = next(
+        h for h in log.handlers if isinstance(h, logging.FileHandler) and h.baseFilename.startswith(str(tmp_path))
+    )
     old = fh.stream
     fh.stream = open("/dev/full", "w")
     try:
@@ -98,8 +105,12 @@ def test_checkpoint_on_a_real_full_tmpfs(tmp_path):
 
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or shutil.which("mount") is None
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
         with pytest.raises(OSError, match=r"Cannot write checkpoint '.*tiny/model_final.pth': No space left on device"):

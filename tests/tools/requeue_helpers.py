@@ -1,5 +1,6 @@
 """Helpers of the requeue tests (tests/tools/test_submit.py): a probe plugin for the runs they
 start as subprocesses, waiting on files instead of time, and checkpoint comparison."""
+
 import json
 import os
 import time
@@ -191,7 +192,9 @@ def compare_finals(ref_dir, out_dir, phases, tol=1e-6):
             return max(vals) if vals else None
 
         report[phase] = {
-            "model": max(dm.values()), "optimizer": max(do.values()), "trainer": max(dt.values(), default=0.0),
+            "model": max(dm.values()),
+            "optimizer": max(do.values()),
+            "trainer": max(dt.values(), default=0.0),
             "codebook": worst(lambda k: k.startswith("tokenizer.quantizer.") and ".window." not in k),
             "usage_windows": worst(lambda k: ".window." in k or k.startswith("target_usage.")),
             "decoder": worst(lambda k: k.startswith("decoder.")),

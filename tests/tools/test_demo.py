@@ -22,10 +22,16 @@ def test_code_usage_counts_every_level_over_the_whole_data():
 
 
 def test_selected_reads_the_val_selected_evaluation():
-    res = {"last": {"iteration": 40, "val": {"top1": 0.5}, "test": {"top1": 0.7}},
-           "val_selected": {"iteration": 20, "val": {"top1": 0.6}, "test": {"top1": 0.4}}}
-    assert demo_lib.selected(res) == {"test_top1": 0.4, "val_top1": 0.6, "selected_iteration": 20,
-                                      "last_test_top1": 0.7}
+    res = {
+        "last": {"iteration": 40, "val": {"top1": 0.5}, "test": {"top1": 0.7}},
+        "val_selected": {"iteration": 20, "val": {"top1": 0.6}, "test": {"top1": 0.4}},
+    }
+    assert demo_lib.selected(res) == {
+        "test_top1": 0.4,
+        "val_top1": 0.6,
+        "selected_iteration": 20,
+        "last_test_top1": 0.7,
+    }
 
 
 def test_schedule_checkpoints_first_and_last_encoder_last_tokenizer(tmp_path):
@@ -65,19 +71,52 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
     tiny = ["MODEL.ENCODER.EMBED_DIM", "64", "MODEL.ENCODER.DEPTH", "2", "MODEL.ENCODER.NUM_HEADS", "2"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "demo_image.py"), "--output-dir", out,
-         "--labelled-per-class", "2", "--pretrain-opts", *tiny, "PRETRAIN.PHASES.ENCODER_COLD.MAX_ITER", "4",
-         "PRETRAIN.PHASES.TOKENIZER.MAX_ITER", "4", "PRETRAIN.PHASES.ENCODER.MAX_ITER", "4",
-         "SOLVER.WARMUP_ITERS", "1",  # the configs' 20 would not fit in 4 iterations (refused)
-         "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False",
-         "--downstream-opts", *tiny, "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "1", "TEST.EVAL_PERIOD", "2",
-         "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"],
-        check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "demo_image.py"),
+            "--output-dir",
+            out,
+            "--labelled-per-class",
+            "2",
+            "--pretrain-opts",
+            *tiny,
+            "PRETRAIN.PHASES.ENCODER_COLD.MAX_ITER",
+            "4",
+            "PRETRAIN.PHASES.TOKENIZER.MAX_ITER",
+            "4",
+            "PRETRAIN.PHASES.ENCODER.MAX_ITER",
+            "4",
+            "SOLVER.WARMUP_ITERS",
+            "1",  # the configs' 20 would not fit in 4 iterations (refused)
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "PROGRESS_BAR",
+            "False",
+            "--downstream-opts",
+            *tiny,
+            "SOLVER.MAX_ITER",
+            "4",
+            "SOLVER.WARMUP_ITERS",
+            "1",
+            "TEST.EVAL_PERIOD",
+            "2",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "PROGRESS_BAR",
+            "False",
+        ],
+        check=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     with open(os.path.join(out, "report.json")) as f:
         report = json.load(f)
     assert report["demo"] == "image" and report["schedule"] == ["encoder_cold", "tokenizer", "encoder"]
-    assert report["encoders"] == {"bridle_iter1": "pretrain/0_encoder_cold/model_final.pth",
-                                  "bridle": "pretrain/2_encoder/model_final.pth"}
+    assert report["encoders"] == {
+        "bridle_iter1": "pretrain/0_encoder_cold/model_final.pth",
+        "bridle": "pretrain/2_encoder/model_final.pth",
+    }
     for proto in ("linear_probe", "finetune"):
         assert sorted(report["results"][proto]) == ["bridle", "bridle_iter1", "random_init"]
         for r in report["results"][proto].values():
@@ -98,12 +137,35 @@ def test_image_demo_end_to_end_writes_report_and_plots(tmp_path):
     # One seed, the same numbers: the linear probe of the final encoder run again.
     again = str(tmp_path / "again")
     subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file",
-         os.path.join(REPO, "configs", "image", "demo_linprobe.yaml"), "OUTPUT_DIR", again,
-         "MODEL.WEIGHTS", os.path.join(out, report["encoders"]["bridle"]),
-         "DATASETS.IMAGE.ROOT", os.path.join(out, "data", "labelled"), *tiny, "SOLVER.MAX_ITER", "4",
-         "SOLVER.WARMUP_ITERS", "1", "TEST.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"],
-        check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "train_net.py"),
+            "--config-file",
+            os.path.join(REPO, "configs", "image", "demo_linprobe.yaml"),
+            "OUTPUT_DIR",
+            again,
+            "MODEL.WEIGHTS",
+            os.path.join(out, report["encoders"]["bridle"]),
+            "DATASETS.IMAGE.ROOT",
+            os.path.join(out, "data", "labelled"),
+            *tiny,
+            "SOLVER.MAX_ITER",
+            "4",
+            "SOLVER.WARMUP_ITERS",
+            "1",
+            "TEST.EVAL_PERIOD",
+            "2",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "PROGRESS_BAR",
+            "False",
+        ],
+        check=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with open(os.path.join(again, "final_results.json")) as f:
         rerun = demo_lib.selected(json.load(f))
     first = dict(report["results"]["linear_probe"]["bridle"])

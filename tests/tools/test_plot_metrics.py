@@ -20,8 +20,14 @@ def _schedule(root):
         for it in range(4, 40, 5):
             r = {"iteration": it, "lr": 1e-3 * (1 - it / 40), "total_loss": 3.0 - it / 20}
             if phase == "tokenizer":
-                r.update({"loss_cos": 0.5 - it / 100, "quantizer/cur/l0": 0.5 + it / 100,
-                          "quantizer/perplexity/l1": 10 + it, "quantizer/dead_codes/l0": 40 - it})
+                r.update(
+                    {
+                        "loss_cos": 0.5 - it / 100,
+                        "quantizer/cur/l0": 0.5 + it / 100,
+                        "quantizer/perplexity/l1": 10 + it,
+                        "quantizer/dead_codes/l0": 40 - it,
+                    }
+                )
             else:
                 r.update({"loss_mlm": 3.0 - it / 20, "mlm_acc": it / 50, "targets/cur/l1": 0.9})
             recs.append(r)
@@ -30,7 +36,10 @@ def _schedule(root):
 
 def _downstream(root, name):
     recs = [{"iteration": it, "total_loss": 2.0 - it / 100, "lr": 1e-3} for it in range(10, 101, 10)]
-    recs += [{"iteration": 50, "val/top1": 0.5, "test/top1": 0.45}, {"iteration": 100, "val/top1": 0.6, "test/top1": 0.55}]
+    recs += [
+        {"iteration": 50, "val/top1": 0.5, "test/top1": 0.45},
+        {"iteration": 100, "val/top1": 0.6, "test/top1": 0.55},
+    ]
     _write(os.path.join(root, name, "metrics.json"), recs)
 
 

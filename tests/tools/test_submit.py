@@ -6,6 +6,7 @@ the tokenizer phase after its dead-code usage window filled and codes were resta
 No wall-clock guess decides anything: the signal is sent while every rank is held before a known
 step by the probe plugin of tests/tools/requeue_helpers.py (the rank waits there until its stop request
 arrives), and the tests then wait for the job to end. Timeouts are only safety nets."""
+
 import json
 import os
 import signal
@@ -31,19 +32,22 @@ def _opts(out, tokenizer_iters, encoder_iters):
     """The toy three-phase schedule, dead-code restarts on: 2 x 64 codes for 8 items x 8 patches
     per rank and step, a usage window of 3 forwards, a restart check every 2: codes die and are
     restarted throughout the tokenizer phase."""
-    return toy_opts(out, **{
-        "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']",
-        "SOLVER.MAX_ITER": encoder_iters,
-        "PRETRAIN.PHASES.TOKENIZER.MAX_ITER": tokenizer_iters,
-        "SOLVER.CHECKPOINT_PERIOD": 5,
-        "SOLVER.MAX_TO_KEEP": 0,
-        "SOLVER.STOP_CHECK_PERIOD": STOP_CHECK,
-        "MODEL.ENCODER.DROP_PATH": 0.1,  # random draws inside the step (RNG state resumed too)
-        "MODEL.QUANTIZER.CODEBOOK_SIZE": 64,
-        "MODEL.QUANTIZER.RESTART_DEAD_CODES": True,
-        "MODEL.QUANTIZER.DEAD_CODE_WINDOW": WINDOW,
-        "MODEL.QUANTIZER.RESTART_PERIOD": 2,
-    })
+    return toy_opts(
+        out,
+        **{
+            "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']",
+            "SOLVER.MAX_ITER": encoder_iters,
+            "PRETRAIN.PHASES.TOKENIZER.MAX_ITER": tokenizer_iters,
+            "SOLVER.CHECKPOINT_PERIOD": 5,
+            "SOLVER.MAX_TO_KEEP": 0,
+            "SOLVER.STOP_CHECK_PERIOD": STOP_CHECK,
+            "MODEL.ENCODER.DROP_PATH": 0.1,  # random draws inside the step (RNG state resumed too)
+            "MODEL.QUANTIZER.CODEBOOK_SIZE": 64,
+            "MODEL.QUANTIZER.RESTART_DEAD_CODES": True,
+            "MODEL.QUANTIZER.DEAD_CODE_WINDOW": WINDOW,
+            "MODEL.QUANTIZER.RESTART_PERIOD": 2,
+        },
+    )
 
 
 def _job_logs(folder):
@@ -80,10 +84,14 @@ def _toy_cfg(tmp_path):
 def _reference(env, opts, tasks, tmp_path):
     """The uninterrupted run: tools/train_net.py --num-gpus <tasks>; returns its events."""
     events = str(tmp_path / "ref_events.jsonl")
-    cmd = [sys.executable, os.path.join(REPO, "tools/train_net.py")] + \
-        (["--num-gpus", str(tasks)] if tasks > 1 else []) + ["--config-file", _toy_cfg(tmp_path), *opts]
-    r = subprocess.run(cmd, env=dict(env, **{EVENTS_ENV: events}), cwd=str(tmp_path), capture_output=True,
-                       text=True, timeout=SAFETY_S)
+    cmd = (
+        [sys.executable, os.path.join(REPO, "tools/train_net.py")]
+        + (["--num-gpus", str(tasks)] if tasks > 1 else [])
+        + ["--config-file", _toy_cfg(tmp_path), *opts]
+    )
+    r = subprocess.run(
+        cmd, env=dict(env, **{EVENTS_ENV: events}), cwd=str(tmp_path), capture_output=True, text=True, timeout=SAFETY_S
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     return read_events(events)
 
@@ -102,21 +110,49 @@ def _preempted_job(env, opts, tasks, rounds, tmp_path):
     folder = os.path.join(out, "submitit")
     spec = {"dir": gate_dir, "holds": [[phase, step] for phase, step, _ in rounds]}
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tools/submit.py"), "--config-file", _toy_cfg(tmp_path),
-         "--cluster", "local", "--gpus-per-node", "0", "--tasks-per-node", str(tasks), "--cpus-per-task", "1",
-         "--timeout", "60", "--wait", *opts],
+        [
+            sys.executable,
+            os.path.join(REPO, "tools/submit.py"),
+            "--config-file",
+            _toy_cfg(tmp_path),
+            "--cluster",
+            "local",
+            "--gpus-per-node",
+            "0",
+            "--tasks-per-node",
+            str(tasks),
+            "--cpus-per-task",
+            "1",
+            "--timeout",
+            "60",
+            "--wait",
+            *opts,
+        ],
         env=dict(env, **{GATE_ENV: json.dumps(spec), EVENTS_ENV: events, "BRIDLE_MASTER_PORT": str(_free_port())}),
-        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     ranks, held_pids = list(range(tasks)), []
     try:
         for phase, step, signalled in rounds:
-            held = wait_for(lambda: gate_files(gate_dir, "held", phase, step, ranks),
-                            f"every rank held before step {step} of {phase}", proc, SAFETY_S)
+            held = wait_for(
+                lambda: gate_files(gate_dir, "held", phase, step, ranks),
+                f"every rank held before step {step} of {phase}",
+                proc,
+                SAFETY_S,
+            )
             held_pids.append(sorted(int(v) for v in held.values()))
             for r in signalled:
                 os.kill(int(held[r]), signal.SIGUSR2)
-            passed = wait_for(lambda: gate_files(gate_dir, "passed", phase, step, signalled),
-                              f"the signalled ranks {signalled} past step {step} of {phase}", proc, SAFETY_S)
+            passed = wait_for(
+                lambda: gate_files(gate_dir, "passed", phase, step, signalled),
+                f"the signalled ranks {signalled} past step {step} of {phase}",
+                proc,
+                SAFETY_S,
+            )
             assert all("SIGUSR2" in v for v in passed.values()), passed
             for r in ranks:
                 if r not in signalled:
@@ -155,8 +191,23 @@ def _check_requeued_run(ref_events, events, logs, held_pids, rounds, tasks, iter
 
 
 def test_parse_args_and_errors():
-    a = submit.parse_args(["--config-file", CFG, "--nodes", "2", "--gpus-per-node", "4", "--partition", "p",
-                           "--cluster", "slurm", "--resume", "SOLVER.BASE_LR", "1e-4"])
+    a = submit.parse_args(
+        [
+            "--config-file",
+            CFG,
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "4",
+            "--partition",
+            "p",
+            "--cluster",
+            "slurm",
+            "--resume",
+            "SOLVER.BASE_LR",
+            "1e-4",
+        ]
+    )
     assert (a.nodes, a.gpus_per_node, a.partition, a.resume, a.opts) == (2, 4, "p", True, ["SOLVER.BASE_LR", "1e-4"])
     assert submit.train_args_of(a)[-2:] == ["SOLVER.BASE_LR", "1e-4"]
     with pytest.raises(SystemExit):
@@ -203,8 +254,16 @@ def test_requeue_signal_during_start_up_is_not_lost(monkeypatch):
     monkeypatch.setattr(launch_mod, "export_dist_env", lambda **kw: None)
     monkeypatch.setattr(launch_mod, "launch", lambda fn, n, args=(): seen.append(signals.stop_requested()))
     monkeypatch.setattr(signals, "install_stop_handlers", lambda *a: True)
-    env = SimpleNamespace(global_rank=0, num_tasks=1, local_rank=0, num_nodes=1, cluster="local", job_id="1",
-                          hostname="h", hostnames=["h"])
+    env = SimpleNamespace(
+        global_rank=0,
+        num_tasks=1,
+        local_rank=0,
+        num_nodes=1,
+        cluster="local",
+        job_id="1",
+        hostname="h",
+        hostnames=["h"],
+    )
     job = submit.TrainJob(["--config-file", CFG])
     try:
         signals.request_stop("a stale request of an earlier run in this process")

@@ -1,5 +1,6 @@
 """tools/tokenize_dataset.py helpers: a code dtype wide enough for the codebook, whole-dataset
 usage per level; an unlabelled audio manifest can be read in eval mode."""
+
 import json
 
 import numpy as np

@@ -6,6 +6,7 @@ Modules: ``index`` (read an index, scan a tar), ``writer`` (ShardSink, tensor it
 job driver), ``decode`` (sample helpers, the "tensors" decoder), ``dataset`` (ShardedDataset,
 the "shards" DATASET), ``sources`` (SHARD_SOURCE, the command line as a function). Every name
 is importable from ``bridle.data.shards`` as before the split."""
+
 from ..build import build_stream_loader  # noqa: F401  (the streaming loader lives with the other loaders)
 from .dataset import ShardedDataset, build_shards, shuffle_order
 from .decode import build_tensor_decoder, decode_tensor_sample, sample_payload

@@ -1,5 +1,6 @@
 """The core "shards" DATASET: a stream over the samples of a shard index (docs/data.md describes
 the order, the split over ranks and loader workers, and resume)."""
+
 import json
 import logging
 import math
@@ -69,9 +70,17 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
     (``dataset[i]``) also works -- slowly, by scanning tar headers (used for one batch of
     codebook initialisation, or tools that index a dataset)."""
 
-    def __init__(self, index: dict, decoder: Callable[[Dict[str, bytes]], Any], train: bool, seed: int = 0,
-                 buffer_size: int = 1000, rank: Optional[int] = None, world_size: Optional[int] = None,
-                 name: str = "shards") -> None:
+    def __init__(
+        self,
+        index: dict,
+        decoder: Callable[[Dict[str, bytes]], Any],
+        train: bool,
+        seed: int = 0,
+        buffer_size: int = 1000,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        name: str = "shards",
+    ) -> None:
         self.index = index
         self.paths: List[str] = list(index["paths"])
         self.counts: List[int] = [int(s["num_samples"]) for s in index["shards"]]
@@ -121,8 +130,11 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
 
     def _parts(self, epoch: int, num_slots: int) -> List[_Part]:
         n = len(self.paths)
-        order = np.random.default_rng(derive_seed(self.seed, "shards", epoch)).permutation(n).tolist() if self.train \
+        order = (
+            np.random.default_rng(derive_seed(self.seed, "shards", epoch)).permutation(n).tolist()
+            if self.train
             else list(range(n))
+        )
         k = max(1, math.ceil(num_slots / n))
         return [_Part(s, p, k, self.counts[s]) for s in order for p in range(k)]
 
@@ -145,8 +157,7 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
         try:
             with open(path, "rb") as f:
                 files = wds.tariterators.tar_file_iterator(f)
-                for j, sample in enumerate(wds.tariterators.group_by_keys(
-                        ({"__url__": path, **s} for s in files))):
+                for j, sample in enumerate(wds.tariterators.group_by_keys(({"__url__": path, **s} for s in files))):
                     if j >= self.counts[u.shard]:
                         break
                     if j % u.parts == u.part:
@@ -158,8 +169,15 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
         missing = len(want) - got
         if missing > 0:
             exc = err or EOFError(f"shard has {got * u.parts + u.part} samples, the index says {self.counts[u.shard]}")
-            logger.warning("%s: shard '%s' is unreadable after %d of its samples (%s: %s); %d samples skipped.",
-                           self.name, path, got, type(exc).__name__, exc, missing)
+            logger.warning(
+                "%s: shard '%s' is unreadable after %d of its samples (%s: %s); %d samples skipped.",
+                self.name,
+                path,
+                got,
+                type(exc).__name__,
+                exc,
+                missing,
+            )
             for _ in range(missing):
                 yield None
 
@@ -323,11 +341,15 @@ def build_shards(cfg, split: str, mode: str) -> ShardedDataset:
     key = _SPLIT_KEYS[split]
     path = str(cfg.DATASETS.SHARDS[key])
     if not path:
-        raise ConfigValueError(f"DATASET 'shards', split '{split}': DATASETS.SHARDS.{key} is empty; set it to the "
-                               "index.json written by tools/make_shards.py.")
+        raise ConfigValueError(
+            f"DATASET 'shards', split '{split}': DATASETS.SHARDS.{key} is empty; set it to the "
+            "index.json written by tools/make_shards.py."
+        )
     index_file = os.path.join(path, INDEX_NAME) if os.path.isdir(path) else path
     if not os.path.isfile(index_file):
-        raise missing_file(f"DATASETS.SHARDS.{key}", index_file, "(expected the index.json tools/make_shards.py writes)")
+        raise missing_file(
+            f"DATASETS.SHARDS.{key}", index_file, "(expected the index.json tools/make_shards.py writes)"
+        )
     index = read_index(path)
     name = str(cfg.DATASETS.SHARDS.DECODER) or index["decoder"]
     if not name:
@@ -337,5 +359,6 @@ def build_shards(cfg, split: str, mode: str) -> ShardedDataset:
     if buffer < 0:
         raise ValueError(f"DATASETS.SHARDS.SHUFFLE_BUFFER must be >= 0; got {buffer}.")
     train = split == "train" and mode != "eval"
-    return ShardedDataset(index, decoder, train=train, seed=max(int(cfg.SEED), 0), buffer_size=buffer,
-                          name=f"shards:{split}")
+    return ShardedDataset(
+        index, decoder, train=train, seed=max(int(cfg.SEED), 0), buffer_size=buffer, name=f"shards:{split}"
+    )

@@ -1,5 +1,6 @@
 """Turning one raw sample (``{"__key__": str, "<ext>": bytes, ...}``) into an item: the helper
 every SAMPLE_DECODER starts with, and the core "tensors" decoder (items of any dataset)."""
+
 import io
 import json
 from typing import Any, Callable, Dict, Sequence, Tuple, Type
@@ -12,8 +13,9 @@ from bridle.registry import SAMPLE_DECODER
 __all__ = ["build_tensor_decoder", "decode_tensor_sample", "sample_payload"]
 
 
-def sample_payload(sample: Dict[str, bytes], fields: Sequence[str], what: str,
-                   error: Type[Exception] = ValueError) -> Tuple[str, str, dict]:
+def sample_payload(
+    sample: Dict[str, bytes], fields: Sequence[str], what: str, error: Type[Exception] = ValueError
+) -> Tuple[str, str, dict]:
     """(key, field, meta) of one sample: the first of ``fields`` (file extensions) it holds and
     its parsed ``json`` field ({} without one). A sample without any of ``fields`` raises
     ``error`` naming the sample and the fields it has (the dataset counts it as unreadable).
@@ -21,8 +23,10 @@ def sample_payload(sample: Dict[str, bytes], fields: Sequence[str], what: str,
     key = sample.get("__key__", "?")
     field = next((f for f in fields if f in sample), None)
     if field is None:
-        raise error(f"sample {key} has no {what} field (one of {list(fields)}); "
-                    f"fields: {sorted(k for k in sample if not k.startswith('__'))}")
+        raise error(
+            f"sample {key} has no {what} field (one of {list(fields)}); "
+            f"fields: {sorted(k for k in sample if not k.startswith('__'))}"
+        )
     return key, field, (json.loads(sample["json"]) if "json" in sample else {})
 
 

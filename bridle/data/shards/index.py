@@ -1,4 +1,5 @@
 """Reading a shard index (``index.json``) and the member layout of a tar shard."""
+
 import json
 import os
 import tarfile
@@ -27,16 +28,20 @@ def read_index(path: str) -> dict:
     except (OSError, ValueError) as e:
         raise ValueError(f"Shard index '{path}' is not readable JSON: {e}") from e
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise ValueError(f"Shard index '{path}': expected a JSON object with \"format\": \"{INDEX_FORMAT}\".")
+        raise ValueError(f'Shard index \'{path}\': expected a JSON object with "format": "{INDEX_FORMAT}".')
     shards = index.get("shards")
     if not isinstance(shards, list) or not shards:
         raise ValueError(f"Shard index '{path}': \"shards\" must be a non-empty list.")
     root = os.path.dirname(os.path.abspath(path))
     for i, s in enumerate(shards):
-        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("num_samples"), int) \
-                or s["num_samples"] < 0:
+        if (
+            not isinstance(s, dict)
+            or not isinstance(s.get("name"), str)
+            or not isinstance(s.get("num_samples"), int)
+            or s["num_samples"] < 0
+        ):
             raise ValueError(
-                f"Shard index '{path}': shards[{i}] must be {{\"name\": str, \"num_samples\": int >= 0}}; got {s!r}."
+                f'Shard index \'{path}\': shards[{i}] must be {{"name": str, "num_samples": int >= 0}}; got {s!r}.'
             )
     total = sum(s["num_samples"] for s in shards)
     if int(index.get("num_samples", total)) != total:

@@ -4,6 +4,7 @@ command-line flag, and :func:`write_shards_cli`, the whole command line as a lib
 The core registers the source "dataset" (``--dataset NAME``: the items of any registered
 DATASET, as tensors, for the "tensors" decoder); each plugin registers the sources of its own
 file formats next to its SAMPLE_DECODER."""
+
 import argparse
 import os
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -14,7 +15,7 @@ from .writer import Fields, Job, ShardSink, encode_tensor_item, write_jobs
 
 __all__ = ["ShardSource", "build_parser", "write_shards", "write_shards_cli"]
 
-DESCRIPTION = "Write WebDataset tar shards (+ ``index.json``) for the core \"shards\" dataset."
+DESCRIPTION = 'Write WebDataset tar shards (+ ``index.json``) for the core "shards" dataset.'
 EPILOG = """\
 Sources (one per run; run once per split, into its own folder):
 
@@ -67,8 +68,16 @@ class ShardSource:
     def write(self, args: argparse.Namespace) -> str:
         """Write the shards of ``args`` under ``args.out``; returns the path of ``index.json``."""
         jobs, meta, decoder = self.jobs(args)
-        return write_jobs(jobs, self.encoder(args), args.out, decoder, meta, args.shard_size,
-                          args.max_shard_mb << 20, args.num_workers)
+        return write_jobs(
+            jobs,
+            self.encoder(args),
+            args.out,
+            decoder,
+            meta,
+            args.shard_size,
+            args.max_shard_mb << 20,
+            args.num_workers,
+        )
 
 
 def _identity(x):
@@ -85,7 +94,7 @@ class DatasetSource(ShardSource):
     doc = (
         "  --dataset NAME --config-file CFG [--split S] [--mode M] [KEY VALUE ...]   the items of any\n"
         "        registered DATASET (tensors as .npy, the rest as JSON) exactly as the dataset returns\n"
-        "        them in mode M (default eval, so no random augmentation is frozen in); decoder \"tensors\""
+        '        them in mode M (default eval, so no random augmentation is frozen in); decoder "tensors"'
     )
     accepts_opts = True
 
@@ -104,9 +113,18 @@ class DatasetSource(ShardSource):
         cfg = load_config(args.config_file, args.opts, freeze=False)
         ds = build_dataset(cfg, args.dataset, args.split, args.mode)
         loader = DataLoader(ds, batch_size=None, num_workers=args.num_workers, collate_fn=_identity)
-        sink = ShardSink(args.out, decoder="tensors", max_count=args.shard_size, max_bytes=args.max_shard_mb << 20,
-                         meta={"num_classes": getattr(ds, "num_classes", None) or 0, "source": args.dataset,
-                               "split": args.split, "mode": args.mode})
+        sink = ShardSink(
+            args.out,
+            decoder="tensors",
+            max_count=args.shard_size,
+            max_bytes=args.max_shard_mb << 20,
+            meta={
+                "num_classes": getattr(ds, "num_classes", None) or 0,
+                "source": args.dataset,
+                "split": args.split,
+                "mode": args.mode,
+            },
+        )
         skipped = 0
         with torch.no_grad():
             for item in loader:
@@ -115,8 +133,11 @@ class DatasetSource(ShardSource):
                     continue
                 sink.write(encode_tensor_item(item))
         index = sink.close()
-        print(f"make_shards: {sink.num_samples} items of '{args.dataset}' ({args.split}, {args.mode}) in "
-              f"{len(sink.shards)} shards, {skipped} unreadable items skipped; index {index}", flush=True)
+        print(
+            f"make_shards: {sink.num_samples} items of '{args.dataset}' ({args.split}, {args.mode}) in "
+            f"{len(sink.shards)} shards, {skipped} unreadable items skipped; index {index}",
+            flush=True,
+        )
         return index
 
 
@@ -132,8 +153,12 @@ def build_parser(sources: Optional[Sequence[ShardSource]] = None) -> argparse.Ar
     common ones."""
     sources = _sources() if sources is None else list(sources)
     epilog = EPILOG.format(sources="\n".join(s.doc for s in sources if s.doc))
-    p = argparse.ArgumentParser(prog="make_shards.py", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+    p = argparse.ArgumentParser(
+        prog="make_shards.py",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+    )
     group = p.add_mutually_exclusive_group(required=True)
     for s in sources:
         group.add_argument(s.flag, metavar=s.metavar, help=s.help)

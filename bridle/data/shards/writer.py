@@ -1,6 +1,7 @@
 """Writing shards: :class:`ShardSink` (tar shards + sidecars + ``index.json``), the tensor
 encoding of any dataset item, and :func:`write_jobs`, the driver that encodes a list of jobs
 on a pool of processes and lists what could not be read in ``skipped.txt``."""
+
 import io
 import json
 import os
@@ -27,8 +28,15 @@ class ShardSink:
     Sample keys are the running sample number (``%09d``), so a sample's key is its position in
     the dataset; fields are ``{ext: bytes}`` (``json`` for labels/metadata)."""
 
-    def __init__(self, out_dir: str, decoder: str, meta: Optional[dict] = None, prefix: str = "shard",
-                 max_count: int = 1000, max_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        decoder: str,
+        meta: Optional[dict] = None,
+        prefix: str = "shard",
+        max_count: int = 1000,
+        max_bytes: int = 1 << 30,
+    ) -> None:
         import webdataset as wds  # only the writer needs the package
 
         if max_count <= 0 or max_bytes <= 0:
@@ -85,8 +93,14 @@ class ShardSink:
         self._close_shard()
         if not self.num_samples:
             raise ValueError(f"ShardSink: no samples were written to '{self.out_dir}'.")
-        index = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "decoder": self.decoder, "meta": self.meta,
-                 "num_samples": self.num_samples, "shards": self.shards}
+        index = {
+            "format": INDEX_FORMAT,
+            "version": INDEX_VERSION,
+            "decoder": self.decoder,
+            "meta": self.meta,
+            "num_samples": self.num_samples,
+            "shards": self.shards,
+        }
         path = os.path.join(self.out_dir, INDEX_NAME)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -137,8 +151,16 @@ class _Guarded:
             return job[0], None, f"{type(e).__name__}: {e}"
 
 
-def write_jobs(jobs: Sequence[Job], encode: Callable[[Job], Fields], out: str, decoder: str, meta: dict,
-               shard_size: int, max_bytes: int, workers: int) -> str:
+def write_jobs(
+    jobs: Sequence[Job],
+    encode: Callable[[Job], Fields],
+    out: str,
+    decoder: str,
+    meta: dict,
+    shard_size: int,
+    max_bytes: int,
+    workers: int,
+) -> str:
     """Encode ``jobs`` (on ``workers`` processes when > 1, in order) into shards under ``out``
     for the SAMPLE_DECODER ``decoder``; ``encode(job) -> fields`` must be picklable. A job whose
     encoding raises is skipped and listed in ``out/skipped.txt`` (path, error). Returns the
@@ -167,6 +189,9 @@ def write_jobs(jobs: Sequence[Job], encode: Callable[[Job], Fields], out: str, d
         for path, err in skipped:
             f.write(f"{path}\t{err}\n")
     index = sink.close()
-    print(f"make_shards: {sink.num_samples} samples in {len(sink.shards)} shards, {len(skipped)} unreadable "
-          f"files skipped (listed in {os.path.join(out, 'skipped.txt')}); index {index}", flush=True)
+    print(
+        f"make_shards: {sink.num_samples} samples in {len(sink.shards)} shards, {len(skipped)} unreadable "
+        f"files skipped (listed in {os.path.join(out, 'skipped.txt')}); index {index}",
+        flush=True,
+    )
     return index

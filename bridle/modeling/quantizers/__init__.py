@@ -1,5 +1,6 @@
 """Codebook quantizers: ``vq`` (normalised, BEATs NormEMA) and ``rq`` (residual), registered in
 :data:`bridle.registry.QUANTIZER`. Build one from a config with :func:`build_quantizer`."""
+
 import operator
 
 import torch

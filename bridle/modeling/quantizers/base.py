@@ -2,6 +2,7 @@
 of ``L`` codebooks of ``K`` codes of dimension ``D`` applied to the residual. The lookups, the
 state, the metrics and the distributed behaviour are described in docs/quantizers.md.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -112,9 +113,7 @@ class CodebookQuantizer(nn.Module):
         self.window = UsageWindow(num_levels, codebook_size, self.dead_code_window)
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
-        self.register_buffer(
-            "_level_offsets", torch.arange(num_levels) * codebook_size, persistent=False
-        )
+        self.register_buffer("_level_offsets", torch.arange(num_levels) * codebook_size, persistent=False)
         self._initialized = False
         self._num_updates = 0
         self.register_load_state_dict_post_hook(_sync_host_state)

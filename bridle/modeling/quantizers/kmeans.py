@@ -1,4 +1,5 @@
 """k-means on the device, vectorised, without host syncs: cosine (spherical) or Euclidean."""
+
 from typing import NamedTuple, Optional
 
 import torch

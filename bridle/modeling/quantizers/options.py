@@ -1,5 +1,6 @@
 """The training options shared by every codebook quantizer, in one place: their defaults,
 their checks and how they are read from ``cfg.MODEL.QUANTIZER`` (see docs/quantizers.md)."""
+
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict
 

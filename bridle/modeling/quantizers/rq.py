@@ -1,5 +1,6 @@
 """RQ: residual quantization over ``num_levels`` codebooks (RQ-VAE style; by default the
 authors' RQ with unit codes and a normalised lookup per level)."""
+
 from typing import Any
 
 from bridle.registry import QUANTIZER

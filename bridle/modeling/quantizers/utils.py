@@ -3,6 +3,7 @@
 Nothing here synchronises with the host, and the distributed helpers are no-ops
 unless ``torch.distributed`` is initialised with more than one process.
 """
+
 import logging
 import math
 from typing import Dict, Optional, Sequence
@@ -155,13 +156,15 @@ class UsageWindow(nn.Module):
 
     _STATE = ("ring", "counts", "age", "slot")
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         keys = [prefix + n for n in self._STATE]
         ring = state_dict.get(prefix + "ring")
         if all(k in state_dict for k in keys) and ring is not None and ring.shape == self.ring.shape:
-            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                          unexpected_keys, error_msgs)
+            super()._load_from_state_dict(
+                state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+            )
             return
         # A checkpoint written before the window was saved, or with another window length
         # (MODEL.QUANTIZER.DEAD_CODE_WINDOW): the window starts empty.

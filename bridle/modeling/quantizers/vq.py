@@ -1,4 +1,5 @@
 """VQ: one l2-normalised codebook with cosine lookup and NormEMA updates (BEATs)."""
+
 from typing import Any
 
 from bridle.registry import QUANTIZER

@@ -4,6 +4,7 @@ mask generator and the "audioset_manifest" / "esc50" / "audio_folder" datasets.
 Importing the package registers everything; :func:`add_config` declares the
 ``INPUT.AUDIO.*`` and ``DATASETS.AUDIO.*`` keys.
 """
+
 import bridle.data  # noqa: F401  (registers the core WeightedSampler the AudioSet recipes use)
 
 from . import datasets, masking, patch_embed, shards  # noqa: F401  (registration side effects)

@@ -6,6 +6,7 @@
 
 Randomness comes from torch's global generator, which DataLoader seeds differently per worker.
 """
+
 from typing import Dict, Tuple
 
 import torch
@@ -49,9 +50,7 @@ class SpecAugment:
 
     def __init__(self, freq_mask: int, time_mask: int) -> None:
         if freq_mask < 0 or time_mask < 0:
-            raise ValueError(
-                f"INPUT.AUDIO.FREQ_MASK / TIME_MASK must be >= 0; got {freq_mask} / {time_mask}."
-            )
+            raise ValueError(f"INPUT.AUDIO.FREQ_MASK / TIME_MASK must be >= 0; got {freq_mask} / {time_mask}.")
         self.freq_mask = int(freq_mask)
         self.time_mask = int(time_mask)
         self._freq: Dict[int, TT.FrequencyMasking] = {}

@@ -2,6 +2,7 @@
 the CPU, the batched device fbank, a loader worker's decode + resample + fbank, and the "audio"
 pipeline of the core "loader" component (AudioSet-like clips vs FLAC shards). Imported by
 bridle.benchmark.load_components."""
+
 import argparse
 import json
 import os
@@ -22,12 +23,27 @@ def bench_fbank(args: argparse.Namespace) -> List[Row]:
     wave = torch.randn(1, 160000)
 
     def run():
-        kaldi.fbank(wave - wave.mean(), htk_compat=True, sample_frequency=16000, use_energy=False,
-                    window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10)
+        kaldi.fbank(
+            wave - wave.mean(),
+            htk_compat=True,
+            sample_frequency=16000,
+            use_energy=False,
+            window_type="hanning",
+            num_mel_bins=128,
+            dither=0.0,
+            frame_shift=10,
+        )
 
     sec = time_fn(run, torch.device("cpu"), args.iters, args.warmup)
-    return [{"component": "fbank", "name": "10 s clip", "ms": round(sec * 1e3, 2),
-             "clips_per_s": round(1 / sec, 1), "threads": torch.get_num_threads()}]
+    return [
+        {
+            "component": "fbank",
+            "name": "10 s clip",
+            "ms": round(sec * 1e3, 2),
+            "clips_per_s": round(1 / sec, 1),
+            "threads": torch.get_num_threads(),
+        }
+    ]
 
 
 @component("device_fbank")
@@ -49,8 +65,16 @@ def bench_device_fbank(args: argparse.Namespace) -> List[Row]:
         transform({"input": waves, "num_samples": lengths})
 
     sec = time_fn(run, device, args.iters, args.warmup)
-    return [{"component": "device_fbank", "name": f"{n} x 10 s clips", "ms": round(sec * 1e3, 2),
-             "clips_per_s": round(n / sec, 1), "threads": torch.get_num_threads(), "device": str(device)}]
+    return [
+        {
+            "component": "device_fbank",
+            "name": f"{n} x 10 s clips",
+            "ms": round(sec * 1e3, 2),
+            "clips_per_s": round(n / sec, 1),
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+        }
+    ]
 
 
 @component("audio_decode_fbank")
@@ -77,9 +101,15 @@ def bench_audio_decode_fbank(args: argparse.Namespace) -> List[Row]:
                 ("decode+resample", lambda: load_waveform(path, 16000)),
             ):
                 sec = time_fn(fn, torch.device("cpu"), args.iters, args.warmup)
-                rows.append({"component": "audio_decode_fbank", "name": f"10 s wav @ {rate} Hz: {what}",
-                             "ms": round(sec * 1e3, 2), "clips_per_s": round(1 / sec, 1),
-                             "threads": torch.get_num_threads()})
+                rows.append(
+                    {
+                        "component": "audio_decode_fbank",
+                        "name": f"10 s wav @ {rate} Hz: {what}",
+                        "ms": round(sec * 1e3, 2),
+                        "clips_per_s": round(1 / sec, 1),
+                        "threads": torch.get_num_threads(),
+                    }
+                )
     return rows
 
 
@@ -103,12 +133,32 @@ def loader_pipeline(root: str, n: int) -> LoaderCase:
     with open(os.path.join(root, "labels.csv"), "w") as f:
         f.write("index,mid,display_name\n0,/m/x,X\n")
     for fmt, sub in (("keep", "shards_wav"), ("flac", "shards")):
-        index = write_shards_cli(["--manifest", os.path.join(root, "train.json"), "--label-csv",
-                                  os.path.join(root, "labels.csv"), "--out", os.path.join(root, sub),
-                                  "--num-workers", "1", "--shard-size", str(max(1, n // 4)), "--audio-format", fmt])
+        index = write_shards_cli(
+            [
+                "--manifest",
+                os.path.join(root, "train.json"),
+                "--label-csv",
+                os.path.join(root, "labels.csv"),
+                "--out",
+                os.path.join(root, sub),
+                "--num-workers",
+                "1",
+                "--shard-size",
+                str(max(1, n // 4)),
+                "--audio-format",
+                fmt,
+            ]
+        )
     return LoaderCase(
-        recipe="configs/audio/pretrain_rq.yaml", index=index, files_dataset="audioset_manifest",
-        opts=["DATASETS.AUDIO.TRAIN_MANIFEST", os.path.join(root, "train.json"),
-              "DATASETS.AUDIO.LABEL_CSV", os.path.join(root, "labels.csv")],
-        layouts=[("shards (FLAC)", "shards"), ("shards (wav bytes kept)", "shards_wav")], file_exts=(".wav",))
-
+        recipe="configs/audio/pretrain_rq.yaml",
+        index=index,
+        files_dataset="audioset_manifest",
+        opts=[
+            "DATASETS.AUDIO.TRAIN_MANIFEST",
+            os.path.join(root, "train.json"),
+            "DATASETS.AUDIO.LABEL_CSV",
+            os.path.join(root, "labels.csv"),
+        ],
+        layouts=[("shards (FLAC)", "shards"), ("shards (wav bytes kept)", "shards_wav")],
+        file_exts=(".wav",),
+    )

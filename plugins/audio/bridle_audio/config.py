@@ -1,5 +1,6 @@
 """Config keys of the audio plugin: ``INPUT.AUDIO.*`` (features, augmentation, masking) and
 ``DATASETS.AUDIO.*`` (where the data lives). Each key is declared once, with a comment."""
+
 from bridle.config import CfgNode as CN
 
 

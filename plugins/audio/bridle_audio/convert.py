@@ -1,5 +1,6 @@
 """Clip conversion and fbank statistics for the data tools (tools/prepare_audio.py,
 tools/compute_audio_stats.py). Module-level functions, so process pools can pickle them."""
+
 import os
 from typing import Optional, Tuple
 

@@ -5,6 +5,7 @@ removal + kaldi fbank -> pad / crop to TARGET_LENGTH frames -> [SpecAugment] -> 
 Bracketed steps depend on ``mode``: roll + gain in every training mode (pretrain, finetune,
 linear_probe), mixup and SpecAugment in "finetune" only, nothing in "eval".
 """
+
 import hashlib
 import math
 import os
@@ -110,7 +111,7 @@ class ClipPipeline:
             offset = int(torch.randint(frames - self.target_length + 1, ()))
         wav = wav.float()
         wav = wav - wav.mean()  # the whole clip's mean, as compute_fbank (the device does not redo it)
-        seg = wav[0, offset * p.shift_samples: offset * p.shift_samples + need]
+        seg = wav[0, offset * p.shift_samples : offset * p.shift_samples + need]
         item = {
             "input": torch.nn.functional.pad(seg, (0, need - seg.shape[0])).contiguous(),
             "num_samples": torch.tensor(seg.shape[0], dtype=torch.long),
@@ -119,7 +120,6 @@ class ClipPipeline:
         if label is not None:
             item["label"] = label
         return item
-
 
 
 class AudioClipDataset(ClipPipeline, RobustItemsMixin, Dataset):
@@ -171,9 +171,7 @@ class AudioClipDataset(ClipPipeline, RobustItemsMixin, Dataset):
             self._labels_off = np.zeros(len(lists) + 1, dtype=np.int64)
             np.cumsum([len(x) for x in lists], out=self._labels_off[1:])
             self._labels_flat = np.fromiter((c for x in lists for c in x), dtype=np.int64)
-            if self._labels_flat.size and (
-                self._labels_flat.min() < 0 or self._labels_flat.max() >= self.num_classes
-            ):
+            if self._labels_flat.size and (self._labels_flat.min() < 0 or self._labels_flat.max() >= self.num_classes):
                 raise ValueError(f"Dataset '{name}': a class index is outside [0, {self.num_classes}).")
         self._weights = weights
         # Soft single-label targets when some items may be mixed.

@@ -4,6 +4,7 @@
 - ``esc50``: ESC-50's ``meta/esc50.csv``; DATASETS.AUDIO.ESC50_FOLD is the held-out fold.
 - ``audio_folder``: every clip under a folder, unlabeled (pretraining).
 """
+
 import logging
 import os
 
@@ -33,8 +34,9 @@ def _labels_needed(cfg, split: str, mode: str) -> bool:
     label frequency (DATALOADER.SAMPLER_TRAIN "WeightedSampler" without TRAIN_WEIGHTS)."""
     if mode in _LABELLED_MODES:
         return True
-    return (split == "train" and cfg.DATALOADER.SAMPLER_TRAIN == "WeightedSampler"
-            and not cfg.DATASETS.AUDIO.TRAIN_WEIGHTS)
+    return (
+        split == "train" and cfg.DATALOADER.SAMPLER_TRAIN == "WeightedSampler" and not cfg.DATASETS.AUDIO.TRAIN_WEIGHTS
+    )
 
 
 def _check_split(dataset: str, split: str, mode: str, allowed) -> None:
@@ -82,8 +84,14 @@ def build_audioset_manifest(cfg, split: str, mode: str) -> AudioClipDataset:
         num_classes = len(mids)
     elif _labels_needed(cfg, split, mode) and not (mode == "eval" and not any(e["labels"] for e in entries)):
         # (an unlabelled manifest is fine in "eval" mode, e.g. for tools/tokenize_dataset.py)
-        why = (f"mode '{mode}'" if mode in _LABELLED_MODES else
-               "DATALOADER.SAMPLER_TRAIN 'WeightedSampler' (weights from label counts; or set DATASETS.AUDIO.TRAIN_WEIGHTS)")
+        why = (
+            f"mode '{mode}'"
+            if mode in _LABELLED_MODES
+            else (
+                "DATALOADER.SAMPLER_TRAIN 'WeightedSampler' "
+                "(weights from label counts; or set DATASETS.AUDIO.TRAIN_WEIGHTS)"
+            )
+        )
         raise ConfigValueError(
             f"Dataset 'audioset_manifest' in {why} needs labels: set DATASETS.AUDIO.LABEL_CSV "
             "to the class-label CSV (index,mid,display_name)."
@@ -93,8 +101,15 @@ def build_audioset_manifest(cfg, split: str, mode: str) -> AudioClipDataset:
     if split == "train" and d.TRAIN_WEIGHTS:
         weights = read_weights(str(d.TRAIN_WEIGHTS), len(entries))
     return AudioClipDataset(
-        cfg, paths, mode, labels=labels, num_classes=num_classes, multi_label=True,
-        weights=weights, name=f"audioset_manifest:{split}", source=f"manifest '{manifest}'",
+        cfg,
+        paths,
+        mode,
+        labels=labels,
+        num_classes=num_classes,
+        multi_label=True,
+        weights=weights,
+        name=f"audioset_manifest:{split}",
+        source=f"manifest '{manifest}'",
     )
 
 
@@ -116,8 +131,13 @@ def build_esc50(cfg, split: str, mode: str) -> AudioClipDataset:
         )
     paths = [os.path.join(str(d.ESC50_ROOT), "audio", str(r["filename"])) for r in keep]
     return AudioClipDataset(
-        cfg, paths, mode, labels=[r["target"] for r in keep], num_classes=ESC50_NUM_CLASSES,
-        multi_label=False, name=f"esc50:fold{fold}:{split}",
+        cfg,
+        paths,
+        mode,
+        labels=[r["target"] for r in keep],
+        num_classes=ESC50_NUM_CLASSES,
+        multi_label=False,
+        name=f"esc50:fold{fold}:{split}",
     )
 
 

@@ -19,6 +19,7 @@ self-supervised pretraining is meant to help: many unlabelled clips, few labelle
 
 Run by tools/demo.py (`make demo`); tools/demo_study.py runs :func:`study_main`.
 """
+
 import concurrent.futures
 import io
 import json
@@ -40,11 +41,39 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 SECONDS_AT_175 = [0.436, 0.378, 0.286, 0.344, 0.362, 0.436, 0.406, 0.466, 0.295, 0.435]
 # Speakers = espeak-ng accent + voice variant. Variants are split between the pool, val and
 # test, so val/test voices are never heard in pretraining or fine-tuning.
-ACCENTS = ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan",
-           "en-gb-x-gbcwmd", "en-us-nyc"]
-POOL_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "Alex", "Andy", "Annie",
-                 "aunty", "benjamin", "caleb", "david", "ed", "edward", "john", "linda", "max",
-                 "Michael", "paul", "rob", "steph", "zac", "norbert", "shelby", "klatt", "klatt3"]
+ACCENTS = ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc"]
+POOL_VARIANTS = [
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "f1",
+    "f2",
+    "f3",
+    "Alex",
+    "Andy",
+    "Annie",
+    "aunty",
+    "benjamin",
+    "caleb",
+    "david",
+    "ed",
+    "edward",
+    "john",
+    "linda",
+    "max",
+    "Michael",
+    "paul",
+    "rob",
+    "steph",
+    "zac",
+    "norbert",
+    "shelby",
+    "klatt",
+    "klatt3",
+]
 VAL_VARIANTS = ["m7", "f4", "travis", "robert", "klatt2"]
 TEST_VARIANTS = ["m8", "f5", "belinda", "victor", "grandpa", "klatt4", "quincy"]
 SAMPLE_RATE = 16000
@@ -60,15 +89,18 @@ def speak(word: str, voice: str, speed: int, pitch: int):
     import torch
     import torchaudio.functional as AF
 
-    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
-                         check=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
+        check=True,
+        capture_output=True,
+    ).stdout
     wav, sr = sf.read(io.BytesIO(out), dtype="float32")
     wav = AF.resample(torch.from_numpy(wav)[None], sr, SAMPLE_RATE)[0].numpy()
     hop = SAMPLE_RATE // 100
     n = len(wav) // hop
     energy = np.sqrt((wav[: n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12)
     on = np.nonzero(energy > energy.max() * 0.01)[0]
-    return wav[on[0] * hop: (on[-1] + 1) * hop]
+    return wav[on[0] * hop : (on[-1] + 1) * hop]
 
 
 def coloured_noise(n: int, rng):
@@ -79,7 +111,7 @@ def coloured_noise(n: int, rng):
     f = np.arange(n // 2 + 1, dtype=np.float64)
     f[0] = 1.0
     x = np.fft.irfft(spec * f ** (-rng.uniform(0.5, 1.5) / 2), n)
-    return (x / (np.sqrt((x ** 2).mean()) + 1e-12)).astype(np.float32)
+    return (x / (np.sqrt((x**2).mean()) + 1e-12)).astype(np.float32)
 
 
 def make_clip(job) -> dict:
@@ -97,10 +129,10 @@ def make_clip(job) -> dict:
         speed += 20
         speech = speak(WORDS[digit], voice, speed, pitch)
     speech = speech[:n] / (np.abs(speech).max() + 1e-9) * rng.uniform(0.3, 0.9)
-    rms = np.sqrt((speech ** 2).mean())
+    rms = np.sqrt((speech**2).mean())
     clip = coloured_noise(n, rng) * rms * 10 ** (-rng.uniform(20.0, 35.0) / 20)  # SNR 20-35 dB
     start = int(rng.integers(0, n - len(speech) + 1))
-    clip[start: start + len(speech)] += speech
+    clip[start : start + len(speech)] += speech
     sf.write(path, np.clip(clip, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
     return {"wav": path, "labels": WORDS[digit]}
 
@@ -109,8 +141,15 @@ def make_split(out_dir: str, name: str, count: int, variants, seed: int):
     """``count`` clips (digits balanced) by speakers whose variant is in ``variants``."""
     rng = random.Random(seed)
     os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    jobs = [(os.path.join(out_dir, name, f"{name}_{i:05d}.wav"), i % 10,
-             f"{rng.choice(ACCENTS)}+{rng.choice(variants)}", rng.randrange(2 ** 31)) for i in range(count)]
+    jobs = [
+        (
+            os.path.join(out_dir, name, f"{name}_{i:05d}.wav"),
+            i % 10,
+            f"{rng.choice(ACCENTS)}+{rng.choice(variants)}",
+            rng.randrange(2**31),
+        )
+        for i in range(count)
+    ]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         return list(pool.map(make_clip, jobs))
 
@@ -140,9 +179,11 @@ def prepare_data(data: str, args) -> dict:
     write_manifest(paths["test"], test)
     with open(paths["labels"], "w") as f:
         f.write("index,mid,display_name\n" + "".join(f"{i},{w},{w}\n" for i, w in enumerate(WORDS)))
-    print(f"{len(pool)} unlabelled pool clips ({len(labelled)} of them also labelled) by "
-          f"{len(POOL_VARIANTS)} voice variants; {len(val)} val and {len(test)} test clips by "
-          f"{len(VAL_VARIANTS)} / {len(TEST_VARIANTS)} other variants; in {data}")
+    print(
+        f"{len(pool)} unlabelled pool clips ({len(labelled)} of them also labelled) by "
+        f"{len(POOL_VARIANTS)} voice variants; {len(val)} val and {len(test)} test clips by "
+        f"{len(VAL_VARIANTS)} / {len(TEST_VARIANTS)} other variants; in {data}"
+    )
     return paths
 
 
@@ -167,14 +208,28 @@ def make_spec(args, out: str) -> demo_lib.DemoSpec:
     return demo_lib.DemoSpec(
         name="audio",
         task=f"spoken-digit top-1 accuracy (10 classes, chance 0.10), {args.labelled} labelled clips, "
-             f"{args.test} test clips by unseen voices",
+        f"{args.test} test clips by unseen voices",
         pretrain_opts=["DATASETS.AUDIO.TRAIN_MANIFEST", data["pool"], "DATASETS.AUDIO.LABEL_CSV", ""]
-        + cache + args.pretrain_opts,
-        downstream_opts=["DATASETS.AUDIO.TRAIN_MANIFEST", data["labelled"], "DATASETS.AUDIO.VAL_MANIFEST",
-                         data["val"], "DATASETS.AUDIO.TEST_MANIFEST", data["test"],
-                         "DATASETS.AUDIO.LABEL_CSV", data["labels"]] + cache + args.downstream_opts,
-        notes={"pool_items": args.pool, "labelled_items": args.labelled, "val_items": args.val,
-               "test_items": args.test},
+        + cache
+        + args.pretrain_opts,
+        downstream_opts=[
+            "DATASETS.AUDIO.TRAIN_MANIFEST",
+            data["labelled"],
+            "DATASETS.AUDIO.VAL_MANIFEST",
+            data["val"],
+            "DATASETS.AUDIO.TEST_MANIFEST",
+            data["test"],
+            "DATASETS.AUDIO.LABEL_CSV",
+            data["labels"],
+        ]
+        + cache
+        + args.downstream_opts,
+        notes={
+            "pool_items": args.pool,
+            "labelled_items": args.labelled,
+            "val_items": args.val,
+            "test_items": args.test,
+        },
         **demo_lib.spec_configs(args.config_dir or os.path.join(REPO, "configs", "audio")),
     )
 

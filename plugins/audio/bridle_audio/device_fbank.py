@@ -15,6 +15,7 @@ applied by the core to every batch in every mode) finishes the audio input on th
 exactly as the dataset does on the CPU: fbank, zero padding in the log-mel domain after the
 clip's last frame, pad / crop to TARGET_LENGTH, SpecAugment ("finetune" mode), normalisation.
 """
+
 import math
 from functools import lru_cache
 from typing import Optional, Tuple

@@ -6,6 +6,7 @@ waveform mean removed, kaldi fbank (hanning, htk_compat, no dither, no energy), 
 the log-mel domain *before* normalisation, crop from the first frame in evaluation, and
 ``(x - mean) / (2 * std)``.
 """
+
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -195,4 +196,3 @@ def fit_length(fbank: torch.Tensor, target_length: int, offset: int = 0) -> torc
 def normalize(fbank: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """AudioMAE/AST normalisation ``(x - mean) / (2 * std)``."""
     return (fbank - mean) / (2.0 * std)
-

@@ -1,10 +1,11 @@
 """Readers and writers of the on-disk metadata: AudioMAE JSON manifests, class-label CSVs,
 ESC-50's ``meta/esc50.csv``, AST per-clip weight files, and recursive folder listing.
 Shared by the datasets and by ``tools/prepare_audio.py``."""
+
 import csv
-import re
 import json
 import os
+import re
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +28,7 @@ def read_manifest(path: str, key: str = "") -> List[Dict[str, str]]:
     if not os.path.isfile(path):
         raise MissingFileError(
             f"{key + ' ' if key else 'Manifest '}'{path}' does not exist (expected an AudioMAE JSON manifest "
-            "{\"data\": [{\"wav\": ..., \"labels\": ...}]}; tools/prepare_audio.py writes them)."
+            '{"data": [{"wav": ..., "labels": ...}]}; tools/prepare_audio.py writes them).'
         )
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -37,7 +38,7 @@ def read_manifest(path: str, key: str = "") -> List[Dict[str, str]]:
     entries = obj.get("data") if isinstance(obj, dict) else obj
     if not isinstance(entries, list):
         raise ManifestError(
-            f"Manifest '{path}' must be {{\"data\": [...]}} or a list of {{\"wav\", \"labels\"}} "
+            f'Manifest \'{path}\' must be {{"data": [...]}} or a list of {{"wav", "labels"}} '
             f"entries; got a {type(obj).__name__}" + (f" with keys {sorted(obj)}" if isinstance(obj, dict) else "")
         )
     out = []
@@ -67,8 +68,9 @@ def split_labels(labels: str) -> List[str]:
 def read_label_csv(path: str) -> Tuple[List[str], List[str]]:
     """(mids, display names) ordered by class index, from ``index,mid,display_name``."""
     if not os.path.isfile(path):
-        raise MissingFileError(f"DATASETS.AUDIO.LABEL_CSV '{path}' does not exist (expected the class-label CSV "
-                               "index,mid,display_name).")
+        raise MissingFileError(
+            f"DATASETS.AUDIO.LABEL_CSV '{path}' does not exist (expected the class-label CSV index,mid,display_name)."
+        )
     with open(path, "r", encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     if not rows or [c.strip() for c in rows[0][:3]] != ["index", "mid", "display_name"]:
@@ -171,8 +173,10 @@ def list_audio_files(root: str, extensions: Sequence[str] = DEFAULT_EXTENSIONS) 
 def read_weights(path: str, expected: int) -> np.ndarray:
     """Per-clip sampling weights (one number per line, AST ``*_weight.csv``)."""
     if not os.path.isfile(path):
-        raise MissingFileError(f"DATASETS.AUDIO.TRAIN_WEIGHTS '{path}' does not exist (expected one weight per clip "
-                               "of the train manifest).")
+        raise MissingFileError(
+            f"DATASETS.AUDIO.TRAIN_WEIGHTS '{path}' does not exist (expected one weight per clip "
+            "of the train manifest)."
+        )
     w = np.atleast_1d(np.loadtxt(path, delimiter=",", dtype=np.float64))
     if w.ndim != 1 or len(w) != expected:
         raise ManifestError(

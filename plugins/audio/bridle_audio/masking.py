@@ -4,6 +4,7 @@ Whole time rows (INPUT.AUDIO.MASK_TIME_RATIO of them) and whole frequency column
 (MASK_FREQ_RATIO) are masked, then random single patches top the mask up to exactly
 ``round(N * MODEL.MASK.RATIO)`` per sample, as the encoder needs a dense visible set.
 """
+
 from typing import Sequence
 
 import torch

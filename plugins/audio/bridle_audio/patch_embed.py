@@ -4,6 +4,7 @@ It only checks that the patch-embed config matches the features the datasets pro
 mismatch (e.g. ESC-50's 512 frames with a 1024-frame model) fails at build time with the keys
 to fix instead of as a shape error deep in the model.
 """
+
 from bridle.modeling import ConvPatchEmbed
 from bridle.registry import PATCH_EMBED
 

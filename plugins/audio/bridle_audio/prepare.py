@@ -27,6 +27,7 @@ Examples:
       --label-csv class_labels_indices.csv --output data/audioset --workers 16 \
       --merge train_all=balanced_train_segments,unbalanced_train_segments
 """
+
 import argparse
 import csv
 import hashlib
@@ -117,8 +118,16 @@ class Preparer:
         from .shards import audio_entry_jobs, encode_audio_job
 
         jobs, meta = audio_entry_jobs(entries, self.out, mids, os.path.join(self.out, f"{name}.json"), strict=False)
-        write_jobs(jobs, encode_audio_job, os.path.join(self.shards, name), "audio", meta,
-                   self.shard_size, 1 << 30, self.workers)
+        write_jobs(
+            jobs,
+            encode_audio_job,
+            os.path.join(self.shards, name),
+            "audio",
+            meta,
+            self.shard_size,
+            1 << 30,
+            self.workers,
+        )
 
     def finish(self, num_written: int, extra: str = "") -> None:
         failed_txt = os.path.join(self.out, "failed.txt")
@@ -279,12 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--format", choices=OUTPUT_FORMATS, default="wav", help="output audio format")
     common.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (1 = serial)")
     common.add_argument("--overwrite", action="store_true", help="convert again clips that already exist")
-    common.add_argument("--absolute-paths", action="store_true",
-                        help="absolute 'wav' paths in manifests (default: relative to the output folder)")
+    common.add_argument(
+        "--absolute-paths",
+        action="store_true",
+        help="absolute 'wav' paths in manifests (default: relative to the output folder)",
+    )
     common.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS), help="input extensions")
-    common.add_argument("--shards", default="", metavar="DIR",
-                        help="also write each manifest's clips as WebDataset shards (FLAC) to DIR/<name>/ "
-                             "for the 'shards' dataset (tools/make_shards.py)")
+    common.add_argument(
+        "--shards",
+        default="",
+        metavar="DIR",
+        help="also write each manifest's clips as WebDataset shards (FLAC) to DIR/<name>/ "
+        "for the 'shards' dataset (tools/make_shards.py)",
+    )
     common.add_argument("--shard-size", type=int, default=1000, help="clips per shard (--shards)")
 
     f = sub.add_parser("folder", parents=[common], help="a folder of clips")
@@ -301,10 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--segments", nargs="+", required=True, help="segment CSVs (one manifest each)")
     a.add_argument("--clips", required=True, help="folder of downloaded clips named by YTID")
     a.add_argument("--label-csv", required=True, help="class_labels_indices.csv (index,mid,display_name)")
-    a.add_argument("--merge", nargs="+", default=[], type=_merge_spec, metavar="NAME=CSV1,CSV2",
-                   help="also write manifest NAME.json (+ weights) joining the manifests of these "
-                        "segment CSVs (by file stem), e.g. train_all=balanced_train_segments,"
-                        "unbalanced_train_segments for AS-2M")
+    a.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        type=_merge_spec,
+        metavar="NAME=CSV1,CSV2",
+        help="also write manifest NAME.json (+ weights) joining the manifests of these "
+        "segment CSVs (by file stem), e.g. train_all=balanced_train_segments,"
+        "unbalanced_train_segments for AS-2M",
+    )
     a.set_defaults(fn=prepare_audioset)
     return parser
 

@@ -13,6 +13,7 @@ The pipeline is the clip dataset's: decode -> mono -> 16 kHz -> [random window o
 stream there is no random access, so waveform mixup ("finetune") mixes with the previous clip
 decoded by the same loader worker.
 """
+
 import functools
 import io
 import math
@@ -160,12 +161,14 @@ def audio_manifest_jobs(manifest: str, label_csv: str = "", root: str = "") -> T
     if not entries:
         raise SystemExit(f"make_shards: manifest '{manifest}' has no entries.")
     mids = read_label_csv(label_csv)[0] if label_csv else None
-    return audio_entry_jobs(entries, root or os.path.dirname(os.path.abspath(manifest)), mids,
-                            os.path.abspath(manifest), label_csv)
+    return audio_entry_jobs(
+        entries, root or os.path.dirname(os.path.abspath(manifest)), mids, os.path.abspath(manifest), label_csv
+    )
 
 
-def audio_entry_jobs(entries, root: str, mids: Optional[List[str]], source: str = "",
-                     label_csv: str = "", strict: bool = True) -> Tuple[List[Job], dict]:
+def audio_entry_jobs(
+    entries, root: str, mids: Optional[List[str]], source: str = "", label_csv: str = "", strict: bool = True
+) -> Tuple[List[Job], dict]:
     """Jobs of manifest entries ``{"wav", "labels"}``; ``mids`` (class ids by index) or None.
     A label id not in ``mids`` is an error (``strict``) or dropped."""
     from .manifest import split_labels
@@ -182,8 +185,10 @@ def audio_entry_jobs(entries, root: str, mids: Optional[List[str]], source: str 
             ids = split_labels(e.get("labels", ""))
             unknown = [m for m in ids if m not in index_of]
             if unknown and strict:
-                raise SystemExit(f"make_shards: {source or 'manifest'} entry {i} ('{e['wav']}') has labels "
-                                 f"{unknown} that are not in the label CSV {label_csv!r}.")
+                raise SystemExit(
+                    f"make_shards: {source or 'manifest'} entry {i} ('{e['wav']}') has labels "
+                    f"{unknown} that are not in the label CSV {label_csv!r}."
+                )
             labels = {"labels": sorted({index_of[m] for m in ids if m in index_of})}
         jobs.append((i, path, labels))
     return jobs, meta
@@ -196,13 +201,17 @@ class AudioManifestSource(ShardSource):
     doc = (
         "  --manifest M.json [--label-csv L.csv] [--root R]   audio clips of an AudioMAE manifest, kept\n"
         "        compressed as FLAC (lossless re-encoding of PCM files; ``--audio-format keep`` stores the\n"
-        "        files' own bytes), labels as JSON class indices; decoder \"audio\""
+        '        files\' own bytes), labels as JSON class indices; decoder "audio"'
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--label-csv", default="", help="class-label CSV index,mid,display_name (--manifest)")
-        parser.add_argument("--audio-format", choices=["flac", "keep"], default="flac",
-                            help="flac: store clips as FLAC; keep: the files' own bytes")
+        parser.add_argument(
+            "--audio-format",
+            choices=["flac", "keep"],
+            default="flac",
+            help="flac: store clips as FLAC; keep: the files' own bytes",
+        )
 
     def jobs(self, args):
         jobs, meta = audio_manifest_jobs(args.manifest, args.label_csv, args.root)

@@ -14,6 +14,7 @@ Examples:
   python tools/compute_audio_stats.py --esc50-root data/esc50 --target-length 512
   python tools/compute_audio_stats.py --folder ~/clips --max-clips 2000 --workers 8
 """
+
 import argparse
 import json
 import os

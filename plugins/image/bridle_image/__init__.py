@@ -8,6 +8,7 @@ Importing it registers:
 - SAMPLE_DECODER "image" (image bytes + JSON label of a "shards" dataset).
 ``add_config`` declares ``INPUT.IMAGE.*`` and ``DATASETS.IMAGE.*``.
 """
+
 from . import digits_dataset, folder_dataset, masking, mixup, patch_embed, shards  # noqa: F401  (registration)
 from .config import add_config
 from .transforms import build_image_transform

@@ -1,6 +1,7 @@
 """The image plugin's benchmarks: the "image" pipeline of the core "loader" component
 (tools/benchmark.py --component loader): ImageNet-like JPEGs in an ImageFolder vs JPEG shards.
 Imported by bridle.benchmark.load_components."""
+
 import os
 
 from bridle.benchmark import LoaderCase
@@ -23,8 +24,23 @@ def loader_pipeline(root: str, n: int) -> LoaderCase:
         img = np.stack([(xx * (i + 1)) % 256, (yy * 3 + i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
         img = (img + rng.integers(0, 20, img.shape)).clip(0, 255).astype(np.uint8)
         Image.fromarray(img).save(os.path.join(d, f"{i:05d}.jpg"), quality=90)
-    index = write_shards_cli(["--image-folder", os.path.join(root, "train"), "--out", os.path.join(root, "shards"),
-                              "--num-workers", "1", "--shard-size", str(max(1, n // 4))])
-    return LoaderCase(recipe="configs/image/pretrain_rq.yaml", index=index, files_dataset="image_folder",
-                      opts=["DATASETS.IMAGE.ROOT", root], layouts=[("shards (JPEG)", "shards")], file_exts=(".jpg",))
-
+    index = write_shards_cli(
+        [
+            "--image-folder",
+            os.path.join(root, "train"),
+            "--out",
+            os.path.join(root, "shards"),
+            "--num-workers",
+            "1",
+            "--shard-size",
+            str(max(1, n // 4)),
+        ]
+    )
+    return LoaderCase(
+        recipe="configs/image/pretrain_rq.yaml",
+        index=index,
+        files_dataset="image_folder",
+        opts=["DATASETS.IMAGE.ROOT", root],
+        layouts=[("shards (JPEG)", "shards")],
+        file_exts=(".jpg",),
+    )

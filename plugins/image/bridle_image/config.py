@@ -4,6 +4,7 @@ masking) and ``DATASETS.IMAGE.*`` (where the data lives). Each key is declared o
 The crop size is not a key of its own: every image transform produces the model input size
 ``MODEL.PATCH_EMBED.INPUT_SIZE`` ([H, W]).
 """
+
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from bridle.config import CfgNode as CN

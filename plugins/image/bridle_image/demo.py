@@ -14,6 +14,7 @@ self-supervised pretraining is meant to help: many unlabelled images, few labell
 
 Run by tools/demo_image.py (`make demo-image`); the driver is bridle/demo/driver.py.
 """
+
 import os
 import shutil
 import time
@@ -38,11 +39,20 @@ def prepare_data(data: str, per_class: int) -> dict:
     digits = load_digits()
     split = {s: digits_split_indices(len(digits.target), s, 0, 0.1, 0.2) for s in ("train", "val", "test")}
     rng = np.random.RandomState(4)
-    labelled = np.sort(np.concatenate([
-        rng.choice(split["train"][digits.target[split["train"]] == c], per_class, replace=False)
-        for c in range(10)]))
-    sizes = {"pool_items": len(split["train"]), "labelled_items": len(labelled),
-             "val_items": len(split["val"]), "test_items": len(split["test"])}
+    labelled = np.sort(
+        np.concatenate(
+            [
+                rng.choice(split["train"][digits.target[split["train"]] == c], per_class, replace=False)
+                for c in range(10)
+            ]
+        )
+    )
+    sizes = {
+        "pool_items": len(split["train"]),
+        "labelled_items": len(labelled),
+        "val_items": len(split["val"]),
+        "test_items": len(split["test"]),
+    }
     if os.path.isfile(done):
         print(f"data already in {data}")
         return dict(roots, **sizes)
@@ -60,8 +70,10 @@ def prepare_data(data: str, per_class: int) -> dict:
     write(split["val"], os.path.join(roots["labelled"], "val"), by_class=True)
     write(split["test"], os.path.join(roots["labelled"], "test"), by_class=True)
     open(done, "w").close()
-    print(f"{sizes['pool_items']} unlabelled pool digits ({sizes['labelled_items']} of them also labelled), "
-          f"{sizes['val_items']} val and {sizes['test_items']} test digits; in {data}")
+    print(
+        f"{sizes['pool_items']} unlabelled pool digits ({sizes['labelled_items']} of them also labelled), "
+        f"{sizes['val_items']} val and {sizes['test_items']} test digits; in {data}"
+    )
     return dict(roots, **sizes)
 
 
@@ -77,7 +89,7 @@ def make_spec(args, out: str) -> demo_lib.DemoSpec:
     return demo_lib.DemoSpec(
         name="image",
         task=f"handwritten-digit top-1 accuracy (10 classes, chance 0.10), {data['labelled_items']} "
-             f"labelled digits, {data['test_items']} test digits",
+        f"labelled digits, {data['test_items']} test digits",
         pretrain_opts=["DATASETS.IMAGE.ROOT", data["pool"]] + args.pretrain_opts,
         downstream_opts=["DATASETS.IMAGE.ROOT", data["labelled"]] + args.downstream_opts,
         notes={k: v for k, v in data.items() if k.endswith("_items")},
@@ -91,4 +103,3 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     t0 = time.time()
     spec = make_spec(args, out)
     demo_lib.run_demo(spec, out, skip_baseline=args.skip_baseline, t_data=time.time() - t0)
-

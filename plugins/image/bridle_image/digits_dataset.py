@@ -5,6 +5,7 @@ and then goes through the image transform of the mode, like any photo. The train
 split is a permutation seeded by ``DATASETS.IMAGE.DIGITS_SEED``, so it is the same on every run
 and every rank. Powers ``make demo``.
 """
+
 import numpy as np
 import torch
 from PIL import Image
@@ -18,9 +19,7 @@ from .transforms import build_image_transform, image_input_size
 DIGITS_SPLITS = ("train", "val", "test", "all")
 
 
-def digits_split_indices(
-    n: int, split: str, seed: int, val_fraction: float, test_fraction: float
-) -> np.ndarray:
+def digits_split_indices(n: int, split: str, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
     if split not in DIGITS_SPLITS:
         raise ValueError(f"DATASET 'digits': split must be one of {list(DIGITS_SPLITS)}; got '{split}'.")
     if not (0.0 <= val_fraction and 0.0 <= test_fraction and val_fraction + test_fraction < 1.0):
@@ -32,8 +31,8 @@ def digits_split_indices(
     n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
     parts = {
         "test": order[:n_test],
-        "val": order[n_test:n_test + n_val],
-        "train": order[n_test + n_val:],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val :],
         "all": np.arange(n),
     }
     return np.sort(parts[split])
@@ -42,8 +41,9 @@ def digits_split_indices(
 class DigitsDataset(Dataset):
     num_classes = 10
 
-    def __init__(self, split: str, size, transform, seed: int = 0,
-                 val_fraction: float = 0.1, test_fraction: float = 0.2) -> None:
+    def __init__(
+        self, split: str, size, transform, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
+    ) -> None:
         try:
             from sklearn.datasets import load_digits  # scikit-learn ships the data; no download
         except ImportError as e:

@@ -2,6 +2,7 @@
 
 An image that cannot be opened or decoded gives ``None`` (counted in ``num_failed``, warned once).
 """
+
 import os
 
 import torch

@@ -6,6 +6,7 @@ idea runs batched on the device without host syncs: every row draws ``num_blocks
 ``num_masked`` best-scoring patches are masked (``mask_from_scores``). So earlier blocks are
 taken whole, the last one partially, and if the blocks cover too little the rest is random.
 """
+
 import math
 from typing import Sequence
 
@@ -18,9 +19,7 @@ from bridle.registry import MASK_GENERATOR
 class BlockMaskGenerator:
     def __init__(self, grid_size: Sequence[int], ratio: float, min_patches: int, min_aspect: float) -> None:
         if len(grid_size) != 2:
-            raise ValueError(
-                f"MODEL.MASK.NAME 'block' masks a 2-D patch grid; got grid {list(grid_size)}."
-            )
+            raise ValueError(f"MODEL.MASK.NAME 'block' masks a 2-D patch grid; got grid {list(grid_size)}.")
         if not 0.0 < min_aspect <= 1.0:
             raise ValueError(f"INPUT.IMAGE.BLOCK_MASK.MIN_ASPECT must be in (0, 1]; got {min_aspect}.")
         if min_patches < 1:
@@ -47,8 +46,10 @@ class BlockMaskGenerator:
         rows = torch.arange(gh, device=device, dtype=h.dtype).view(1, 1, gh, 1)
         cols = torch.arange(gw, device=device, dtype=h.dtype).view(1, 1, 1, gw)
         inside = (
-            (rows >= top[..., None, None]) & (rows < (top + h)[..., None, None])
-            & (cols >= left[..., None, None]) & (cols < (left + w)[..., None, None])
+            (rows >= top[..., None, None])
+            & (rows < (top + h)[..., None, None])
+            & (cols >= left[..., None, None])
+            & (cols < (left + w)[..., None, None])
         )  # [B, K, gh, gw]
         priority = torch.arange(self.num_blocks, 0, -1, device=device, dtype=h.dtype).view(1, -1, 1, 1)
         block_score = (inside * priority).amax(dim=1).flatten(1)  # earliest covering block wins

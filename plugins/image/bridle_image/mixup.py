@@ -7,6 +7,7 @@ Applied by fine-tuning trainers to training batches on the device; any mode othe
 an odd batch (a skipped unreadable item) the last sample stays unmixed and gets its smoothed
 one-hot target.
 """
+
 from typing import Callable, Dict
 
 import torch
@@ -18,8 +19,16 @@ from bridle.registry import TRANSFORM
 
 
 class MixupCutmix:
-    def __init__(self, num_classes: int, alpha: float, cutmix_alpha: float, prob: float,
-                 switch_prob: float, mode: str, label_smoothing: float) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float,
+        cutmix_alpha: float,
+        prob: float,
+        switch_prob: float,
+        mode: str,
+        label_smoothing: float,
+    ) -> None:
         if num_classes < 2:
             raise ValueError(f"mixup_cutmix needs MODEL.HEAD.NUM_CLASSES >= 2; got {num_classes}.")
         if mode not in ("batch", "pair", "elem"):

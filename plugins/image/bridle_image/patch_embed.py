@@ -1,5 +1,6 @@
 """The "image" patch embedder: the core strided-conv embedder over an RGB [C, H, W] input
 (ViT-B/16 at 224: 14 x 14 = 196 patches)."""
+
 from bridle.registry import PATCH_EMBED
 
 

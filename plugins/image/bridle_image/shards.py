@@ -7,6 +7,7 @@ reads one sample (the image file's bytes, JPEG as a rule, + JSON label) back as 
 Sample fields (written by ``tools/make_shards.py --image-folder``): ``jpg`` / ``jpeg`` / ``png`` /
 ``webp`` / ``bmp`` and ``json`` = ``{"label": int, "index": int}``.
 """
+
 import io
 import os
 from typing import Dict, List, Tuple
@@ -93,7 +94,7 @@ class ImageFolderSource(ShardSource):
     help = "ImageFolder root of one split: DIR/<class>/<file>"
     doc = (
         "  --image-folder DIR    ImageFolder layout DIR/<class>/<file>: the image files' own bytes (JPEG\n"
-        "        stays JPEG), class index (sorted class folders, as torchvision) as JSON; decoder \"image\""
+        '        stays JPEG), class index (sorted class folders, as torchvision) as JSON; decoder "image"'
     )
 
     def jobs(self, args):

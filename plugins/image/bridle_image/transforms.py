@@ -9,6 +9,7 @@ built by ``timm.data.create_transform`` so the recipes match MAE's:
 
 Every mode ends at ``MODEL.PATCH_EMBED.INPUT_SIZE``.
 """
+
 from typing import Callable, Tuple
 
 from PIL import Image
@@ -21,9 +22,7 @@ from bridle.data.robust import check_mode
 def image_input_size(cfg) -> Tuple[int, int]:
     size = cfg.MODEL.PATCH_EMBED.INPUT_SIZE
     if len(size) != 2:
-        raise ValueError(
-            f"Image datasets need MODEL.PATCH_EMBED.INPUT_SIZE = [H, W]; got {list(size)}."
-        )
+        raise ValueError(f"Image datasets need MODEL.PATCH_EMBED.INPUT_SIZE = [H, W]; got {list(size)}.")
     return int(size[0]), int(size[1])
 
 

@@ -8,6 +8,7 @@ Importing it registers:
 - SAMPLE_DECODER "video" (video bytes + JSON label of a "shards" dataset).
 ``add_config`` declares ``INPUT.VIDEO.*`` and ``DATASETS.VIDEO.*``. Item format: clip_dataset.py.
 """
+
 from . import kinetics, masking, patch_embed, shards, video_folder  # noqa: F401  (registration)
 from .config import add_config
 from .transforms import ClipTransform

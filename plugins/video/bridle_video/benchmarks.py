@@ -1,5 +1,6 @@
 """The video plugin's benchmark component (tools/benchmark.py --component video_clips): clips/s
 of one loader worker on a synthetic H.264 video. Imported by bridle.benchmark.load_components."""
+
 import argparse
 import os
 from typing import List
@@ -38,7 +39,7 @@ def bench_video_clips(args: argparse.Namespace) -> List[Row]:
             stream = container.add_stream("libx264", rate=25)
             stream.height, stream.width, stream.pix_fmt = 256, 320, "yuv420p"
             for i in range(int(args.video_seconds * 25)):
-                frame = base[i % 64: i % 64 + 256, i % 64: i % 64 + 320]  # a moving pan
+                frame = base[i % 64 : i % 64 + 256, i % 64 : i % 64 + 320]  # a moving pan
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
             container.mux(stream.encode())
         for threads in (1, 2):
@@ -50,7 +51,13 @@ def bench_video_clips(args: argparse.Namespace) -> List[Row]:
                 cfg.INPUT.VIDEO.DECODE_THREADS = threads
                 ds = DATASET.get("video_folder")(cfg, "train", "pretrain")
                 sec = time_fn(lambda: ds[0], torch.device("cpu"), args.iters, args.warmup)
-                rows.append({"component": "video_clips", "name": f"NUM_SAMPLE {per_decode}, DECODE_THREADS {threads}",
-                             "ms": round(sec * 1e3, 1), "clips_per_s": round(per_decode / sec, 1),
-                             "threads": torch.get_num_threads()})
+                rows.append(
+                    {
+                        "component": "video_clips",
+                        "name": f"NUM_SAMPLE {per_decode}, DECODE_THREADS {threads}",
+                        "ms": round(sec * 1e3, 1),
+                        "clips_per_s": round(per_decode / sec, 1),
+                        "threads": torch.get_num_threads(),
+                    }
+                )
     return rows

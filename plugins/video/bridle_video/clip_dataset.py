@@ -22,6 +22,7 @@ the probabilities of a sample's views over (bridle/evaluation/classification.py)
 
 A file that decord cannot open or decode gives ``None`` (counted in ``num_failed``, warned once).
 """
+
 import os
 from typing import List, Optional, Sequence
 

@@ -1,6 +1,7 @@
 """Import shim for pytorchvideo 0.1.5, whose transforms import
 ``torchvision.transforms.functional_tensor`` -- renamed ``_functional_tensor`` in torchvision 0.17.
 Every pytorchvideo import of Bridle goes through :func:`pytorchvideo_transforms`."""
+
 import importlib
 import sys
 import warnings

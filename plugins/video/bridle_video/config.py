@@ -4,6 +4,7 @@ test) and ``DATASETS.VIDEO.*`` (where the data lives). Each key is declared once
 Frames per clip and crop size are not keys of their own: a clip is ``MODEL.PATCH_EMBED.INPUT_SIZE``
 = [T, H, W] (T frames taken every SAMPLING_RATE frames, H x W crops).
 """
+
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from bridle.config import CfgNode as CN

@@ -1,6 +1,7 @@
 """The "kinetics_csv" dataset: Kinetics-400 style CSV, one ``path label`` line per video
 (VideoMAE's format; a comma also separates). Paths are resolved against DATASETS.VIDEO.ROOT
 (or the CSV's directory). See clip_dataset.py for items and multi-view test."""
+
 import os
 from typing import List, Tuple
 
@@ -16,8 +17,9 @@ def read_video_csv(csv_path: str, root: str = "", key: str = "") -> Tuple[List[s
     """(paths, labels) of a ``path label`` CSV; a non-integer label on line 1 is a header.
     ``key``: the config key that named the file, for the error message."""
     if not os.path.isfile(csv_path):
-        raise MissingFileError(f"{key + ' ' if key else 'Video CSV '}'{csv_path}' does not exist (expected a CSV of "
-                               "'path label' lines).")
+        raise MissingFileError(
+            f"{key + ' ' if key else 'Video CSV '}'{csv_path}' does not exist (expected a CSV of 'path label' lines)."
+        )
     root = root or os.path.dirname(os.path.abspath(csv_path))
     paths, labels = [], []
     with open(csv_path, encoding="utf-8") as f:
@@ -37,8 +39,7 @@ def read_video_csv(csv_path: str, root: str = "", key: str = "") -> Tuple[List[s
                 if lineno == 1:
                     continue  # header
                 raise ValueError(
-                    f"Video CSV '{csv_path}' line {lineno}: expected 'path label' with an integer "
-                    f"label; got {line!r}."
+                    f"Video CSV '{csv_path}' line {lineno}: expected 'path label' with an integer label; got {line!r}."
                 ) from None
             paths.append(os.path.join(root, parts[0]))
             labels.append(label)

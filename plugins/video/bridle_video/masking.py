@@ -3,6 +3,7 @@
 Works on any patch grid whose first axis is time: ``round(prod(grid[1:]) * ratio)`` spatial
 positions are masked at all ``grid[0]`` time steps, so ``num_masked = grid[0] * that``.
 """
+
 import math
 from typing import Sequence
 
@@ -15,9 +16,7 @@ from bridle.registry import MASK_GENERATOR
 class TubeMaskGenerator:
     def __init__(self, grid_size: Sequence[int], ratio: float) -> None:
         if len(grid_size) < 2:
-            raise ValueError(
-                f"MODEL.MASK.NAME 'tube' needs a patch grid [time, *space]; got {list(grid_size)}."
-            )
+            raise ValueError(f"MODEL.MASK.NAME 'tube' needs a patch grid [time, *space]; got {list(grid_size)}.")
         self.grid_size = tuple(int(g) for g in grid_size)
         self.num_steps = self.grid_size[0]
         self.num_positions = math.prod(self.grid_size[1:])

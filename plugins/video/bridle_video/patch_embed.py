@@ -1,5 +1,6 @@
 """The "tubelet" patch embedder: the core strided-conv embedder over a clip [C, T, H, W]
 (VideoMAE tubelets 2 x 16 x 16: 16 x 224 x 224 -> 8 x 14 x 14 = 1568 patches, time first)."""
+
 from bridle.registry import PATCH_EMBED
 
 

@@ -2,6 +2,7 @@
 
 Pure functions over sizes; randomness from torch's global generator (seeded per loader worker).
 """
+
 from typing import List, Sequence, Tuple
 
 import torch
@@ -46,9 +47,19 @@ def crop_offsets(length: int, crop: int, num_crops: int) -> List[int]:
 # Fixed crop positions of TSN / VideoMAE's GroupMultiScaleCrop (more_fix_crop), as
 # (row, column) in quarters of the free room: corners, center, edge centers, quarter points.
 _FIXED_POSITIONS = (
-    (0, 0), (0, 4), (4, 0), (4, 4), (2, 2),
-    (2, 0), (2, 4), (4, 2), (0, 2),
-    (1, 1), (1, 3), (3, 1), (3, 3),
+    (0, 0),
+    (0, 4),
+    (4, 0),
+    (4, 4),
+    (2, 2),
+    (2, 0),
+    (2, 4),
+    (4, 2),
+    (0, 2),
+    (1, 1),
+    (1, 3),
+    (3, 1),
+    (3, 3),
 )
 
 
@@ -62,12 +73,7 @@ def multiscale_crop_box(
     sides = [int(base * s) for s in scales]
     crop_hs = [out_size[0] if abs(s - out_size[0]) < 3 else s for s in sides]
     crop_ws = [out_size[1] if abs(s - out_size[1]) < 3 else s for s in sides]
-    pairs = [
-        (ch, cw)
-        for i, ch in enumerate(crop_hs)
-        for j, cw in enumerate(crop_ws)
-        if abs(i - j) <= max_distort
-    ]
+    pairs = [(ch, cw) for i, ch in enumerate(crop_hs) for j, cw in enumerate(crop_ws) if abs(i - j) <= max_distort]
     crop_h, crop_w = pairs[_randint(len(pairs))]
     crop_h, crop_w = max(1, min(crop_h, height)), max(1, min(crop_w, width))
     row, col = _FIXED_POSITIONS[_randint(len(_FIXED_POSITIONS))]

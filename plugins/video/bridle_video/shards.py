@@ -10,6 +10,7 @@ One view per sample: a random clip in the training modes (the first of REPEATED_
 x TEST_NUM_CROPS views per video) needs random access: evaluate with ``kinetics_csv``.
 ``video_index`` / ``view_group`` are the sample's index, so evaluators group views per video.
 """
+
 import io
 import os
 from typing import Dict, List, Optional, Tuple
@@ -79,8 +80,8 @@ class VideoCsvSource(ShardSource):
     flag = "--video-csv"
     help = "Kinetics-style 'path label' CSV"
     doc = (
-        "  --video-csv K.csv [--root R]    Kinetics-style \"path label\" CSV: the video files' bytes;\n"
-        "        decoder \"video\""
+        '  --video-csv K.csv [--root R]    Kinetics-style "path label" CSV: the video files\' bytes;\n'
+        '        decoder "video"'
     )
 
     def jobs(self, args):

@@ -9,12 +9,12 @@ a clip get the same crop, flip, RandAugment ops and erased box.
   spread along the long side (one crop: centered).
 Crops and resizes are torchvision ``transforms.v2`` ops on the [T, C, H, W] stack.
 """
+
 from typing import Tuple
 
 import torch
 from timm.data.random_erasing import RandomErasing
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from bridle.data.robust import check_mode

@@ -1,5 +1,6 @@
 """The "video_folder" dataset: unlabeled clips found recursively under DATASETS.VIDEO.FOLDER_ROOT
 (for pretraining; every split reads the same folder). Items as in clip_dataset.py, without "label"."""
+
 import os
 from typing import List, Sequence
 

@@ -1,5 +1,6 @@
 """The core "shards" dataset: round trip, exactly-once split over ranks x workers, resume
 mid-epoch, corrupt samples skipped and counted, random access."""
+
 import json
 import os
 
@@ -34,8 +35,15 @@ def _write(out, n, per_shard):
 
 
 def _dataset(index_path, train=True, rank=0, world=1, buffer=8, seed=3):
-    return ShardedDataset(read_index(index_path), decode_tensor_sample, train=train, seed=seed,
-                          buffer_size=buffer, rank=rank, world_size=world)
+    return ShardedDataset(
+        read_index(index_path),
+        decode_tensor_sample,
+        train=train,
+        seed=seed,
+        buffer_size=buffer,
+        rank=rank,
+        world_size=world,
+    )
 
 
 def _indices(batches):
@@ -191,17 +199,61 @@ def test_training_on_shards_resumes_to_the_same_weights(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     cfg_file = os.path.join(repo, "configs/image/tiny_pretrain.yaml")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, os.path.join(repo, "tools/make_shards.py"), "--dataset", "digits",
-                    "--config-file", cfg_file, "--out", str(tmp_path / "s"), "--shard-size", "150",
-                    "--num-workers", "0"], check=True, env=env, stdout=subprocess.DEVNULL)
-    opts = ["TRAINER.NAME", "encoder", "MODEL.TOKENIZER.COLD_START", "True", "DATASETS.TRAIN", "shards",
-            "DATASETS.SHARDS.TRAIN_INDEX", str(tmp_path / "s"), "DATASETS.SHARDS.SHUFFLE_BUFFER", "50",
-            "DATALOADER.NUM_WORKERS", "2", "SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "4"]
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(repo, "tools/make_shards.py"),
+            "--dataset",
+            "digits",
+            "--config-file",
+            cfg_file,
+            "--out",
+            str(tmp_path / "s"),
+            "--shard-size",
+            "150",
+            "--num-workers",
+            "0",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    opts = [
+        "TRAINER.NAME",
+        "encoder",
+        "MODEL.TOKENIZER.COLD_START",
+        "True",
+        "DATASETS.TRAIN",
+        "shards",
+        "DATASETS.SHARDS.TRAIN_INDEX",
+        str(tmp_path / "s"),
+        "DATASETS.SHARDS.SHUFFLE_BUFFER",
+        "50",
+        "DATALOADER.NUM_WORKERS",
+        "2",
+        "SOLVER.MAX_ITER",
+        "8",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "4",
+    ]
 
     def run(out, *extra):
-        subprocess.run([sys.executable, os.path.join(repo, "tools/train_net.py"), "--config-file", cfg_file,
-                        *extra, *opts, "OUTPUT_DIR", str(out)], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(repo, "tools/train_net.py"),
+                "--config-file",
+                cfg_file,
+                *extra,
+                *opts,
+                "OUTPUT_DIR",
+                str(out),
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     run(tmp_path / "a")
     b = tmp_path / "b"

@@ -1,4 +1,5 @@
 """WeightedSampler drawing without replacement (the authors' AS-2M fine-tuning sampler)."""
+
 import itertools
 
 import pytest
@@ -38,14 +39,20 @@ def test_sequential_law_of_the_first_draw():
 
 def test_ranks_shard_one_draw_and_resume_exactly():
     weights = torch.rand(300) + 0.1
-    ranks = [WeightedSampler(weights, seed=5, rank=r, world_size=3, samples_per_epoch=120, replacement=False)
-             for r in range(3)]
+    ranks = [
+        WeightedSampler(weights, seed=5, rank=r, world_size=3, samples_per_epoch=120, replacement=False)
+        for r in range(3)
+    ]
     shards = [r.epoch_indices(0) for r in ranks]
     joined = torch.cat(shards)
     assert joined.unique().numel() == 120  # disjoint shards of one draw without repeats
     full = _take(ranks[2], 130)
-    resumed = _take(WeightedSampler(weights, seed=5, rank=2, world_size=3, samples_per_epoch=120,
-                                    replacement=False, start_index=57), 130 - 57)
+    resumed = _take(
+        WeightedSampler(
+            weights, seed=5, rank=2, world_size=3, samples_per_epoch=120, replacement=False, start_index=57
+        ),
+        130 - 57,
+    )
     assert resumed == full[57:]
 
 

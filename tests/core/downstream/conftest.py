@@ -1,4 +1,5 @@
 """Fixtures of the downstream tests; the toy datasets live in downstream_toy.py."""
+
 import pytest
 
 import downstream_toy  # noqa: F401  (registers the toy DATASET / TRANSFORM entries)

@@ -8,6 +8,7 @@ DATASET entries registered here (no plugin needed):
 * "toy_multilabel": multi-hot float labels (sum of the patterns of the active classes).
 * "toy_broken": "toy_clusters" whose every 5th item is unreadable (None).
 """
+
 import torch
 from torch.utils.data import Dataset
 
@@ -21,8 +22,9 @@ _SPLIT_SEED = {"train": 1, "val": 2, "test": 3}
 class ToyDataset(Dataset):
     NOISE = 3.0  # std of the per-pixel noise (the class patterns have std 1): ~80 % after 12 steps
 
-    def __init__(self, cfg, split: str, mode: str, seed_offset: int = 0, multi_label: bool = False,
-                 broken_every: int = 0) -> None:
+    def __init__(
+        self, cfg, split: str, mode: str, seed_offset: int = 0, multi_label: bool = False, broken_every: int = 0
+    ) -> None:
         if split not in _SIZES:
             raise ValueError(f"toy dataset: split must be one of {list(_SIZES)}; got '{split}'.")
         self.mode = mode
@@ -75,30 +77,54 @@ def build_toy_broken(cfg, split, mode):
 
 
 TINY_OPTS = [
-    "TRAINER.NAME", "finetune",
-    "MODEL.DEVICE", "cpu",
-    "MODEL.PATCH_EMBED.NAME", "conv",
-    "MODEL.PATCH_EMBED.IN_CHANS", 1,
-    "MODEL.PATCH_EMBED.INPUT_SIZE", [32, 32],
-    "MODEL.PATCH_EMBED.PATCH_SIZE", [8, 8],
-    "MODEL.ENCODER.EMBED_DIM", 64,
-    "MODEL.ENCODER.DEPTH", 2,
-    "MODEL.ENCODER.NUM_HEADS", 2,
-    "MODEL.HEAD.NUM_CLASSES", 4,
-    "DATASETS.TRAIN", "toy_clusters",
-    "DATASETS.TEST", "toy_clusters",
-    "DATALOADER.NUM_WORKERS", 0,
-    "DATALOADER.PIN_MEMORY", False,
-    "SOLVER.BATCH_SIZE_PER_GPU", 16,
-    "SOLVER.MAX_ITER", 40,
-    "SOLVER.WARMUP_ITERS", 4,
-    "SOLVER.BASE_LR", 2e-3,
-    "SOLVER.WEIGHT_DECAY", 0.05,
-    "SOLVER.CHECKPOINT_PERIOD", 100000,
-    "TEST.BATCH_SIZE_PER_GPU", 20,
-    "TEST.EVAL_PERIOD", 0,
-    "PROGRESS_BAR", False,
-    "LOG_PERIOD", 20,
+    "TRAINER.NAME",
+    "finetune",
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.PATCH_EMBED.NAME",
+    "conv",
+    "MODEL.PATCH_EMBED.IN_CHANS",
+    1,
+    "MODEL.PATCH_EMBED.INPUT_SIZE",
+    [32, 32],
+    "MODEL.PATCH_EMBED.PATCH_SIZE",
+    [8, 8],
+    "MODEL.ENCODER.EMBED_DIM",
+    64,
+    "MODEL.ENCODER.DEPTH",
+    2,
+    "MODEL.ENCODER.NUM_HEADS",
+    2,
+    "MODEL.HEAD.NUM_CLASSES",
+    4,
+    "DATASETS.TRAIN",
+    "toy_clusters",
+    "DATASETS.TEST",
+    "toy_clusters",
+    "DATALOADER.NUM_WORKERS",
+    0,
+    "DATALOADER.PIN_MEMORY",
+    False,
+    "SOLVER.BATCH_SIZE_PER_GPU",
+    16,
+    "SOLVER.MAX_ITER",
+    40,
+    "SOLVER.WARMUP_ITERS",
+    4,
+    "SOLVER.BASE_LR",
+    2e-3,
+    "SOLVER.WEIGHT_DECAY",
+    0.05,
+    "SOLVER.CHECKPOINT_PERIOD",
+    100000,
+    "TEST.BATCH_SIZE_PER_GPU",
+    20,
+    "TEST.EVAL_PERIOD",
+    0,
+    "PROGRESS_BAR",
+    False,
+    "LOG_PERIOD",
+    20,
 ]
 
 
@@ -115,7 +141,6 @@ def tiny_cfg(output_dir, *opts):
             raise KeyError(f"tiny_cfg: unknown key {k}")
         node[last] = v
     return cfg
-
 
 
 # Number of batches the "toy_count" batch transform has seen (fine-tuning applies it, linear

@@ -1,4 +1,5 @@
 """Checkpoint formats: encoder extraction, export, load_encoder, pos-embed resizing, strict loads."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -70,8 +71,14 @@ def test_export_meta_and_load_encoder_roundtrip(pretrained, tmp_path):
     cfg, path, enc = pretrained
     dst, timm_dst = tmp_path / "enc.pth", tmp_path / "enc_timm.pth"
     meta = export_encoder(path, dst, timm_path=timm_dst)
-    assert meta == {"embed_dim": 64, "depth": 2, "num_heads": 2, "grid_size": [4, 4], "format": ENCODER_FORMAT,
-                    "backbone": "vit"}
+    assert meta == {
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 2,
+        "grid_size": [4, 4],
+        "format": ENCODER_FORMAT,
+        "backbone": "vit",
+    }
     saved = torch.load(dst, weights_only=True)
     assert set(saved) == {"model", "cfg", "meta"} and saved["meta"] == meta
     assert all(not k.startswith("encoder.") for k in saved["model"])
@@ -111,8 +118,13 @@ def test_pos_embed_interpolation_of_a_learned_table():
     g = torch.Generator().manual_seed(0)
     old = torch.randn(1, 1 + 16, 32, generator=g)
     out = interpolate_pos_embed({"pos_embed": old}, (8, 8))  # (4, 4) inferred (square)
-    ref = F.interpolate(old[:, 1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2), size=(8, 8), mode="bicubic",
-                        align_corners=False).permute(0, 2, 3, 1).reshape(1, 64, 32)
+    ref = (
+        F.interpolate(
+            old[:, 1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2), size=(8, 8), mode="bicubic", align_corners=False
+        )
+        .permute(0, 2, 3, 1)
+        .reshape(1, 64, 32)
+    )
     assert torch.allclose(out["pos_embed"][:, 1:], ref)
     assert torch.equal(out["pos_embed"][:, 0], old[:, 0])
     # 3-D grids use trilinear, 1-D linear

@@ -1,4 +1,5 @@
 """EncoderClassifier: pooling, head init, losses, layer ids, frozen encoder."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,9 @@ def test_losses(make_cfg):
     multi = torch.tensor([[1.0, 0, 1, 0]] * 6)
     with torch.no_grad():
         assert torch.allclose(bce.loss(logits, multi), F.binary_cross_entropy_with_logits(logits, multi))
-        assert torch.allclose(bce.loss(logits, labels), F.binary_cross_entropy_with_logits(logits, F.one_hot(labels, 4).float()))
+        assert torch.allclose(
+            bce.loss(logits, labels), F.binary_cross_entropy_with_logits(logits, F.one_hot(labels, 4).float())
+        )
     with pytest.raises(ValueError, match="MODEL.HEAD.LOSS"):
         EncoderClassifier(make_cfg("MODEL.HEAD.LOSS", "focal"))
     model.train()

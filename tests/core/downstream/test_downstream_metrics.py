@@ -1,4 +1,5 @@
 """Evaluation metrics and evaluators against sklearn; multi-view averaging; inference loop."""
+
 import warnings
 
 import numpy as np

@@ -1,6 +1,7 @@
 """The library side of tools/export_encoder.py, tools/extract_features.py and
 tools/cross_validate.py (bridle.checkpoint.export_encoder, bridle.evaluation.features,
 bridle.evaluation.cross_validate)."""
+
 import json
 import os
 
@@ -26,8 +27,20 @@ def test_export_tool_and_feature_extraction(make_cfg, tmp_path):
 
     out = tmp_path / "feats" / "test.npy"
     # "toy_broken": every 5th item is unreadable -> 38 of 48 items, indices saved
-    written = extract_features.main(["--weights", str(dst), "--split", "test", "--out", str(out),
-                                     "DATASETS.TEST", "toy_broken", "TEST.BATCH_SIZE_PER_GPU", "16"])
+    written = extract_features.main(
+        [
+            "--weights",
+            str(dst),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "DATASETS.TEST",
+            "toy_broken",
+            "TEST.BATCH_SIZE_PER_GPU",
+            "16",
+        ]
+    )
     feats = np.load(written["features"])
     labels = np.load(written["labels"])
     index = np.load(written["index"])
@@ -86,7 +99,16 @@ def test_cross_validation_on_two_folds(tmp_path):
         assert json.load(f) == summary
     # --resume: finished folds are read back, not retrained; another metric can be summarised
     again = cross_validate.main(
-        ["--fold-key", "DATASETS.TEST", "--folds", "toy_clusters_fold1", "toy_clusters_fold2", "--resume",
-         "--metric", "mAP", *opts]
+        [
+            "--fold-key",
+            "DATASETS.TEST",
+            "--folds",
+            "toy_clusters_fold1",
+            "toy_clusters_fold2",
+            "--resume",
+            "--metric",
+            "mAP",
+            *opts,
+        ]
     )
     assert again["metric"] == "mAP" and set(again["folds"]) == set(values)

@@ -1,16 +1,17 @@
 """TRAINER "finetune" / "linear_probe": weight loading, layer decay, frozen encoder, honest
 model selection, eval-only reproduction."""
+
 import json
 import os
 
 import pytest
 import torch
-from downstream_toy import TRANSFORM_CALLS
-from test_downstream_checkpoint import make_pretrain_checkpoint
 
 from bridle.checkpoint import export_encoder
 from bridle.registry import TRAINER
 from bridle.trainers.finetune import FinetuneTrainer, LinearProbeTrainer
+from downstream_toy import TRANSFORM_CALLS
+from test_downstream_checkpoint import make_pretrain_checkpoint
 
 
 @pytest.fixture
@@ -31,8 +32,18 @@ def test_registered():
 
 
 def test_layer_decay_sets_expected_lr_per_block(make_cfg):
-    cfg = make_cfg("SOLVER.LAYER_DECAY", 0.75, "SOLVER.MAX_ITER", 1, "SOLVER.WARMUP_ITERS", 0,
-                   "SOLVER.BASE_LR", 1e-3, "DATASETS.TEST", "")
+    cfg = make_cfg(
+        "SOLVER.LAYER_DECAY",
+        0.75,
+        "SOLVER.MAX_ITER",
+        1,
+        "SOLVER.WARMUP_ITERS",
+        0,
+        "SOLVER.BASE_LR",
+        1e-3,
+        "DATASETS.TEST",
+        "",
+    )
     trainer = FinetuneTrainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()  # the LRScheduler hook set every group's lr before the step
@@ -40,8 +51,14 @@ def test_layer_decay_sets_expected_lr_per_block(make_cfg):
     for g in trainer.optimizer.param_groups:
         for p in g["params"]:
             lr_of[id(p)] = g["lr"]
-    expected_layer = {"encoder.patch_embed.": 0, "encoder.cls_token": 0, "encoder.blocks.0.": 1,
-                      "encoder.blocks.1.": 2, "fc_norm.": 3, "head.": 3}  # encoder.norm: unused, frozen
+    expected_layer = {
+        "encoder.patch_embed.": 0,
+        "encoder.cls_token": 0,
+        "encoder.blocks.0.": 1,
+        "encoder.blocks.1.": 2,
+        "fc_norm.": 3,
+        "head.": 3,
+    }  # encoder.norm: unused, frozen
     seen = set()
     for name, p in trainer.model_without_ddp.named_parameters():
         if not p.requires_grad:
@@ -56,8 +73,9 @@ def test_layer_decay_sets_expected_lr_per_block(make_cfg):
 
 def test_finetune_loads_every_encoder_key_and_refuses_bad_weights(make_cfg, exported, tmp_path):
     dst, enc, src = exported
-    cfg = make_cfg("MODEL.WEIGHTS", str(dst), "SOLVER.MAX_ITER", 2, "SOLVER.WARMUP_ITERS", 1, "DATASETS.TEST", "",
-                   sub="ft")
+    cfg = make_cfg(
+        "MODEL.WEIGHTS", str(dst), "SOLVER.MAX_ITER", 2, "SOLVER.WARMUP_ITERS", 1, "DATASETS.TEST", "", sub="ft"
+    )
     trainer = FinetuneTrainer(cfg)
     trainer.resume_or_load(resume=False)
     model = trainer.model_without_ddp
@@ -81,9 +99,25 @@ def test_finetune_loads_every_encoder_key_and_refuses_bad_weights(make_cfg, expo
 
 def test_linear_probe_changes_only_head_and_fc_norm(make_cfg, exported):
     dst, _, _ = exported
-    cfg = make_cfg("TRAINER.NAME", "linear_probe", "MODEL.WEIGHTS", str(dst), "MODEL.HEAD.BATCHNORM", True,
-                   "MODEL.ENCODER.DROP_PATH", 0.2, "SOLVER.MAX_ITER", 8, "SOLVER.BASE_LR", 1e-2,
-                   "INPUT.BATCH_TRANSFORMS", ["toy_count"], "DATASETS.TEST", "", sub="lp")
+    cfg = make_cfg(
+        "TRAINER.NAME",
+        "linear_probe",
+        "MODEL.WEIGHTS",
+        str(dst),
+        "MODEL.HEAD.BATCHNORM",
+        True,
+        "MODEL.ENCODER.DROP_PATH",
+        0.2,
+        "SOLVER.MAX_ITER",
+        8,
+        "SOLVER.BASE_LR",
+        1e-2,
+        "INPUT.BATCH_TRANSFORMS",
+        ["toy_count"],
+        "DATASETS.TEST",
+        "",
+        sub="lp",
+    )
     trainer = LinearProbeTrainer(cfg)
     trainer.resume_or_load(resume=False)
     model = trainer.model_without_ddp
@@ -107,10 +141,25 @@ def test_linear_probe_changes_only_head_and_fc_norm(make_cfg, exported):
 
 def test_eval_only_reproduces_final_results_and_selection_is_on_val(make_cfg, exported):
     dst, _, _ = exported
-    cfg = make_cfg("MODEL.WEIGHTS", str(dst), "DATASETS.VAL", "toy_clusters", "TEST.EVAL_PERIOD", 10,
-                   "SOLVER.MAX_ITER", 20, "TEST.EVALUATORS", ["accuracy", "map", "auc"],
-                   "MODEL.ENCODER.DROP_PATH", 0.1, "SOLVER.LAYER_DECAY", 0.75,
-                   "INPUT.BATCH_TRANSFORMS", ["toy_count"], sub="ft_eval")
+    cfg = make_cfg(
+        "MODEL.WEIGHTS",
+        str(dst),
+        "DATASETS.VAL",
+        "toy_clusters",
+        "TEST.EVAL_PERIOD",
+        10,
+        "SOLVER.MAX_ITER",
+        20,
+        "TEST.EVALUATORS",
+        ["accuracy", "map", "auc"],
+        "MODEL.ENCODER.DROP_PATH",
+        0.1,
+        "SOLVER.LAYER_DECAY",
+        0.75,
+        "INPUT.BATCH_TRANSFORMS",
+        ["toy_count"],
+        sub="ft_eval",
+    )
     calls = TRANSFORM_CALLS["n"]
     trainer = FinetuneTrainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -167,8 +216,17 @@ def test_summary_never_selects_on_test():
 
 
 def test_resume_keeps_evaluation_history(make_cfg):
-    cfg = make_cfg("TEST.EVAL_PERIOD", 4, "SOLVER.MAX_ITER", 8, "SOLVER.CHECKPOINT_PERIOD", 4,
-                   "SOLVER.MAX_TO_KEEP", 0, sub="resume")
+    cfg = make_cfg(
+        "TEST.EVAL_PERIOD",
+        4,
+        "SOLVER.MAX_ITER",
+        8,
+        "SOLVER.CHECKPOINT_PERIOD",
+        4,
+        "SOLVER.MAX_TO_KEEP",
+        0,
+        sub="resume",
+    )
     first = FinetuneTrainer(cfg)
     first.resume_or_load(resume=False)
     full = first.train()

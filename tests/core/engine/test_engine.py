@@ -1,5 +1,6 @@
 """The engine on a tiny model: step, AMP, accumulation, optimizer groups, schedule, NaN
 guard, checkpoint/resume state, metrics files."""
+
 import json
 import math
 import os
@@ -11,7 +12,7 @@ import torch.nn as nn
 from bridle.config import get_cfg
 from bridle.engine import DefaultTrainer, HookBase, SimpleTrainer
 from bridle.engine.events import EventStorage
-from bridle.solver import WarmupCosineSchedule, build_optimizer, param_groups
+from bridle.solver import WarmupCosineSchedule, param_groups
 from toy_plugin import toy_opts
 
 
@@ -124,8 +125,9 @@ def test_warmup_cosine_schedule():
 
 def _batches(n, bs=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [{"input": torch.randn(bs, 64, generator=g), "label": torch.randint(0, 4, (bs,), generator=g)}
-            for _ in range(n)]
+    return [
+        {"input": torch.randn(bs, 64, generator=g), "label": torch.randint(0, 4, (bs,), generator=g)} for _ in range(n)
+    ]
 
 
 def test_gradient_accumulation_matches_large_batch():

@@ -1,5 +1,6 @@
 """Engine bookkeeping: retention counts checkpoints written before a
 resume, schedules are logged as their current value, evaluation datasets are built once."""
+
 import json
 import os
 
@@ -22,8 +23,13 @@ def test_max_to_keep_holds_across_a_resume(toy_plugin, tmp_path):
             if self.trainer.iter == 6:
                 raise RuntimeError("crash")
 
-    extra = {"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True, "SOLVER.MAX_ITER": 12,
-             "SOLVER.CHECKPOINT_PERIOD": 2, "SOLVER.MAX_TO_KEEP": 2}
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "SOLVER.MAX_ITER": 12,
+        "SOLVER.CHECKPOINT_PERIOD": 2,
+        "SOLVER.MAX_TO_KEEP": 2,
+    }
     out = str(tmp_path / "r")
     t = EncoderPhaseTrainer(_cfg(out, **extra))
     t.register_hooks([Crash()])
@@ -37,15 +43,26 @@ def test_max_to_keep_holds_across_a_resume(toy_plugin, tmp_path):
     r.resume_or_load(resume=True)
     r.train()
     assert sorted(f for f in os.listdir(out) if f.endswith(".pth")) == [
-        "model_0000008.pth", "model_0000010.pth", "model_final.pth"]
+        "model_0000008.pth",
+        "model_0000010.pth",
+        "model_final.pth",
+    ]
 
 
 def test_lr_is_logged_as_its_current_value(toy_plugin, tmp_path):
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
-    cfg = _cfg(str(tmp_path / "lr"), **{"TRAINER.NAME": "encoder", "MODEL.TOKENIZER.COLD_START": True,
-                                         "SOLVER.MAX_ITER": 8, "SOLVER.WARMUP_ITERS": 8, "LOG_PERIOD": 4,
-                                         "SOLVER.ALLOW_LONG_WARMUP": True})
+    cfg = _cfg(
+        str(tmp_path / "lr"),
+        **{
+            "TRAINER.NAME": "encoder",
+            "MODEL.TOKENIZER.COLD_START": True,
+            "SOLVER.MAX_ITER": 8,
+            "SOLVER.WARMUP_ITERS": 8,
+            "LOG_PERIOD": 4,
+            "SOLVER.ALLOW_LONG_WARMUP": True,
+        },
+    )
     t = EncoderPhaseTrainer(cfg)
     t.resume_or_load(resume=False)
     t.train()
@@ -60,10 +77,20 @@ def test_eval_datasets_built_once(toy_plugin, tmp_path, monkeypatch):
 
     calls = []
     real = ft.build_dataset
-    monkeypatch.setattr(ft, "build_dataset", lambda cfg, name, split, mode: calls.append(split) or real(cfg, name, split, mode))
-    cfg = _cfg(str(tmp_path / "ft"), **{"TRAINER.NAME": "finetune", "MODEL.HEAD.NUM_CLASSES": 4,
-                                         "DATASETS.TEST": "toy_signals", "DATASETS.VAL": "toy_signals",
-                                         "SOLVER.MAX_ITER": 6, "TEST.EVAL_PERIOD": 2})
+    monkeypatch.setattr(
+        ft, "build_dataset", lambda cfg, name, split, mode: calls.append(split) or real(cfg, name, split, mode)
+    )
+    cfg = _cfg(
+        str(tmp_path / "ft"),
+        **{
+            "TRAINER.NAME": "finetune",
+            "MODEL.HEAD.NUM_CLASSES": 4,
+            "DATASETS.TEST": "toy_signals",
+            "DATASETS.VAL": "toy_signals",
+            "SOLVER.MAX_ITER": 6,
+            "TEST.EVAL_PERIOD": 2,
+        },
+    )
     t = ft.FinetuneTrainer(cfg)
     t.resume_or_load(resume=False)
     t.train()

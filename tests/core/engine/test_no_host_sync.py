@@ -1,5 +1,6 @@
 """No host sync in a training step: each BRIDLE phase and a fine-tuning step run on CUDA under
 ``torch.cuda.set_sync_debug_mode("error")`` (any synchronising call raises). Skipped on CPU."""
+
 import pytest
 import torch
 
@@ -21,8 +22,9 @@ def _toy_modality(toy_plugin):
 
 def _steps_without_sync(model, batch, cfg, precision, clip=0.0):
     device = torch.device("cuda")
-    trainer = SimpleTrainer(model, RepeatLoader(batch), build_optimizer(cfg, model), precision=precision,
-                            clip_grad=clip, device=device)
+    trainer = SimpleTrainer(
+        model, RepeatLoader(batch), build_optimizer(cfg, model), precision=precision, clip_grad=clip, device=device
+    )
     trainer.storage = EventStorage()
     trainer.run_step()  # first step: lazy inits (a training quantizer's codebook init) may sync
     torch.cuda.synchronize()

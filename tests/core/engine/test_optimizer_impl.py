@@ -1,4 +1,5 @@
 """SOLVER.OPTIMIZER_IMPL: which AdamW implementation build_optimizer picks, and that they agree."""
+
 import pytest
 import torch
 

@@ -1,7 +1,7 @@
 """Authors' checkpoints <-> ours: a checkpoint built with their key names and tensor layouts
 (synthetic values), converted, loaded into our model; round trip ours -> theirs -> ours."""
+
 import math
-import os
 
 import numpy as np
 import pytest
@@ -33,16 +33,31 @@ def their_sincos(dim, hw, cls_token):
 def our_cfg(**extra):
     cfg = get_cfg(load_plugins=False)
     opts = {
-        "MODEL.PATCH_EMBED.NAME": "conv", "MODEL.PATCH_EMBED.IN_CHANS": 1,
-        "MODEL.PATCH_EMBED.INPUT_SIZE": [32, 16], "MODEL.PATCH_EMBED.PATCH_SIZE": [8, 8],
-        "MODEL.ENCODER.SIZE": "", "MODEL.ENCODER.EMBED_DIM": D, "MODEL.ENCODER.DEPTH": 1, "MODEL.ENCODER.NUM_HEADS": H,
-        "MODEL.TOKENIZER.SIZE": "", "MODEL.TOKENIZER.EMBED_DIM": D, "MODEL.TOKENIZER.DEPTH": 1,
+        "MODEL.PATCH_EMBED.NAME": "conv",
+        "MODEL.PATCH_EMBED.IN_CHANS": 1,
+        "MODEL.PATCH_EMBED.INPUT_SIZE": [32, 16],
+        "MODEL.PATCH_EMBED.PATCH_SIZE": [8, 8],
+        "MODEL.ENCODER.SIZE": "",
+        "MODEL.ENCODER.EMBED_DIM": D,
+        "MODEL.ENCODER.DEPTH": 1,
+        "MODEL.ENCODER.NUM_HEADS": H,
+        "MODEL.TOKENIZER.SIZE": "",
+        "MODEL.TOKENIZER.EMBED_DIM": D,
+        "MODEL.TOKENIZER.DEPTH": 1,
         "MODEL.TOKENIZER.NUM_HEADS": H,
-        "MODEL.DECODER.EMBED_DIM": DD, "MODEL.DECODER.DEPTH": 2, "MODEL.DECODER.NUM_HEADS": H,
-        "MODEL.DECODER.ATTENTION": "window", "MODEL.DECODER.WINDOW_SIZE": [2, 2], "MODEL.DECODER.SHIFT_SIZE": [1, 0],
+        "MODEL.DECODER.EMBED_DIM": DD,
+        "MODEL.DECODER.DEPTH": 2,
+        "MODEL.DECODER.NUM_HEADS": H,
+        "MODEL.DECODER.ATTENTION": "window",
+        "MODEL.DECODER.WINDOW_SIZE": [2, 2],
+        "MODEL.DECODER.SHIFT_SIZE": [1, 0],
         "MODEL.DECODER.BLOCK": "swin_v2",
-        "MODEL.ESTIMATOR.EMBED_DIM": DE, "MODEL.ESTIMATOR.DEPTH": 1, "MODEL.ESTIMATOR.NUM_HEADS": H,
-        "MODEL.QUANTIZER.NUM_LEVELS": L, "MODEL.QUANTIZER.CODEBOOK_SIZE": K, "MODEL.QUANTIZER.CODE_DIM": C,
+        "MODEL.ESTIMATOR.EMBED_DIM": DE,
+        "MODEL.ESTIMATOR.DEPTH": 1,
+        "MODEL.ESTIMATOR.NUM_HEADS": H,
+        "MODEL.QUANTIZER.NUM_LEVELS": L,
+        "MODEL.QUANTIZER.CODEBOOK_SIZE": K,
+        "MODEL.QUANTIZER.CODE_DIM": C,
         "MODEL.MASK.RATIO": 0.5,
     }
     opts.update(extra)
@@ -56,41 +71,78 @@ def our_cfg(**extra):
 
 
 def _timm_block(p, dim):
-    return {p + "norm1.weight": (dim,), p + "norm1.bias": (dim,), p + "attn.qkv.weight": (3 * dim, dim),
-            p + "attn.qkv.bias": (3 * dim,), p + "attn.proj.weight": (dim, dim), p + "attn.proj.bias": (dim,),
-            p + "norm2.weight": (dim,), p + "norm2.bias": (dim,), p + "mlp.fc1.weight": (4 * dim, dim),
-            p + "mlp.fc1.bias": (4 * dim,), p + "mlp.fc2.weight": (dim, 4 * dim), p + "mlp.fc2.bias": (dim,)}
+    return {
+        p + "norm1.weight": (dim,),
+        p + "norm1.bias": (dim,),
+        p + "attn.qkv.weight": (3 * dim, dim),
+        p + "attn.qkv.bias": (3 * dim,),
+        p + "attn.proj.weight": (dim, dim),
+        p + "attn.proj.bias": (dim,),
+        p + "norm2.weight": (dim,),
+        p + "norm2.bias": (dim,),
+        p + "mlp.fc1.weight": (4 * dim, dim),
+        p + "mlp.fc1.bias": (4 * dim,),
+        p + "mlp.fc2.weight": (dim, 4 * dim),
+        p + "mlp.fc2.bias": (dim,),
+    }
 
 
 def _their_swin_block(p, dim):
-    return {p + "attn.qkv.weight": (3 * dim, dim), p + "attn.qkv.bias": (3 * dim,), p + "attn.proj.weight": (dim, dim),
-            p + "attn.proj.bias": (dim,), p + "attn.tau": (H,), p + "attn.meta_mlp.model.0.weight": (384, 2),
-            p + "attn.meta_mlp.model.0.bias": (384,), p + "attn.meta_mlp.model.3.weight": (H, 384),
-            p + "attn.meta_mlp.model.3.bias": (H,), p + "norm1.weight": (dim,), p + "norm1.bias": (dim,),
-            p + "mlp.model.0.weight": (4 * dim, dim), p + "mlp.model.0.bias": (4 * dim,),
-            p + "mlp.model.2.weight": (dim, 4 * dim), p + "mlp.model.2.bias": (dim,), p + "norm2.weight": (dim,),
-            p + "norm2.bias": (dim,)}
+    return {
+        p + "attn.qkv.weight": (3 * dim, dim),
+        p + "attn.qkv.bias": (3 * dim,),
+        p + "attn.proj.weight": (dim, dim),
+        p + "attn.proj.bias": (dim,),
+        p + "attn.tau": (H,),
+        p + "attn.meta_mlp.model.0.weight": (384, 2),
+        p + "attn.meta_mlp.model.0.bias": (384,),
+        p + "attn.meta_mlp.model.3.weight": (H, 384),
+        p + "attn.meta_mlp.model.3.bias": (H,),
+        p + "norm1.weight": (dim,),
+        p + "norm1.bias": (dim,),
+        p + "mlp.model.0.weight": (4 * dim, dim),
+        p + "mlp.model.0.bias": (4 * dim,),
+        p + "mlp.model.2.weight": (dim, 4 * dim),
+        p + "mlp.model.2.bias": (dim,),
+        p + "norm2.weight": (dim,),
+        p + "norm2.bias": (dim,),
+    }
 
 
 def their_checkpoint(soft_code=1):
     """Their pretraining model's state: names and shapes as in their encoder_decoder.py /
     tokenizer.py / rq_quantizations.py, random values, their position tables."""
     n = math.prod(GRID)
-    shapes = {"encoder_decoder.cls_token": (1, 1, D), "encoder_decoder.patch_embed.proj.weight": (D, 1, 8, 8),
-              "encoder_decoder.patch_embed.proj.bias": (D,), "encoder_decoder.norm.weight": (D,),
-              "encoder_decoder.norm.bias": (D,), "encoder_decoder.decoder_embed.weight": (DD, D),
-              "encoder_decoder.decoder_embed.bias": (DD,), "encoder_decoder.mask_token": (1, 1, DD),
-              "encoder_decoder.decoder_norm.weight": (DD,), "encoder_decoder.decoder_norm.bias": (DD,),
-              "encoder_decoder.decoder_pred.weight": (L * K * soft_code, DD),
-              "encoder_decoder.decoder_pred.bias": (L * K * soft_code,),
-              "tokenizer.cls_token": (1, 1, D), "tokenizer.patch_embed.proj.weight": (D, 1, 8, 8),
-              "tokenizer.patch_embed.proj.bias": (D,), "tokenizer.norm.weight": (D,), "tokenizer.norm.bias": (D,),
-              "tokenizer.cold_start_encoder.weight": (C, D), "tokenizer.quantize_layer.0.weight": (D, D),
-              "tokenizer.quantize_layer.0.bias": (D,), "tokenizer.quantize_layer.2.weight": (C, D),
-              "tokenizer.quantize_layer.2.bias": (C,), "tokenizer.estimator_embed.weight": (DE, C),
-              "tokenizer.estimator_embed.bias": (DE,), "tokenizer.estimator_norm.weight": (DE,),
-              "tokenizer.estimator_norm.bias": (DE,), "tokenizer.estimator_pred.weight": (D, DE),
-              "tokenizer.estimator_pred.bias": (D,)}
+    shapes = {
+        "encoder_decoder.cls_token": (1, 1, D),
+        "encoder_decoder.patch_embed.proj.weight": (D, 1, 8, 8),
+        "encoder_decoder.patch_embed.proj.bias": (D,),
+        "encoder_decoder.norm.weight": (D,),
+        "encoder_decoder.norm.bias": (D,),
+        "encoder_decoder.decoder_embed.weight": (DD, D),
+        "encoder_decoder.decoder_embed.bias": (DD,),
+        "encoder_decoder.mask_token": (1, 1, DD),
+        "encoder_decoder.decoder_norm.weight": (DD,),
+        "encoder_decoder.decoder_norm.bias": (DD,),
+        "encoder_decoder.decoder_pred.weight": (L * K * soft_code, DD),
+        "encoder_decoder.decoder_pred.bias": (L * K * soft_code,),
+        "tokenizer.cls_token": (1, 1, D),
+        "tokenizer.patch_embed.proj.weight": (D, 1, 8, 8),
+        "tokenizer.patch_embed.proj.bias": (D,),
+        "tokenizer.norm.weight": (D,),
+        "tokenizer.norm.bias": (D,),
+        "tokenizer.cold_start_encoder.weight": (C, D),
+        "tokenizer.quantize_layer.0.weight": (D, D),
+        "tokenizer.quantize_layer.0.bias": (D,),
+        "tokenizer.quantize_layer.2.weight": (C, D),
+        "tokenizer.quantize_layer.2.bias": (C,),
+        "tokenizer.estimator_embed.weight": (DE, C),
+        "tokenizer.estimator_embed.bias": (DE,),
+        "tokenizer.estimator_norm.weight": (DE,),
+        "tokenizer.estimator_norm.bias": (DE,),
+        "tokenizer.estimator_pred.weight": (D, DE),
+        "tokenizer.estimator_pred.bias": (D,),
+    }
     shapes.update(_timm_block("encoder_decoder.blocks.0.", D))
     shapes.update(_timm_block("tokenizer.blocks.0.", D))
     shapes.update(_timm_block("tokenizer.estimator_blocks.0.", DE))
@@ -124,17 +176,21 @@ def test_their_checkpoint_loads_into_our_model_exactly():
     s = model.state_dict()
     assert not report.missing or set(report.missing) <= {"tokenizer.quantizer.num_updates"}
     # encoder, decoder, tokenizer, estimator: bitwise the same values
-    for ours_key, their_key in [("encoder.blocks.0.attn.qkv.weight", "encoder_decoder.blocks.0.attn.qkv.weight"),
-                                ("encoder.patch_embed.proj.weight", "encoder_decoder.patch_embed.proj.weight"),
-                                ("decoder.embed.weight", "encoder_decoder.decoder_embed.weight"),
-                                ("decoder.head.weight", "encoder_decoder.decoder_pred.weight"),
-                                ("decoder.blocks.1.block.attn.position_bias.mlp.3.weight",
-                                 "encoder_decoder.decoder_blocks.1.attn.meta_mlp.model.3.weight"),
-                                ("decoder.blocks.0.block.mlp.fc2.weight", "encoder_decoder.decoder_blocks.0.mlp.model.2.weight"),
-                                ("tokenizer.vit.blocks.0.mlp.fc1.weight", "tokenizer.blocks.0.mlp.fc1.weight"),
-                                ("tokenizer.proj.2.weight", "tokenizer.quantize_layer.2.weight"),
-                                ("estimator.blocks.0.attn.proj.weight", "tokenizer.estimator_blocks.0.attn.proj.weight"),
-                                ("estimator.head.bias", "tokenizer.estimator_pred.bias")]:
+    for ours_key, their_key in [
+        ("encoder.blocks.0.attn.qkv.weight", "encoder_decoder.blocks.0.attn.qkv.weight"),
+        ("encoder.patch_embed.proj.weight", "encoder_decoder.patch_embed.proj.weight"),
+        ("decoder.embed.weight", "encoder_decoder.decoder_embed.weight"),
+        ("decoder.head.weight", "encoder_decoder.decoder_pred.weight"),
+        (
+            "decoder.blocks.1.block.attn.position_bias.mlp.3.weight",
+            "encoder_decoder.decoder_blocks.1.attn.meta_mlp.model.3.weight",
+        ),
+        ("decoder.blocks.0.block.mlp.fc2.weight", "encoder_decoder.decoder_blocks.0.mlp.model.2.weight"),
+        ("tokenizer.vit.blocks.0.mlp.fc1.weight", "tokenizer.blocks.0.mlp.fc1.weight"),
+        ("tokenizer.proj.2.weight", "tokenizer.quantize_layer.2.weight"),
+        ("estimator.blocks.0.attn.proj.weight", "tokenizer.estimator_blocks.0.attn.proj.weight"),
+        ("estimator.head.bias", "tokenizer.estimator_pred.bias"),
+    ]:
         assert torch.equal(s[ours_key], theirs[their_key]), ours_key
     # position tables: as stored (their transposed layout recognised), cls rows where ours have none dropped
     assert torch.equal(s["encoder.pos_embed"], theirs["encoder_decoder.pos_embed"])
@@ -144,7 +200,9 @@ def test_their_checkpoint_loads_into_our_model_exactly():
     assert not torch.allclose(s["encoder.pos_embed"][0, 1:], sincos_pos_embed(D, GRID))  # not our table of the grid
     # codebooks: their padding row dropped; initialised
     for l in range(L):
-        assert torch.equal(s["tokenizer.quantizer.codebook"][l], theirs[f"tokenizer.quantizer.codebooks.{l}.weight"][:-1])
+        assert torch.equal(
+            s["tokenizer.quantizer.codebook"][l], theirs[f"tokenizer.quantizer.codebooks.{l}.weight"][:-1]
+        )
     assert bool(s["tokenizer.quantizer.initialized"])
     # temperature: our cosine scale is their 1 / tau.clamp(min=0.01)
     scale = model.decoder.blocks[0].block.attn.scale()
@@ -213,10 +271,17 @@ def test_tool_converts_both_ways(tmp_path):
     ours = tmp_path / "ours.pth"
     convert_from_authors(str(src), str(ours), str(cfg_path))
     ck = torch.load(ours, weights_only=True)
-    assert torch.equal(ck["model"]["encoder.blocks.0.attn.qkv.weight"], theirs["encoder_decoder.blocks.0.attn.qkv.weight"])
+    assert torch.equal(
+        ck["model"]["encoder.blocks.0.attn.qkv.weight"], theirs["encoder_decoder.blocks.0.attn.qkv.weight"]
+    )
     back = tmp_path / "back.pth"
     convert_to_authors(str(ours), str(back))
     ck2 = torch.load(back, weights_only=True)["model"]
-    for k in ("encoder_decoder.pos_embed", "encoder_decoder.blocks.0.mlp.fc2.weight", "tokenizer.estimator_pred.weight",
-              "tokenizer.quantizer.codebooks.1.weight", "encoder_decoder.decoder_blocks.1.attn.meta_mlp.model.0.bias"):
+    for k in (
+        "encoder_decoder.pos_embed",
+        "encoder_decoder.blocks.0.mlp.fc2.weight",
+        "tokenizer.estimator_pred.weight",
+        "tokenizer.quantizer.codebooks.1.weight",
+        "encoder_decoder.decoder_blocks.1.attn.meta_mlp.model.0.bias",
+    ):
         assert torch.equal(ck2[k], theirs[k]), k

@@ -1,5 +1,6 @@
 """tools/new_plugin.py: the scaffolded package installs, trains a BRIDLE schedule through
 train_net at once, exports its encoder, fine-tunes from it, and passes its own tests."""
+
 import json
 import os
 import subprocess
@@ -10,15 +11,30 @@ import pytest
 from bridle.checkpoint import load_checkpoint_file
 from plugins_api_util import REPO, install_package, run_tool
 
-FILES = ("setup.py", "bridle_imu/__init__.py", "bridle_imu/config.py", "bridle_imu/patch_embed.py",
-         "bridle_imu/masking.py", "bridle_imu/dataset.py", "bridle_imu/transforms.py",
-         "configs/pretrain_tiny.yaml", "configs/finetune_tiny.yaml", "tests/test_imu.py",
-         "example_data/train.csv", "example_data/val.csv", "example_data/test.csv")
+FILES = (
+    "setup.py",
+    "bridle_imu/__init__.py",
+    "bridle_imu/config.py",
+    "bridle_imu/patch_embed.py",
+    "bridle_imu/masking.py",
+    "bridle_imu/dataset.py",
+    "bridle_imu/transforms.py",
+    "configs/pretrain_tiny.yaml",
+    "configs/finetune_tiny.yaml",
+    "tests/test_imu.py",
+    "example_data/train.csv",
+    "example_data/val.csv",
+    "example_data/test.csv",
+)
 
 
 def _new_plugin(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "new_plugin.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "new_plugin.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_scaffold_writes_the_package_and_refuses_bad_names(tmp_path):
@@ -47,18 +63,44 @@ def test_scaffold_trains_exports_finetunes_and_passes_its_tests(tmp_path):
     assert "[bridle_imu]" in listing
     out = tmp_path / "pre"
     common = ["MODEL.DEVICE", "cpu", "PROGRESS_BAR", False]
-    run_tool("train_net.py", ["--config-file", f"{root}/configs/pretrain_tiny.yaml", "OUTPUT_DIR", out,
-                              "SOLVER.MAX_ITER", 2, *common], env)
+    run_tool(
+        "train_net.py",
+        ["--config-file", f"{root}/configs/pretrain_tiny.yaml", "OUTPUT_DIR", out, "SOLVER.MAX_ITER", 2, *common],
+        env,
+    )
     for phase in ("0_encoder_cold", "1_tokenizer", "2_encoder"):
         assert load_checkpoint_file(str(out / phase / "model_final.pth"))["iteration"] == 2, phase  # iterations done
     enc = tmp_path / "encoder.pth"
-    meta = json.loads(run_tool("export_encoder.py", [out / "2_encoder" / "model_final.pth", enc], env).strip().splitlines()[-1])
+    meta = json.loads(
+        run_tool("export_encoder.py", [out / "2_encoder" / "model_final.pth", enc], env).strip().splitlines()[-1]
+    )
     assert meta["grid_size"] == [16] and meta["depth"] == 2
     ft = tmp_path / "ft"
-    run_tool("train_net.py", ["--config-file", f"{root}/configs/finetune_tiny.yaml", "OUTPUT_DIR", ft,
-                              "MODEL.WEIGHTS", enc, "SOLVER.MAX_ITER", 4, "TEST.EVAL_PERIOD", 2, *common], env)
+    run_tool(
+        "train_net.py",
+        [
+            "--config-file",
+            f"{root}/configs/finetune_tiny.yaml",
+            "OUTPUT_DIR",
+            ft,
+            "MODEL.WEIGHTS",
+            enc,
+            "SOLVER.MAX_ITER",
+            4,
+            "TEST.EVAL_PERIOD",
+            2,
+            *common,
+        ],
+        env,
+    )
     results = json.load(open(ft / "final_results.json"))
     assert 0.0 <= results["last"]["test"]["top1"] <= 1.0 and results["val_selected"] is not None
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(root, "tests")],
-                       cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(root, "tests")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

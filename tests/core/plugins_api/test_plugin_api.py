@@ -2,6 +2,7 @@
 entry and what it lacks; add_config may live in a plugin's ``config`` submodule; unknown
 namespaces name the loaded plugins; the config package imports no trainer; a tokenizer phase
 re-initialises only the state a quantizer declares as its codebook."""
+
 import importlib
 import os
 import subprocess
@@ -25,11 +26,18 @@ def toy_cfg(tmp_path, **extra):
 
 
 def test_config_package_imports_no_trainer_and_registries_fill_themselves():
-    code = ("import sys; from bridle.config import get_cfg; get_cfg(); "
-            "print('bridle.trainers' in sys.modules, 'bridle.checkpoint' in sys.modules, 'bridle.engine' in sys.modules); "
-            "from bridle.registry import TRAINER, EVALUATOR; print(sorted(TRAINER.names())); print('accuracy' in EVALUATOR)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                       env=dict(os.environ, BRIDLE_PLUGINS="none"))
+    code = (
+        "import sys; from bridle.config import get_cfg; get_cfg(); "
+        "print('bridle.trainers' in sys.modules, 'bridle.checkpoint' in sys.modules, 'bridle.engine' in sys.modules); "
+        "from bridle.registry import TRAINER, EVALUATOR; print(sorted(TRAINER.names())); print('accuracy' in EVALUATOR)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, BRIDLE_PLUGINS="none"),
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "False False False"
@@ -43,7 +51,8 @@ def test_add_config_is_found_in_the_plugin_config_submodule(tmp_path, monkeypatc
     (pkg / "__init__.py").write_text("# registers nothing, declares keys in config.py\n")
     (pkg / "config.py").write_text(
         "from bridle.config import CfgNode as CN\n\n\ndef add_config(cfg):\n"
-        "    cfg.DATASETS.CFGSUB = CN()\n    cfg.DATASETS.CFGSUB.ROOT = ''  # where the data lives\n")
+        "    cfg.DATASETS.CFGSUB = CN()\n    cfg.DATASETS.CFGSUB.ROOT = ''  # where the data lives\n"
+    )
     (tmp_path / "plain_plugin.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = importlib.import_module("bridle_cfgsub")
@@ -127,7 +136,9 @@ def test_quantizer_contract_is_checked_and_codebook_methods_are_optional(toy_plu
         QUANTIZER.register(NoSizes, name="plugins_api_nosizes")
     from bridle.modeling.quantizers import build_quantizer
 
-    with pytest.raises(TypeError, match=r"QUANTIZER entry 'plugins_api_nosizes'.*\['num_levels', 'codebook_size', 'code_dim'\]"):
+    with pytest.raises(
+        TypeError, match=r"QUANTIZER entry 'plugins_api_nosizes'.*\['num_levels', 'codebook_size', 'code_dim'\]"
+    ):
         build_quantizer(toy_cfg(tmp_path, **{"MODEL.QUANTIZER.NAME": "plugins_api_nosizes"}))
 
 
@@ -142,11 +153,16 @@ def test_meta_arch_and_head_are_looked_up_from_the_config(toy_plugin, tmp_path):
     if "plugins_api_not_bridle" not in META_ARCH:
         META_ARCH.register(NotBridle, name="plugins_api_not_bridle")
     with pytest.raises(TypeError, match=r"META_ARCH entry 'plugins_api_not_bridle' \(MODEL.META_ARCHITECTURE"):
-        EncoderPhaseTrainer.build_model(toy_cfg(tmp_path, **{"MODEL.META_ARCHITECTURE": "plugins_api_not_bridle",
-                                                            "MODEL.TOKENIZER.COLD_START": True}))
+        EncoderPhaseTrainer.build_model(
+            toy_cfg(
+                tmp_path, **{"MODEL.META_ARCHITECTURE": "plugins_api_not_bridle", "MODEL.TOKENIZER.COLD_START": True}
+            )
+        )
     if "plugins_api_bilinear" not in HEAD:
         HEAD.register(lambda cfg, d, k: nn.Bilinear(d, d, k), name="plugins_api_bilinear")
-    model = EncoderClassifier(toy_cfg(tmp_path, **{"MODEL.HEAD.NAME": "plugins_api_bilinear", "MODEL.HEAD.NUM_CLASSES": 4}))
+    model = EncoderClassifier(
+        toy_cfg(tmp_path, **{"MODEL.HEAD.NAME": "plugins_api_bilinear", "MODEL.HEAD.NUM_CLASSES": 4})
+    )
     assert isinstance(model.head, nn.Bilinear)
 
 
@@ -158,8 +174,12 @@ def test_tokenizer_phase_refreshes_only_declared_codebook_state(toy_plugin, tmp_
 
     monkeypatch.syspath_prepend(os.path.join(REPO, "tests", "core", "third_party_pkg"))
     importlib.import_module("bridle_thirdparty")
-    fsq = {"MODEL.QUANTIZER.NAME": "fsq", "MODEL.QUANTIZER.NUM_LEVELS": 1, "MODEL.QUANTIZER.CODE_DIM": 3,
-           "MODEL.QUANTIZER.CODEBOOK_SIZE": 27}
+    fsq = {
+        "MODEL.QUANTIZER.NAME": "fsq",
+        "MODEL.QUANTIZER.NUM_LEVELS": 1,
+        "MODEL.QUANTIZER.CODE_DIM": 3,
+        "MODEL.QUANTIZER.CODEBOOK_SIZE": 27,
+    }
     for extra, sub in (({}, "rq"), (fsq, "fsq")):
         cfg = toy_cfg(tmp_path / sub, **extra)
         prev = BridleModel(cfg, "encoder").state_dict()  # an encoder phase with a trained tokenizer
@@ -187,13 +207,17 @@ def test_linear_probe_says_it_does_not_apply_batch_transforms(toy_plugin, tmp_pa
     from bridle.trainers.finetune import FinetuneTrainer, LinearProbeTrainer
 
     assert FinetuneTrainer.use_batch_transforms and not LinearProbeTrainer.use_batch_transforms
-    cfg = toy_cfg(tmp_path, **{"TRAINER.NAME": "linear_probe", "INPUT.BATCH_TRANSFORMS": "['some_mixup']",
-                               "MODEL.HEAD.NUM_CLASSES": 4})
+    cfg = toy_cfg(
+        tmp_path,
+        **{"TRAINER.NAME": "linear_probe", "INPUT.BATCH_TRANSFORMS": "['some_mixup']", "MODEL.HEAD.NUM_CLASSES": 4},
+    )
     with caplog.at_level("WARNING"):
         trainer = LinearProbeTrainer(cfg)
     assert trainer.batch_transforms == []
-    assert any("INPUT.BATCH_TRANSFORMS ['some_mixup'] are NOT applied by LinearProbeTrainer" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "INPUT.BATCH_TRANSFORMS ['some_mixup'] are NOT applied by LinearProbeTrainer" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_patch_embed_evaluator_and_transform_contracts_name_the_entry(toy_plugin, tmp_path):
@@ -212,7 +236,9 @@ def test_patch_embed_evaluator_and_transform_contracts_name_the_entry(toy_plugin
     cfg = toy_cfg(tmp_path, **{"MODEL.PATCH_EMBED.NAME": "plugins_api_wrong_embed"})
     with pytest.raises(ValueError, match=r"PATCH_EMBED entry 'plugins_api_wrong_embed'.*num_patches 15 != .* 16"):
         build_patch_embed(cfg, 32)
-    with pytest.raises(TypeError, match=r"EVALUATOR entry 'plugins_api_no_methods'.*\['reset', 'process', 'evaluate'\]"):
+    with pytest.raises(
+        TypeError, match=r"EVALUATOR entry 'plugins_api_no_methods'.*\['reset', 'process', 'evaluate'\]"
+    ):
         build_evaluators(cfg, ["plugins_api_no_methods"])
     cfg.defrost()
     cfg.INPUT.BATCH_TRANSFORMS = ["plugins_api_none_transform"]

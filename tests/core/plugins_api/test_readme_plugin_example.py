@@ -1,10 +1,12 @@
 """docs/plugins.md's "Writing a plugin" example, run verbatim: the files between its plugin-example
 markers are written to a temp dir, the package is installed by its own setup.py, listed by
 ``train_net.py --list`` and trained (a short schedule) with its own config on a manifest."""
+
 import os
 
 import numpy as np
 import pytest
+
 from bridle.checkpoint import load_checkpoint_file
 from plugins_api_util import REPO, install_package, readme_example_files, run_tool
 
@@ -48,10 +50,24 @@ def test_readme_plugin_example_installs_lists_and_trains(tmp_path):
     assert "signal1d" in listing and "[my_signals]" in listing
     manifest = _write_manifest(str(tmp_path))
     out = tmp_path / "out"
-    run_tool("train_net.py", [
-        "--config-file", os.path.join(pkg, "signals_tiny.yaml"), "DATASETS.SIGNALS.TRAIN_MANIFEST", manifest,
-        "OUTPUT_DIR", out, "MODEL.DEVICE", "cpu", "SOLVER.MAX_ITER", 2, "PROGRESS_BAR", False,
-    ], env)
+    run_tool(
+        "train_net.py",
+        [
+            "--config-file",
+            os.path.join(pkg, "signals_tiny.yaml"),
+            "DATASETS.SIGNALS.TRAIN_MANIFEST",
+            manifest,
+            "OUTPUT_DIR",
+            out,
+            "MODEL.DEVICE",
+            "cpu",
+            "SOLVER.MAX_ITER",
+            2,
+            "PROGRESS_BAR",
+            False,
+        ],
+        env,
+    )
     for phase in ("0_encoder_cold", "1_tokenizer", "2_encoder"):
         ckpt = load_checkpoint_file(str(out / phase / "model_final.pth"))
         assert ckpt["iteration"] == 2, phase  # iterations done

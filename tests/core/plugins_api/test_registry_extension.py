@@ -2,6 +2,7 @@
 by its own setup.py) registers a QUANTIZER (finite scalar quantization, no codebook), a
 BACKBONE (a layer-scale ViT, used by the encoder *and* the tokenizer) and a HEAD; with the toy
 modality it runs a BRIDLE schedule, an export and a linear probe through the tools."""
+
 import json
 import os
 import shutil
@@ -45,14 +46,29 @@ def test_third_party_quantizer_backbone_and_head_run_schedule_export_and_probe(t
     assert "tokenizer.vit.blocks.0.ls1.gamma" in enc_phase and "tokenizer.quantizer.scale" in enc_phase
     assert "encoder.blocks.0.ls1.gamma" in enc_phase
     enc = tmp_path / "encoder.pth"
-    meta = json.loads(run_tool("export_encoder.py", [out / "2_encoder" / "model_final.pth", enc], third_party)
-                      .strip().splitlines()[-1])
+    meta = json.loads(
+        run_tool("export_encoder.py", [out / "2_encoder" / "model_final.pth", enc], third_party)
+        .strip()
+        .splitlines()[-1]
+    )
     assert meta["depth"] == 1
     probe = tmp_path / "probe"
-    run_tool("train_net.py", toy_opts(str(probe), **EXTENSION, **{
-        "TRAINER.NAME": "linear_probe", "MODEL.WEIGHTS": enc, "MODEL.HEAD.NAME": "mlp",
-        "MODEL.HEAD.NUM_CLASSES": 4, "DATASETS.TEST": "toy_signals", "SOLVER.MAX_ITER": 3,
-    }), third_party)
+    run_tool(
+        "train_net.py",
+        toy_opts(
+            str(probe),
+            **EXTENSION,
+            **{
+                "TRAINER.NAME": "linear_probe",
+                "MODEL.WEIGHTS": enc,
+                "MODEL.HEAD.NAME": "mlp",
+                "MODEL.HEAD.NUM_CLASSES": 4,
+                "DATASETS.TEST": "toy_signals",
+                "SOLVER.MAX_ITER": 3,
+            },
+        ),
+        third_party,
+    )
     results = json.load(open(probe / "final_results.json"))
     assert 0.0 <= results["last"]["test"]["top1"] <= 1.0
     clf = load_checkpoint_file(str(probe / "model_final.pth"))["model"]

@@ -1,4 +1,5 @@
 """BRIDLE phases on a tiny model of the (third-party) toy modality."""
+
 import pytest
 import torch
 
@@ -47,8 +48,11 @@ def assert_same(a, b):
 @pytest.mark.parametrize("phase,cold", [("encoder", True), ("encoder", False), ("tokenizer", False), ("joint", False)])
 def test_phase_trains_only_its_modules(phase, cold):
     m = make(phase, cold)
-    frozen = {name: snapshot(getattr(m, name)) for name in ("encoder", "decoder", "tokenizer", "estimator")
-              if getattr(m, name) not in m.trained_modules()}
+    frozen = {
+        name: snapshot(getattr(m, name))
+        for name in ("encoder", "decoder", "tokenizer", "estimator")
+        if getattr(m, name) not in m.trained_modules()
+    }
     if cold:
         frozen["tokenizer"] = snapshot(m.tokenizer)
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
@@ -176,7 +180,7 @@ def test_cold_start_init_is_the_authors():
     w = m.tokenizer.proj.weight
     bound = (6.0 / (w.shape[0] + w.shape[1])) ** 0.5  # xavier-uniform bound for 64 -> 64
     assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
-    assert abs(w.std().item() - bound / 3 ** 0.5) < 0.1 * bound  # std of U(-b, b) = b / sqrt(3)
+    assert abs(w.std().item() - bound / 3**0.5) < 0.1 * bound  # std of U(-b, b) = b / sqrt(3)
     convs = [c for c in m.tokenizer.patch_embed.modules() if isinstance(c, torch.nn.modules.conv._ConvNd)]
     assert convs
     for c in convs:
@@ -223,7 +227,9 @@ def test_target_usage_metrics_count_the_window():
         assert out[f"targets/dead_codes/l{level}"].item() == 16 - used
         counts = torch.bincount(window[:, level], minlength=16).float()
         p = counts[counts > 0] / counts.sum()
-        assert out[f"targets/perplexity/l{level}"].item() == pytest.approx(torch.exp(-(p * p.log()).sum()).item(), rel=1e-5)
+        assert out[f"targets/perplexity/l{level}"].item() == pytest.approx(
+            torch.exp(-(p * p.log()).sum()).item(), rel=1e-5
+        )
 
 
 def test_teacher_layer_reconstructs_that_blocks_normalised_output():
@@ -232,8 +238,9 @@ def test_teacher_layer_reconstructs_that_blocks_normalised_output():
     with torch.no_grad():
         ref = last.encoder.norm(last.encoder(x, num_blocks=last.encoder.depth))[:, 1:]
     torch.testing.assert_close(last.teacher_features(x), ref)
-    m = make("tokenizer", **{"PRETRAIN.TEACHER_PRECISION": "fp32", "PRETRAIN.TEACHER_LAYER": 1,
-                             "MODEL.ENCODER.DEPTH": 2})
+    m = make(
+        "tokenizer", **{"PRETRAIN.TEACHER_PRECISION": "fp32", "PRETRAIN.TEACHER_LAYER": 1, "MODEL.ENCODER.DEPTH": 2}
+    )
     with torch.no_grad():
         enc = m.encoder
         tokens = torch.cat([(enc.cls_token + enc.pos_embed[:, :1]).expand(x.shape[0], -1, -1), enc.embed(x)], 1)

@@ -1,4 +1,5 @@
 """Phase hand-over rules when a single phase starts from MODEL.WEIGHTS."""
+
 import os
 
 import pytest
@@ -12,9 +13,17 @@ from toy_plugin import toy_opts
 
 def run_phase(tmp_path, name, trainer, weights="", cold=False, iters=2):
     cfg = get_cfg()
-    cfg.merge_from_list(toy_opts(str(tmp_path / name), **{
-        "TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "MODEL.TOKENIZER.COLD_START": cold,
-        "SOLVER.MAX_ITER": iters}))
+    cfg.merge_from_list(
+        toy_opts(
+            str(tmp_path / name),
+            **{
+                "TRAINER.NAME": trainer,
+                "MODEL.WEIGHTS": weights,
+                "MODEL.TOKENIZER.COLD_START": cold,
+                "SOLVER.MAX_ITER": iters,
+            },
+        )
+    )
     torch.manual_seed(0)
     t = TRAINER.get(trainer)(cfg)
     t.resume_or_load(resume=False)
@@ -51,8 +60,12 @@ def test_encoder_phase_refuses_a_checkpoint_without_trained_tokenizer(cold_ckpt,
 def load_only(tmp_path, name, trainer, weights, cold=False, **extra):
     """A phase trainer after the hand-over from ``weights``, before any training step."""
     cfg = get_cfg()
-    cfg.merge_from_list(toy_opts(str(tmp_path / name), **{
-        "TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "MODEL.TOKENIZER.COLD_START": cold, **extra}))
+    cfg.merge_from_list(
+        toy_opts(
+            str(tmp_path / name),
+            **{"TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "MODEL.TOKENIZER.COLD_START": cold, **extra},
+        )
+    )
     torch.manual_seed(1)  # other fresh weights than the runs that wrote the checkpoints
     t = TRAINER.get(trainer)(cfg)
     t.resume_or_load(resume=False)
@@ -116,8 +129,12 @@ def test_carry_decoder_off_starts_a_fresh_decoder(cold_ckpt, tmp_path):
 
 def run_phase_opts(tmp_path, name, trainer, weights, iters=1, **extra):
     cfg = get_cfg()
-    cfg.merge_from_list(toy_opts(str(tmp_path / name), **{
-        "TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "SOLVER.MAX_ITER": iters, **extra}))
+    cfg.merge_from_list(
+        toy_opts(
+            str(tmp_path / name),
+            **{"TRAINER.NAME": trainer, "MODEL.WEIGHTS": weights, "SOLVER.MAX_ITER": iters, **extra},
+        )
+    )
     torch.manual_seed(0)
     t = TRAINER.get(trainer)(cfg)
     t.resume_or_load(resume=False)
@@ -132,13 +149,17 @@ def test_exported_encoder_starts_a_cold_phase(cold_ckpt, tmp_path):
     src = state(cold_ckpt)
     # the phase trained one step from the exported weights: shapes match and loading happened
     loaded = t.model_without_ddp.encoder.state_dict()
-    assert set(loaded) == {k[len("encoder."):] for k in src if k.startswith("encoder.")}
+    assert set(loaded) == {k[len("encoder.") :] for k in src if k.startswith("encoder.")}
 
 
 def test_mismatched_weights_are_a_clear_error(cold_ckpt, tmp_path):
     cfg = get_cfg()
-    cfg.merge_from_list(toy_opts(str(tmp_path / "bad"), **{
-        "TRAINER.NAME": "tokenizer", "MODEL.WEIGHTS": cold_ckpt, "MODEL.ENCODER.EMBED_DIM": 48}))
+    cfg.merge_from_list(
+        toy_opts(
+            str(tmp_path / "bad"),
+            **{"TRAINER.NAME": "tokenizer", "MODEL.WEIGHTS": cold_ckpt, "MODEL.ENCODER.EMBED_DIM": 48},
+        )
+    )
     t = TRAINER.get("tokenizer")(cfg)
     with pytest.raises(ValueError, match="does not fit"):
         t.resume_or_load(resume=False)
@@ -148,12 +169,22 @@ def test_schedule_carries_decoder_and_estimator_between_phases(toy_plugin, tmp_p
     """The schedule's checkpoints: 2_encoder keeps 1_tokenizer's estimator bitwise, and its
     decoder started from 0_encoder_cold's (kept unchanged through the tokenizer phase)."""
     cfg = get_cfg()
-    cfg.merge_from_list(toy_opts(str(tmp_path / "sched"), **{
-        "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": '["encoder_cold", "tokenizer", "encoder"]',
-        "SOLVER.MAX_ITER": 2}))
+    cfg.merge_from_list(
+        toy_opts(
+            str(tmp_path / "sched"),
+            **{
+                "TRAINER.NAME": "schedule",
+                "PRETRAIN.SCHEDULE": '["encoder_cold", "tokenizer", "encoder"]',
+                "SOLVER.MAX_ITER": 2,
+            },
+        )
+    )
     torch.manual_seed(0)
     TRAINER.get("schedule")(cfg).train()
-    ck = {k: state(os.path.join(cfg.OUTPUT_DIR, k, "model_final.pth")) for k in ("0_encoder_cold", "1_tokenizer", "2_encoder")}
+    ck = {
+        k: state(os.path.join(cfg.OUTPUT_DIR, k, "model_final.pth"))
+        for k in ("0_encoder_cold", "1_tokenizer", "2_encoder")
+    }
     est = [k for k in ck["1_tokenizer"] if k.startswith("estimator.")]
     assert all(torch.equal(ck["1_tokenizer"][k], ck["2_encoder"][k]) for k in est)
     assert not all(torch.equal(ck["0_encoder_cold"][k], ck["1_tokenizer"][k]) for k in est)  # it trained there
@@ -185,8 +216,12 @@ def test_resume_refuses_a_finished_phase_that_ran_another_config(toy_plugin, tmp
 
     def cfg_of(**extra):
         cfg = get_cfg()
-        cfg.merge_from_list(toy_opts(str(tmp_path / "out"), **{
-            "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra}))
+        cfg.merge_from_list(
+            toy_opts(
+                str(tmp_path / "out"),
+                **{"TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra},
+            )
+        )
         return cfg
 
     runner = TRAINER.get("schedule")(cfg_of())
@@ -215,9 +250,17 @@ def test_resume_accepts_a_run_directory_copied_elsewhere(toy_plugin, tmp_path):
 
     def cfg_of(out, **extra):
         cfg = get_cfg()
-        cfg.merge_from_list(toy_opts(str(out), **{
-            "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold', 'tokenizer']", "SOLVER.MAX_ITER": 2,
-            **extra}))
+        cfg.merge_from_list(
+            toy_opts(
+                str(out),
+                **{
+                    "TRAINER.NAME": "schedule",
+                    "PRETRAIN.SCHEDULE": "['encoder_cold', 'tokenizer']",
+                    "SOLVER.MAX_ITER": 2,
+                    **extra,
+                },
+            )
+        )
         return cfg
 
     TRAINER.get("schedule")(cfg_of(tmp_path / "a")).train()
@@ -242,9 +285,18 @@ def test_iteration_two_may_use_a_larger_quantizer_than_the_cold_start(toy_plugin
 
     bigger = "['MODEL.QUANTIZER.NUM_LEVELS','3','MODEL.QUANTIZER.CODEBOOK_SIZE','24']"
     cfg = get_cfg()
-    cfg.merge_from_list(toy_opts(str(tmp_path / "out"), **{
-        "TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']", "SOLVER.MAX_ITER": 2,
-        "PRETRAIN.PHASES.TOKENIZER.OPTS": bigger, "PRETRAIN.PHASES.ENCODER.OPTS": bigger}))
+    cfg.merge_from_list(
+        toy_opts(
+            str(tmp_path / "out"),
+            **{
+                "TRAINER.NAME": "schedule",
+                "PRETRAIN.SCHEDULE": "['encoder_cold','tokenizer','encoder']",
+                "SOLVER.MAX_ITER": 2,
+                "PRETRAIN.PHASES.TOKENIZER.OPTS": bigger,
+                "PRETRAIN.PHASES.ENCODER.OPTS": bigger,
+            },
+        )
+    )
     TRAINER.get("schedule")(cfg).train()
     cold = checkpoint_state(str(tmp_path / "out" / "0_encoder_cold" / "model_final.pth"))
     final = checkpoint_state(str(tmp_path / "out" / "2_encoder" / "model_final.pth"))

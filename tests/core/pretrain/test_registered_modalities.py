@@ -1,5 +1,6 @@
 """Every registered modality's tiny config runs every phase; the full audio recipe builds the
 paper's ViT-B models."""
+
 import glob
 import os
 

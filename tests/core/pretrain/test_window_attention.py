@@ -48,7 +48,6 @@ def test_shift_mask_separates_wrapped_regions():
 import math  # noqa: E402
 
 import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from bridle.modeling.decoder import DECODER_BLOCK, MaskedTokenDecoder  # noqa: E402
 from bridle.modeling.swin_v2_block import SwinV2Block, log_relative_coords  # noqa: E402
@@ -72,7 +71,7 @@ def _naive_cosine_attention(attn, x, window_mask):
             logits = cos * scale + bias[:, :, head]
             if window_mask is not None:
                 logits = logits.masked_fill(~window_mask[n % nw], float("-inf"))
-            out[n, :, head * (c // h):(head + 1) * (c // h)] = torch.softmax(logits, -1) @ v
+            out[n, :, head * (c // h) : (head + 1) * (c // h)] = torch.softmax(logits, -1) @ v
     return attn.proj(out)
 
 
@@ -90,7 +89,9 @@ def test_swin_v2_attention_through_sdpa_equals_a_naive_softmax():
         torch.testing.assert_close(blk.attn(x), _naive_cosine_attention(blk.attn, x, None), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("grid,window,shift", [((6, 4), (3, 2), (1, 1)), ((4, 4, 2), (2, 2, 2), (1, 0, 1)), ((8,), (4,), (2,))])
+@pytest.mark.parametrize(
+    "grid,window,shift", [((6, 4), (3, 2), (1, 1)), ((4, 4, 2), (2, 2, 2), (1, 0, 1)), ((8,), (4,), (2,))]
+)
 def test_swin_v2_window_block_shapes_on_any_grid(grid, window, shift):
     torch.manual_seed(0)
     n = math.prod(grid)

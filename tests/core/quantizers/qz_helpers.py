@@ -1,4 +1,5 @@
 """Data helpers shared by the quantizer tests (imported as a plain module)."""
+
 import pytest
 import torch
 

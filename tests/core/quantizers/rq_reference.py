@@ -16,6 +16,7 @@ The reference below is written fresh from reading the authors' algorithm (never 
 Run as a script for the full-size numbers (4 x 256 x 256 on cold-start-like features):
     OMP_NUM_THREADS=1 .venv/bin/python tests/core/quantizers/rq_reference.py [--levels 4 --codes 256 ...]
 """
+
 import argparse
 import math
 from typing import List
@@ -146,7 +147,10 @@ class Clustered:
     def sample(self, n, seed):
         g = torch.Generator().manual_seed(seed)
         i = torch.randint(self.c.shape[0], (n,), generator=g)
-        return self.c[i] * self.s[i] + self.noise * self.scale * torch.randn(n, self.dim, generator=g) / math.sqrt(self.dim) * 3
+        return (
+            self.c[i] * self.s[i]
+            + self.noise * self.scale * torch.randn(n, self.dim, generator=g) / math.sqrt(self.dim) * 3
+        )
 
 
 def compare(features, levels, codes, dim, steps, rows_per_step, test_rows, seed_ours=0, seed_theirs=1):
@@ -212,14 +216,25 @@ def main(argv=None):
                 fn = lambda n, seed: feats.sample(n * n_patch, seed)  # noqa: E731
             else:
                 fn = feats.sample
-            r = compare(lambda n, seed: fn(n, seed), args.levels, args.codes, args.dim, args.steps,
-                        args.items, 4 * args.items, seed_ours=s, seed_theirs=s + 1)
+            r = compare(
+                lambda n, seed: fn(n, seed),
+                args.levels,
+                args.codes,
+                args.dim,
+                args.steps,
+                args.items,
+                4 * args.items,
+                seed_ours=s,
+                seed_theirs=s + 1,
+            )
             fmt = lambda v: "[" + ", ".join(f"{x:.3f}" for x in v) + "]"  # noqa: E731
             ratio = [a / b for a, b in zip(r["ppl_ours"], r["ppl_theirs"])]
-            print(f"{name} seed {s}: agreement from a shared init {fmt(r['agree_shared_init'])}\n"
-                  f"    NMI ours~theirs {fmt(r['nmi_ours_theirs'])}  theirs~theirs(other seed) "
-                  f"{fmt(r['nmi_theirs_theirs'])}\n    perplexity ours {fmt(r['ppl_ours'])} theirs "
-                  f"{fmt(r['ppl_theirs'])} ratio {fmt(ratio)}")
+            print(
+                f"{name} seed {s}: agreement from a shared init {fmt(r['agree_shared_init'])}\n"
+                f"    NMI ours~theirs {fmt(r['nmi_ours_theirs'])}  theirs~theirs(other seed) "
+                f"{fmt(r['nmi_theirs_theirs'])}\n    perplexity ours {fmt(r['ppl_ours'])} theirs "
+                f"{fmt(r['ppl_theirs'])} ratio {fmt(ratio)}"
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ cold-start tokenizer (iteration 1); without it the (randomly initialised) ViT to
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/core/quantizers/target_precision_agreement.py --cold
 """
+
 import argparse
 
 import torch
@@ -60,8 +61,11 @@ def main(argv=None):
         total += ref.shape[0]
     agree = same / total
     kind = "cold-start" if args.cold else "ViT (random init)"
-    print(f"{kind} tokenizer, {args.config_file}, {total} patches: code agreement {args.dtype}-autocast vs fp32 "
-          f"targets per level: " + ", ".join(f"l{l} {a:.4f} ({(1 - a) * 100:.2f}% changed)" for l, a in enumerate(agree.tolist())))
+    print(
+        f"{kind} tokenizer, {args.config_file}, {total} patches: code agreement {args.dtype}-autocast vs fp32 "
+        f"targets per level: "
+        + ", ".join(f"l{l} {a:.4f} ({(1 - a) * 100:.2f}% changed)" for l, a in enumerate(agree.tolist()))
+    )
 
 
 if __name__ == "__main__":

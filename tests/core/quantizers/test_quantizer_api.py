@@ -1,9 +1,9 @@
 """API of the quantizers: shapes, dtypes, registry/config, state, metrics, eval purity."""
+
 import math
 
 import pytest
 import torch
-from qz_helpers import single_thread  # noqa: F401  (autouse fixture)
 
 import bridle.modeling  # noqa: F401  (registration happens on this import)
 from bridle.config.defaults import _C
@@ -16,6 +16,7 @@ from bridle.modeling.quantizers import (
     usage_metrics,
 )
 from bridle.registry import QUANTIZER
+from qz_helpers import single_thread  # noqa: F401  (autouse fixture)
 
 METRIC_NAMES = ("cur", "perplexity", "entropy_bits", "dead_codes")
 

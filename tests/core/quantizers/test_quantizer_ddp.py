@@ -1,15 +1,16 @@
 """Two gloo processes with different data: codebooks and usage windows stay identical on both
 ranks after initialisation, after a (usage-window) restart and after EMA steps, EMA and usage
 use the statistics of both ranks, and eval forwards call no collective."""
+
 import os
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from qz_helpers import ClusteredData, single_thread  # noqa: F401  (autouse fixture)
 
 from bridle.modeling.quantizers import ResidualQuantizer, VectorQuantizer
+from qz_helpers import ClusteredData, single_thread  # noqa: F401  (autouse fixture)
 
 WORLD = 2
 ROWS = 96

@@ -1,11 +1,12 @@
 """Training behaviour: straight-through, EMA, learned codebooks, init, restart, residual
 levels, fp32 under autocast, zero vectors."""
+
 import pytest
 import torch
 import torch.nn.functional as F
-from qz_helpers import ClusteredData, per_level_errors, single_thread  # noqa: F401  (autouse fixture)
 
 from bridle.modeling.quantizers import ResidualQuantizer, VectorQuantizer, cosine_kmeans, fit_kmeans, l2norm
+from qz_helpers import ClusteredData, per_level_errors, single_thread  # noqa: F401  (autouse fixture)
 
 
 def test_straight_through_gradient_rq():
@@ -220,8 +221,9 @@ def test_restart_only_every_period_after_a_whole_window_and_can_be_disabled():
     torch.manual_seed(0)
     x = torch.randn(128, 8)
     for enabled in (True, False):
-        q = ResidualQuantizer(1, 8, 8, lookup="euclidean", restart_period=2, dead_code_window=3,
-                              restart_dead_codes=enabled).train()
+        q = ResidualQuantizer(
+            1, 8, 8, lookup="euclidean", restart_period=2, dead_code_window=3, restart_dead_codes=enabled
+        ).train()
         q.init_codebook(x)
         with torch.no_grad():
             q.codebook.data[0, 0] = 1e4
@@ -251,8 +253,7 @@ def test_a_short_phase_with_collapsed_codebooks_gets_revived():
     usage = {}
     for enabled in (True, False):
         torch.manual_seed(0)
-        q = ResidualQuantizer(3, 32, 16, dead_code_window=10, restart_period=5,
-                              restart_dead_codes=enabled).train()
+        q = ResidualQuantizer(3, 32, 16, dead_code_window=10, restart_period=5, restart_dead_codes=enabled).train()
         q.init_codebook(data.sample(2048, 0))
         with torch.no_grad():  # collapse 24 of 32 codes per level onto code 0
             q.codebook.data[:, 8:] = q.codebook.data[:, :1]
@@ -288,8 +289,10 @@ def test_rq_error_decreases_with_each_level(lookup):
     for errs in (after_init, trained):
         assert errs[0] < var
         assert all(b < a for a, b in zip(errs, errs[1:])), errs
-    print(f"\nRQ {lookup}: per-level MSE after init {['%.4f' % e for e in after_init]}, "
-          f"after 15 EMA steps {['%.4f' % e for e in trained]} (signal {var:.3f})")
+    print(
+        f"\nRQ {lookup}: per-level MSE after init {['%.4f' % e for e in after_init]}, "
+        f"after 15 EMA steps {['%.4f' % e for e in trained]} (signal {var:.3f})"
+    )
 
 
 def test_euclidean_lookup_reconstructs_better_than_cosine_lookup():

@@ -1,12 +1,14 @@
-"""Our Euclidean RQ (LOOKUP euclidean, k-means++ init) against vector_quantize_pytorch.ResidualVQ (test-only dependency):
+"""Our Euclidean RQ (LOOKUP euclidean, k-means++ init) against vector_quantize_pytorch.ResidualVQ
+(test-only dependency):
 same levels / codes / dims, same clustered data, same number of EMA steps (decay 0.99,
 k-means init with 10 iterations on both sides). Errors are averaged over three data sets so
 that the comparison does not hinge on one random draw."""
+
 import pytest
 import torch
-from qz_helpers import ClusteredData, per_level_errors, single_thread  # noqa: F401  (autouse fixture)
 
 from bridle.modeling.quantizers import ResidualQuantizer
+from qz_helpers import ClusteredData, per_level_errors, single_thread  # noqa: F401  (autouse fixture)
 
 LEVELS, CODES, DIM, STEPS, BATCH, SEEDS = 4, 64, 32, 30, 2048, (0, 1, 2)
 

@@ -7,12 +7,13 @@ Reference, written here from the equations: with r_1 = z (raw),
     EMA (codes with rows): w <- normalize(d w + (1 - d) normalize(mean of normalized rows))
     k-means init: spherical k-means on each level's normalised residuals, random-row seeds.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
-from qz_helpers import ClusteredData, single_thread  # noqa: F401  (autouse fixture)
 
 from bridle.modeling.quantizers import ResidualQuantizer
+from qz_helpers import ClusteredData, single_thread  # noqa: F401  (autouse fixture)
 
 
 def unit(x):

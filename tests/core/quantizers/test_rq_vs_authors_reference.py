@@ -2,6 +2,7 @@
 the same cold-start-like features: from a shared initial codebook the codes agree at every
 level; with independent k-means inits ours is as close to theirs as theirs is to itself (NMI)
 and uses its codebooks as well (perplexity). Full-size numbers: run rq_reference.py."""
+
 from qz_helpers import single_thread  # noqa: F401  (autouse fixture)
 from rq_reference import ColdStartFeatures, compare
 

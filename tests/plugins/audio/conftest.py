@@ -4,6 +4,7 @@ system sounds from /usr/share/sounds when present, and two broken files.
 
 Without espeak-ng / sox (Debian packages in requirements-apt.txt) the tests that need them
 are skipped with the reason."""
+
 import os
 import shutil
 import subprocess

@@ -1,5 +1,6 @@
 """Augmentations follow the dataset mode: SpecAugment and mixup only in "finetune",
 roll + gain in the training modes, nothing in "eval"."""
+
 import pytest
 import torch
 from torch.utils.data import DataLoader

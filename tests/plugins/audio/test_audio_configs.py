@@ -1,4 +1,5 @@
 """The audio recipes carry the authors' values (their submit_*.sh scripts and main_*.py defaults)."""
+
 import os
 
 import pytest
@@ -9,8 +10,15 @@ from bridle.registry import SAMPLER
 from bridle.trainers.schedule import phase_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "audio")
-DOWNSTREAM = ["finetune_as2m.yaml", "finetune_as20k.yaml", "finetune_esc50.yaml", "linprobe_as20k.yaml",
-              "linprobe_as2m.yaml", "demo_finetune.yaml", "demo_linprobe.yaml"]
+DOWNSTREAM = [
+    "finetune_as2m.yaml",
+    "finetune_as20k.yaml",
+    "finetune_esc50.yaml",
+    "linprobe_as20k.yaml",
+    "linprobe_as2m.yaml",
+    "demo_finetune.yaml",
+    "demo_linprobe.yaml",
+]
 
 
 def _load(name):
@@ -42,7 +50,11 @@ def test_as2m_finetune_recipe():
     assert cfg.DATALOADER.SAMPLER_TRAIN == "WeightedSampler" and not cfg.DATALOADER.WEIGHTED_SAMPLER_REPLACEMENT
     assert cfg.DATALOADER.SAMPLES_PER_EPOCH == 200000
     assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.EPOCHS, cfg.SOLVER.WARMUP_EPOCHS, cfg.SOLVER.WEIGHT_DECAY) == (
-        2e-4, 200.0, 10.0, 5e-4)
+        2e-4,
+        200.0,
+        10.0,
+        5e-4,
+    )
 
 
 def test_as20k_finetune_is_epochs_over_its_own_clips():
@@ -58,7 +70,11 @@ def test_as20k_finetune_is_epochs_over_its_own_clips():
 def test_esc50_and_linear_probes():
     esc = _load("finetune_esc50.yaml")
     assert (esc.SOLVER.WARMUP_EPOCHS, esc.SOLVER.EPOCHS, esc.SOLVER.BASE_LR, _effective_batch(esc)) == (
-        20.0, 300.0, 2e-3, 64)
+        20.0,
+        300.0,
+        2e-3,
+        64,
+    )
     lp2m = _load("linprobe_as2m.yaml")
     assert lp2m.TRAINER.NAME == "linear_probe" and lp2m.SOLVER.BASE_LR == 4e-3
     assert (lp2m.SOLVER.EPOCHS, lp2m.SOLVER.WARMUP_EPOCHS, _effective_batch(lp2m)) == (250.0, 10.0, 256)

@@ -1,4 +1,5 @@
 """bridle_audio.prepare (tools/prepare_audio.py) -> manifests -> registered datasets, corrupt files, fbank cache."""
+
 import csv
 import json
 import logging
@@ -18,9 +19,15 @@ from bridle_audio.manifest import read_label_csv, read_manifest
 
 # ESC-50-like metadata for the fake checkout: (source clip key, fold, target, category).
 ESC_ROWS = [
-    ("speech0", 1, 0, "dog"), ("speech1", 1, 1, "rooster"), ("speech2", 2, 0, "dog"),
-    ("speech3", 2, 1, "rooster"), ("tone:c262_44k", 3, 2, "pig"), ("tone:noise_32k", 3, 0, "dog"),
-    ("speech4", 4, 1, "rooster"), ("tone:a440_48k_stereo", 4, 2, "pig"), ("speech5", 5, 2, "pig"),
+    ("speech0", 1, 0, "dog"),
+    ("speech1", 1, 1, "rooster"),
+    ("speech2", 2, 0, "dog"),
+    ("speech3", 2, 1, "rooster"),
+    ("tone:c262_44k", 3, 2, "pig"),
+    ("tone:noise_32k", 3, 0, "dog"),
+    ("speech4", 4, 1, "rooster"),
+    ("tone:a440_48k_stereo", 4, 2, "pig"),
+    ("speech5", 5, 2, "pig"),
     ("corrupt", 5, 0, "dog"),
 ]
 
@@ -30,17 +37,27 @@ def _source(corpus, key):
         return corpus.corrupt[0]
     if key.startswith("tone:"):
         return corpus.tones[key[5:]]
-    return corpus.speech[int(key[len("speech"):])]
+    return corpus.speech[int(key[len("speech") :])]
 
 
 @pytest.fixture(scope="module")
 def prepared_folder(audio_corpus, prepare_audio, tmp_path_factory):
     """prepare_audio folder (labels from sub-dirs, 30% eval) over the corpus incl. broken files."""
     out = tmp_path_factory.mktemp("prepared_folder")
-    prepare_audio.main([
-        "folder", "--input", audio_corpus.root, "--output", str(out), "--labels-from-subdirs",
-        "--eval-fraction", "0.3", "--workers", "2",
-    ])
+    prepare_audio.main(
+        [
+            "folder",
+            "--input",
+            audio_corpus.root,
+            "--output",
+            str(out),
+            "--labels-from-subdirs",
+            "--eval-fraction",
+            "0.3",
+            "--workers",
+            "2",
+        ]
+    )
     return str(out)
 
 
@@ -102,14 +119,18 @@ def test_manifest_round_trip_through_the_dataset(prepared_folder, cfg_factory):
     batch = skip_none_collate([test[i] for i in range(len(test))])
     assert batch["input"].shape == (len(test), 1024, 128) and int(batch["num_skipped"]) == 0
     # Weights fall back to label frequencies when no weight file is configured.
-    assert torch.allclose(train.sample_weights(), torch.as_tensor(np.loadtxt(
-        os.path.join(prepared_folder, "train_weight.csv")), dtype=torch.float64))
+    assert torch.allclose(
+        train.sample_weights(),
+        torch.as_tensor(np.loadtxt(os.path.join(prepared_folder, "train_weight.csv")), dtype=torch.float64),
+    )
 
 
 def test_bare_list_manifest_and_weight_file(prepared_folder, cfg_factory, tmp_path):
     entries = read_manifest(os.path.join(prepared_folder, "train.json"))
     bare = tmp_path / "bare.json"
-    bare.write_text(json.dumps([{"wav": os.path.join(prepared_folder, e["wav"]), "labels": e["labels"]} for e in entries]))
+    bare.write_text(
+        json.dumps([{"wav": os.path.join(prepared_folder, e["wav"]), "labels": e["labels"]} for e in entries])
+    )
     weights = tmp_path / "w.csv"
     weights.write_text("".join(f"{i + 1}\n" for i in range(len(entries))))
     cfg = cfg_factory()
@@ -162,15 +183,21 @@ def test_prepare_esc50_then_esc50_dataset_folds(esc50_root, prepare_audio, cfg_f
 def test_prepare_audioset_segments(audio_corpus, prepare_audio, cfg_factory, tmp_path):
     clips = tmp_path / "downloads"
     os.makedirs(clips)
-    ids = {"--4gqARaEJE": audio_corpus.speech[0], "a_b-c_d-e_f": audio_corpus.speech[1],
-           "Yz3ZJsbp0lk": audio_corpus.tones["a440_48k_stereo"], "0123456789A": audio_corpus.corrupt[0]}
+    ids = {
+        "--4gqARaEJE": audio_corpus.speech[0],
+        "a_b-c_d-e_f": audio_corpus.speech[1],
+        "Yz3ZJsbp0lk": audio_corpus.tones["a440_48k_stereo"],
+        "0123456789A": audio_corpus.corrupt[0],
+    }
     shutil.copyfile(ids["--4gqARaEJE"], clips / "Y--4gqARaEJE_30.000_40.000.wav")
     shutil.copyfile(ids["a_b-c_d-e_f"], clips / "a_b-c_d-e_f.wav")
     shutil.copyfile(ids["Yz3ZJsbp0lk"], clips / "Yz3ZJsbp0lk_0_10000.wav")
     shutil.copyfile(ids["0123456789A"], clips / "0123456789A.wav")
     labels = tmp_path / "class_labels_indices.csv"
-    labels.write_text('index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/05zppz,"Male speech, man speaking"\n'
-                      '2,/m/07pjjrj,"Sine wave"\n')
+    labels.write_text(
+        'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/05zppz,"Male speech, man speaking"\n'
+        '2,/m/07pjjrj,"Sine wave"\n'
+    )
     seg = tmp_path / "balanced_train_segments.csv"
     seg.write_text(
         "# Segments csv created Sun Mar  5 10:54:31 2017\n"
@@ -185,11 +212,26 @@ def test_prepare_audioset_segments(audio_corpus, prepare_audio, cfg_factory, tmp
     ev = tmp_path / "eval_segments.csv"
     ev.write_text('# YTID, start_seconds, end_seconds, positive_labels\na_b-c_d-e_f, 0.000, 10.000, "/m/09x0r"\n')
     out = tmp_path / "as"
-    prepare_audio.main([
-        "audioset", "--segments", str(seg), str(ev), "--clips", str(clips), "--label-csv", str(labels),
-        "--output", str(out), "--workers", "2", "--format", "flac",
-        "--merge", "train_all=balanced_train_segments,eval_segments",
-    ])
+    prepare_audio.main(
+        [
+            "audioset",
+            "--segments",
+            str(seg),
+            str(ev),
+            "--clips",
+            str(clips),
+            "--label-csv",
+            str(labels),
+            "--output",
+            str(out),
+            "--workers",
+            "2",
+            "--format",
+            "flac",
+            "--merge",
+            "train_all=balanced_train_segments,eval_segments",
+        ]
+    )
     train = read_manifest(str(out / "balanced_train_segments.json"))
     assert [(e["wav"], e["labels"]) for e in train] == [
         ("audio/--4gqARaEJE.flac", "/m/09x0r,/m/05zppz"),
@@ -309,9 +351,21 @@ def test_prepare_cli_runs_as_a_script(repo_root, clean_corpus, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo_root, os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "cli"
     res = subprocess.run(
-        [sys.executable, os.path.join(repo_root, "tools", "prepare_audio.py"), "folder", "--input",
-         os.path.join(clean_corpus, "tone"), "--output", str(out), "--workers", "1"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            os.path.join(repo_root, "tools", "prepare_audio.py"),
+            "folder",
+            "--input",
+            os.path.join(clean_corpus, "tone"),
+            "--output",
+            str(out),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     assert "0 unreadable" in res.stdout

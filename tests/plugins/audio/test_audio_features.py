@@ -1,5 +1,6 @@
 """Decoding, resampling and fbank: the authors' recipe (dataset.py of github.com/HoangNguyenM/bridle),
 checked against torchaudio's kaldi."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -23,8 +24,15 @@ MEAN, STD = -4.4446096, 3.3216383
 def reference_fbank(wav):
     """The recipe written out against torchaudio directly."""
     return kaldi.fbank(
-        wav - wav.mean(), htk_compat=True, sample_frequency=16000, use_energy=False,
-        window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10, frame_length=25,
+        wav - wav.mean(),
+        htk_compat=True,
+        sample_frequency=16000,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=128,
+        dither=0.0,
+        frame_shift=10,
+        frame_length=25,
     )
 
 

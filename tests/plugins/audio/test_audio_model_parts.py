@@ -1,4 +1,5 @@
 """Patch embedding, time/frequency masking, registry entries and the audio configs."""
+
 import glob
 import os
 
@@ -26,8 +27,17 @@ def test_add_config_declares_keys_once(cfg_factory):
     assert (a.SAMPLE_RATE, a.NUM_MEL_BINS, a.TARGET_LENGTH) == (16000, 128, 1024)
     assert (a.NORM_MEAN, a.NORM_STD) == (-4.4446096, 3.3216383)
     assert (a.FREQ_MASK, a.TIME_MASK, a.MIXUP_ALPHA, a.GAIN_BETA) == (48, 192, 10.0, 10.0)
-    assert {"TRAIN_MANIFEST", "VAL_MANIFEST", "TEST_MANIFEST", "LABEL_CSV", "ESC50_ROOT", "ESC50_FOLD",
-            "FOLDER_ROOT", "FBANK_CACHE_DIR", "TRAIN_WEIGHTS"} <= set(d)
+    assert {
+        "TRAIN_MANIFEST",
+        "VAL_MANIFEST",
+        "TEST_MANIFEST",
+        "LABEL_CSV",
+        "ESC50_ROOT",
+        "ESC50_FOLD",
+        "FOLDER_ROOT",
+        "FBANK_CACHE_DIR",
+        "TRAIN_WEIGHTS",
+    } <= set(d)
     bridle_audio.add_config(cfg)  # idempotent
     assert cfg.INPUT.AUDIO.TARGET_LENGTH == 1024
     # Every key carries a one-line comment in config.py.
@@ -116,8 +126,9 @@ def test_time_freq_mask_on_device_without_host_sync():
     assert m.is_cuda and torch.all(m.sum(1) == 410)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "..",
-                                                               "configs", "audio", "*.yaml"))))
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "audio", "*.yaml")))
+)
 def test_audio_configs_load_and_build_the_patch_embed(path):
     cfg = get_cfg(load_plugins=False)
     bridle_audio.add_config(cfg)
@@ -142,7 +153,13 @@ def test_audio_configs_load_and_build_the_patch_embed(path):
     if name == "base_audio.yaml":
         d = cfg.MODEL.DECODER
         assert (d.ATTENTION, list(d.WINDOW_SIZE), list(d.SHIFT_SIZE), d.DEPTH, d.EMBED_DIM, d.NUM_HEADS) == (
-            "window", [4, 4], [2, 0], 16, 512, 16)
+            "window",
+            [4, 4],
+            [2, 0],
+            16,
+            512,
+            16,
+        )
 
 
 def test_core_sampler_module_names_no_modality():

@@ -1,4 +1,5 @@
 """The core WeightedSampler (AST-style class balancing) with the audio datasets."""
+
 import itertools
 
 import numpy as np
@@ -66,7 +67,9 @@ def test_start_index_resumes_the_stream_exactly():
     for world in (1, 3):
         full = _take(WeightedSampler(weights, seed=3, rank=world - 1, world_size=world), 200)
         for start in (0, 5, 13, 50, 121):
-            resumed = _take(WeightedSampler(weights, seed=3, start_index=start, rank=world - 1, world_size=world), 200 - start)
+            resumed = _take(
+                WeightedSampler(weights, seed=3, start_index=start, rank=world - 1, world_size=world), 200 - start
+            )
             assert resumed == full[start:], (world, start)
 
 

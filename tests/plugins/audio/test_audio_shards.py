@@ -1,5 +1,6 @@
 """Audio shards: tools/make_shards.py --manifest (FLAC) -> "shards" dataset with the "audio"
 decoder gives the same items as the "audioset_manifest" dataset; corrupt clips are skipped."""
+
 import json
 import os
 
@@ -18,9 +19,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def _clips(root):
     rng = np.random.default_rng(0)
     os.makedirs(root / "audio", exist_ok=True)
-    specs = [("a.wav", 16000, 1, 1.3, "PCM_16"), ("b.wav", 44100, 2, 0.7, "PCM_16"),
-             ("c.flac", 16000, 1, 2.1, "PCM_16"), ("d.wav", 22050, 1, 0.4, "PCM_24"),
-             ("e.wav", 16000, 1, 1.0, "PCM_16")]
+    specs = [
+        ("a.wav", 16000, 1, 1.3, "PCM_16"),
+        ("b.wav", 44100, 2, 0.7, "PCM_16"),
+        ("c.flac", 16000, 1, 2.1, "PCM_16"),
+        ("d.wav", 22050, 1, 0.4, "PCM_24"),
+        ("e.wav", 16000, 1, 1.0, "PCM_16"),
+    ]
     entries = []
     for k, (name, sr, ch, sec, sub) in enumerate(specs):
         x = 0.3 * rng.standard_normal((int(sr * sec), ch)).clip(-3, 3) / 3
@@ -44,8 +49,20 @@ def _cfg(root, **extra):
 def test_audio_round_trip_equals_manifest_dataset(tmp_path):
     root = _clips(tmp_path / "raw")
     out = tmp_path / "shards"
-    index = write_shards_cli(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
-                              "--out", str(out), "--shard-size", "2", "--num-workers", "1"])
+    index = write_shards_cli(
+        [
+            "--manifest",
+            str(root / "train.json"),
+            "--label-csv",
+            str(root / "labels.csv"),
+            "--out",
+            str(out),
+            "--shard-size",
+            "2",
+            "--num-workers",
+            "1",
+        ]
+    )
     meta = json.load(open(index))
     assert meta["decoder"] == "audio" and meta["num_samples"] == 5 and len(meta["shards"]) == 3
     assert meta["meta"]["num_classes"] == 3 and meta["meta"]["multi_label"]
@@ -64,8 +81,12 @@ def test_audio_round_trip_equals_manifest_dataset(tmp_path):
     import tarfile
 
     with tarfile.open(out / "shard-000000.tar") as t:
-        assert sorted(m.name for m in t.getmembers()) == ["000000000.flac", "000000000.json",
-                                                          "000000001.flac", "000000001.json"]
+        assert sorted(m.name for m in t.getmembers()) == [
+            "000000000.flac",
+            "000000000.json",
+            "000000001.flac",
+            "000000001.json",
+        ]
 
 
 def test_audio_training_modes_and_corrupt_clip(tmp_path):
@@ -99,8 +120,22 @@ def test_prepare_audio_emits_shards(tmp_path, prepare_audio):
         os.makedirs(raw / c)
         for k in range(2):
             sf.write(str(raw / c / f"{k}.wav"), 0.1 * np.ones(8000 + 100 * k), 22050, subtype="PCM_16")
-    prepare_audio.main(["folder", "--input", str(raw), "--output", str(tmp_path / "out"), "--labels-from-subdirs",
-                        "--workers", "1", "--shards", str(tmp_path / "shards"), "--shard-size", "3"])
+    prepare_audio.main(
+        [
+            "folder",
+            "--input",
+            str(raw),
+            "--output",
+            str(tmp_path / "out"),
+            "--labels-from-subdirs",
+            "--workers",
+            "1",
+            "--shards",
+            str(tmp_path / "shards"),
+            "--shard-size",
+            "3",
+        ]
+    )
     index = json.load(open(tmp_path / "shards" / "train" / "index.json"))
     assert index["decoder"] == "audio" and index["num_samples"] == 4 and len(index["shards"]) == 2
     assert index["meta"]["num_classes"] == 2
@@ -111,8 +146,18 @@ def test_fbank_on_device_items_match_the_clip_dataset(tmp_path):
     if "FBANK_ON_DEVICE" not in cfg0.DATASETS.AUDIO:
         pytest.skip("DATASETS.AUDIO.FBANK_ON_DEVICE is not available")
     root = _clips(tmp_path / "raw")
-    index = write_shards_cli(["--manifest", str(root / "train.json"), "--label-csv", str(root / "labels.csv"),
-                              "--out", str(tmp_path / "s"), "--num-workers", "1"])
+    index = write_shards_cli(
+        [
+            "--manifest",
+            str(root / "train.json"),
+            "--label-csv",
+            str(root / "labels.csv"),
+            "--out",
+            str(tmp_path / "s"),
+            "--num-workers",
+            "1",
+        ]
+    )
     cfg = _cfg(root, **{"DATASETS.SHARDS.TRAIN_INDEX": index, "DATASETS.AUDIO.FBANK_ON_DEVICE": "True"})
     files = build_dataset(cfg, "audioset_manifest", "train", "eval")
     shards = build_dataset(cfg, "shards", "train", "eval")

@@ -1,4 +1,5 @@
 """bridle_audio.stats (tools/compute_audio_stats.py): exact mean/std of the dataset's un-normalised inputs."""
+
 import json
 import os
 
@@ -11,8 +12,9 @@ from bridle_audio.dataset import AudioClipDataset
 def test_stats_match_the_dataset_inputs(audio_corpus, clean_corpus, compute_audio_stats, cfg_factory, tmp_path, capsys):
     out = tmp_path / "stats.json"
     folder = os.path.join(clean_corpus, "speech")
-    stats = compute_audio_stats.main(["--folder", folder, "--target-length", "512", "--workers", "2",
-                                      "--output", str(out)])
+    stats = compute_audio_stats.main(
+        ["--folder", folder, "--target-length", "512", "--workers", "2", "--output", str(out)]
+    )
     assert "NORM_MEAN" in capsys.readouterr().out
     assert json.loads(out.read_text()) == stats
     # Reference: the eval-mode items of the dataset, without normalisation (padding included).

@@ -1,5 +1,6 @@
 """Batched (device) fbank: equal to torchaudio's Kaldi fbank clip by clip on real speech, and
 the DeviceFbank batch transform equal to the dataset's CPU path (padding, crop, normalisation)."""
+
 import pytest
 import torch
 from torchaudio.compliance import kaldi
@@ -24,8 +25,17 @@ def test_batched_fbank_matches_kaldi_on_real_speech(audio_corpus):
     batch, lengths = _pad_batch(waves)
     fb, frames = batched_fbank(batch, P, lengths)
     for i, w in enumerate(waves):
-        ref = kaldi.fbank(w - w.mean(), sample_frequency=16000, num_mel_bins=128, frame_length=25.0,
-                          frame_shift=10.0, window_type="hanning", htk_compat=True, use_energy=False, dither=0.0)
+        ref = kaldi.fbank(
+            w - w.mean(),
+            sample_frequency=16000,
+            num_mel_bins=128,
+            frame_length=25.0,
+            frame_shift=10.0,
+            window_type="hanning",
+            htk_compat=True,
+            use_energy=False,
+            dither=0.0,
+        )
         assert int(frames[i]) == ref.shape[0]
         err = (fb[i, : ref.shape[0]] - ref).abs().max().item()
         assert err < 1e-3, f"clip {i}: max abs difference {err}"
@@ -132,23 +142,72 @@ def test_fbank_on_device_through_every_mode(clean_corpus, tmp_path):
         return r.stdout + r.stderr
 
     data = str(tmp_path / "data")
-    run([os.path.join(repo, "tools", "prepare_audio.py"), "folder", "--input", clean_corpus, "--output", data,
-         "--labels-from-subdirs", "--eval-fraction", "0.3", "--workers", "1"])
+    run(
+        [
+            os.path.join(repo, "tools", "prepare_audio.py"),
+            "folder",
+            "--input",
+            clean_corpus,
+            "--output",
+            data,
+            "--labels-from-subdirs",
+            "--eval-fraction",
+            "0.3",
+            "--workers",
+            "1",
+        ]
+    )
     tiny = os.path.join(repo, "configs", "audio", "tiny_pretrain.yaml")
-    common = ["DATASETS.AUDIO.FBANK_ON_DEVICE", "True", "DATASETS.AUDIO.TRAIN_MANIFEST", os.path.join(data, "train.json"),
-              "DATASETS.AUDIO.LABEL_CSV", os.path.join(data, "class_labels_indices.csv"),
-              "SOLVER.BATCH_SIZE_PER_GPU", "4", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "2"]
+    common = [
+        "DATASETS.AUDIO.FBANK_ON_DEVICE",
+        "True",
+        "DATASETS.AUDIO.TRAIN_MANIFEST",
+        os.path.join(data, "train.json"),
+        "DATASETS.AUDIO.LABEL_CSV",
+        os.path.join(data, "class_labels_indices.csv"),
+        "SOLVER.BATCH_SIZE_PER_GPU",
+        "4",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+    ]
     pre = str(tmp_path / "pretrain")
-    assert "Schedule finished" in run([os.path.join(repo, "tools", "train_net.py"), "--config-file", tiny,
-                                       "OUTPUT_DIR", pre] + common)
+    assert "Schedule finished" in run(
+        [os.path.join(repo, "tools", "train_net.py"), "--config-file", tiny, "OUTPUT_DIR", pre] + common
+    )
     with open(os.path.join(data, "class_labels_indices.csv")) as f:
         num_classes = sum(1 for _ in f) - 1
     ft = str(tmp_path / "finetune")
-    run([os.path.join(repo, "tools", "train_net.py"), "--config-file", tiny, "TRAINER.NAME", "finetune",
-         "OUTPUT_DIR", ft, "MODEL.WEIGHTS", os.path.join(pre, "2_encoder", "model_final.pth"),
-         "DATASETS.TRAIN", "audioset_manifest", "DATASETS.TEST", "audioset_manifest",
-         "DATASETS.AUDIO.TEST_MANIFEST", os.path.join(data, "eval.json"), "MODEL.HEAD.NUM_CLASSES", str(num_classes),
-         "MODEL.HEAD.LOSS", "bce", "TEST.EVALUATORS", "['map']", "INPUT.AUDIO.FREQ_MASK", "4",
-         "INPUT.AUDIO.TIME_MASK", "8"] + common)
+    run(
+        [
+            os.path.join(repo, "tools", "train_net.py"),
+            "--config-file",
+            tiny,
+            "TRAINER.NAME",
+            "finetune",
+            "OUTPUT_DIR",
+            ft,
+            "MODEL.WEIGHTS",
+            os.path.join(pre, "2_encoder", "model_final.pth"),
+            "DATASETS.TRAIN",
+            "audioset_manifest",
+            "DATASETS.TEST",
+            "audioset_manifest",
+            "DATASETS.AUDIO.TEST_MANIFEST",
+            os.path.join(data, "eval.json"),
+            "MODEL.HEAD.NUM_CLASSES",
+            str(num_classes),
+            "MODEL.HEAD.LOSS",
+            "bce",
+            "TEST.EVALUATORS",
+            "['map']",
+            "INPUT.AUDIO.FREQ_MASK",
+            "4",
+            "INPUT.AUDIO.TIME_MASK",
+            "8",
+        ]
+        + common
+    )
     with open(os.path.join(ft, "final_results.json")) as f:
         assert 0.0 <= json.load(f)["last"]["test"]["mAP"] <= 1.0

@@ -116,11 +116,7 @@ def test_transforms_per_mode(image_cfg):
     for m in MODES:
         has_ft_aug = any(isinstance(op, (RandAugment, RandomErasing)) for op in _ops(ds[m]))
         assert has_ft_aug == (m == "finetune"), m
-    crop = {
-        m: next(op for op in _ops(ds[m]) if "RandomResizedCrop" in type(op).__name__)
-        for m in MODES
-        if m != "eval"
-    }
+    crop = {m: next(op for op in _ops(ds[m]) if "RandomResizedCrop" in type(op).__name__) for m in MODES if m != "eval"}
     assert crop["pretrain"].scale == (0.2, 1.0) and crop["finetune"].scale == (0.08, 1.0)
     interp = crop["pretrain"].interpolation
     assert interp in ("bicubic", InterpolationMode.BICUBIC) or getattr(interp, "value", None) == "bicubic"

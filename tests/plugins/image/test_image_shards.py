@@ -1,11 +1,11 @@
 """Image shards: tools/make_shards.py --image-folder -> "shards" dataset with the "image"
 decoder gives the same items as "image_folder"; a file PIL cannot read is skipped at write time
 and a corrupt sample inside a shard is skipped and counted at read time."""
+
 import json
 import os
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -38,8 +38,9 @@ def _cfg(root, index=""):
 
 def test_image_round_trip_equals_image_folder(tmp_path):
     root = _folder(tmp_path / "raw")
-    index = write_shards_cli(["--image-folder", str(root / "train"), "--out", str(tmp_path / "s"),
-                              "--shard-size", "4", "--num-workers", "1"])
+    index = write_shards_cli(
+        ["--image-folder", str(root / "train"), "--out", str(tmp_path / "s"), "--shard-size", "4", "--num-workers", "1"]
+    )
     meta = json.load(open(index))
     assert meta["decoder"] == "image" and meta["num_samples"] == 6  # broken.jpg skipped
     assert "broken.jpg" in (tmp_path / "s" / "skipped.txt").read_text()

@@ -35,7 +35,7 @@ def video_dir(tmp_path_factory):
     index, a 5-frame clip, a corrupt file, and Kinetics-style CSVs listing them."""
     root = tmp_path_factory.mktemp("videos")
     photo = skdata.astronaut()
-    pan = np.stack([photo[100 + i: 164 + i, 80 + 3 * i: 176 + 3 * i] for i in range(40)])  # 40 x 64 x 96
+    pan = np.stack([photo[100 + i : 164 + i, 80 + 3 * i : 176 + 3 * i] for i in range(40)])  # 40 x 64 x 96
     ramp = np.stack([np.full((48, 64, 3), RAMP_STEP * i, np.uint8) for i in range(40)])
     os.makedirs(root / "clips" / "nested")
     write_mp4(str(root / "clips" / "pan.mp4"), pan)

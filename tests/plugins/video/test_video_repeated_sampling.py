@@ -1,5 +1,6 @@
 """Repeated sampling (INPUT.VIDEO.NUM_SAMPLE, VideoMAE V2): one decode, several augmented clips,
 flattened into the batch by the core collate; off in evaluation."""
+
 import torch
 
 from bridle.data.build import skip_none_collate
@@ -35,7 +36,9 @@ def test_num_sample_decodes_once_and_returns_augmented_clips(video_cfg, monkeypa
         assert all(it["input"].shape == (3, 4, 32, 32) for it in items)
         assert all(int(it["label"]) == 0 and int(it["video_index"]) == PAN for it in items)
         # independent augmentations of the same decoded frames
-        assert not torch.equal(items[0]["input"], items[1]["input"]) or not torch.equal(items[1]["input"], items[2]["input"])
+        assert not torch.equal(items[0]["input"], items[1]["input"]) or not torch.equal(
+            items[1]["input"], items[2]["input"]
+        )
         batch = skip_none_collate([items, None, ds[1]])
         assert batch["input"].shape == (6, 3, 4, 32, 32) and int(batch["num_skipped"]) == 1
         assert batch["video_index"].tolist() == [PAN] * 3 + [1] * 3

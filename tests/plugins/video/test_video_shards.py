@@ -1,5 +1,6 @@
 """Video shards: tools/make_shards.py --video-csv -> "shards" dataset with the "video" decoder
 gives the items "kinetics_csv" gives (one view); the corrupt clip is skipped at write time."""
+
 import json
 
 import torch
@@ -9,8 +10,9 @@ from bridle.data.shards import write_shards_cli
 
 
 def test_video_round_trip_equals_kinetics_csv(video_cfg, video_dir, tmp_path):
-    index = write_shards_cli(["--video-csv", str(video_dir / "test.csv"), "--out", str(tmp_path / "s"),
-                              "--num-workers", "1"])
+    index = write_shards_cli(
+        ["--video-csv", str(video_dir / "test.csv"), "--out", str(tmp_path / "s"), "--num-workers", "1"]
+    )
     meta = json.load(open(index))
     assert meta["decoder"] == "video" and meta["num_samples"] == 2
     cfg = video_cfg.clone()
@@ -30,8 +32,9 @@ def test_video_round_trip_equals_kinetics_csv(video_cfg, video_dir, tmp_path):
     it = iter(train)
     assert all(next(it)["input"].shape == (3, 4, 32, 32) for _ in range(3))
     # a CSV with a corrupt file: written anyway (bytes), skipped and counted when decoded
-    index2 = write_shards_cli(["--video-csv", str(video_dir / "train.csv"), "--out", str(tmp_path / "t"),
-                               "--num-workers", "1"])
+    index2 = write_shards_cli(
+        ["--video-csv", str(video_dir / "train.csv"), "--out", str(tmp_path / "t"), "--num-workers", "1"]
+    )
     cfg.DATASETS.SHARDS.VAL_INDEX = index2
     ds = build_dataset(cfg, "shards", "val", "eval")
     items = list(ds)

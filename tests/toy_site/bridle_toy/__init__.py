@@ -1,4 +1,5 @@
 """bridle_toy: a 1-D signal modality added from outside the Bridle repo."""
+
 import math
 import time
 

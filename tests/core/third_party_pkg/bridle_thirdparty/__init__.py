@@ -2,6 +2,7 @@
 Bridle's registries from outside: QUANTIZER "fsq" (finite scalar quantization, no codebook),
 BACKBONE "ls_vit" (a ViT variant with layer-scale, used for the encoder and the tokenizer)
 and HEAD "mlp". It declares no config keys: everything comes from the core's MODEL.* keys."""
+
 from functools import partial
 
 import torch
@@ -26,7 +27,7 @@ class FiniteScalarQuantizer(nn.Module):
         super().__init__()
         self.code_dim, self.levels = int(code_dim), int(levels)
         self.num_levels = 1
-        self.codebook_size = self.levels ** self.code_dim
+        self.codebook_size = self.levels**self.code_dim
         self.scale = nn.Parameter(torch.ones(self.code_dim))  # learned per-dim input scale
         self.register_buffer("basis", self.levels ** torch.arange(self.code_dim), persistent=False)
 
@@ -34,7 +35,7 @@ class FiniteScalarQuantizer(nn.Module):
     def from_config(cls, qcfg) -> "FiniteScalarQuantizer":
         d, k = int(qcfg.CODE_DIM), int(qcfg.CODEBOOK_SIZE)
         levels = round(k ** (1.0 / d))
-        if levels < 2 or levels ** d != k or int(qcfg.NUM_LEVELS) != 1:
+        if levels < 2 or levels**d != k or int(qcfg.NUM_LEVELS) != 1:
             raise ValueError(
                 f"fsq: MODEL.QUANTIZER.CODEBOOK_SIZE ({k}) must be L ** CODE_DIM ({d}) for an integer "
                 f"L >= 2, and NUM_LEVELS must be 1 (got {qcfg.NUM_LEVELS})."
@@ -63,8 +64,9 @@ class LayerScaleViT(VisionTransformer):
     def __init__(self, patch_embed, embed_dim, depth, num_heads, init_values: float = 0.1) -> None:
         super().__init__(patch_embed, embed_dim, depth, num_heads)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, qkv_bias=True, init_values=init_values,
-                  norm_layer=partial(nn.LayerNorm, eps=1e-6))
+            Block(
+                embed_dim, num_heads, qkv_bias=True, init_values=init_values, norm_layer=partial(nn.LayerNorm, eps=1e-6)
+            )
             for _ in range(depth)
         )
 
