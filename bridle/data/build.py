@@ -13,6 +13,8 @@ from typing import Callable, List, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
+from bridle.protocols import Dataset as DatasetContract
+from bridle.protocols import NamesBadItems, ReportsLastFailure, ResumablePosition, check_contract, supports
 from bridle.registry import DATASET, SAMPLER, TRANSFORM
 from bridle.utils import comm
 from bridle.utils.seed import derive_seed, seeded
@@ -46,11 +48,12 @@ class SeededItems(Dataset):
             else contextlib.nullcontext()
         )
         with ctx:
-            if hasattr(self.dataset, "last_failure"):
+            reports = supports(self.dataset, ReportsLastFailure)
+            if reports:
                 self.dataset.last_failure = None
             item = self.dataset[idx]
         if item is None:
-            failure = getattr(self.dataset, "last_failure", None)
+            failure = self.dataset.last_failure if reports else None
             return BadItem(
                 idx, f"{failure[0]} ({failure[1]})" if failure else f"index {idx} of {type(self.dataset).__name__}"
             )
@@ -74,9 +77,10 @@ def build_dataset(cfg, name: str, split: str, mode: str):
 
         raise ConfigValueError(f"No dataset configured for split '{split}' (set DATASETS.{split.upper()}).")
     dataset = DATASET.get(name)(cfg, split, mode)
-    where = f"DATASET entry '{name}' (registered by {DATASET.origin(name)}; split '{split}', mode '{mode}')"
+    where = DATASET.label(name, f"split '{split}', mode '{mode}'")
     if dataset is None:
         raise TypeError(f"{where} returned None; a DATASET builder must return a torch Dataset.")
+    check_contract(dataset, DatasetContract, where)
     try:
         size = len(dataset)
     except TypeError as e:  # __len__ missing or not returning an int (e.g. None / `...`)
@@ -127,9 +131,9 @@ def build_stream_loader(
 ) -> DataLoader:
     """DataLoader of a streaming dataset: no sampler (the dataset orders, splits and resumes
     itself); ``consumed`` samples of this rank are skipped."""
-    if train and hasattr(dataset, "set_start"):
+    if train and supports(dataset, ResumablePosition):
         dataset.set_start(consumed, batch_size)
-    if hasattr(dataset, "name_bad_items"):
+    if supports(dataset, NamesBadItems):
         dataset.name_bad_items = True
     if train and cfg.DATALOADER.SAMPLER_TRAIN not in ("TrainingSampler", ""):
         raise ValueError(

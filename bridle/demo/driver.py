@@ -6,7 +6,7 @@ val-selected evaluation; nothing is selected on test), add a baseline without de
 whole pool, print a table, write ``OUTPUT_DIR/report.json`` and the plots.
 
 A plugin's demo builds its data, then calls :func:`run_demo` with a :class:`DemoSpec`.
-The keys of report.json are documented in README ("The demos' report.json").
+The keys of report.json are documented in docs/demos.md ("The demos' report.json").
 """
 
 import json

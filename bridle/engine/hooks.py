@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from bridle.protocols import ChecksFinite, DataAccounting, PerRankState, StateFiniteness, supports
 from bridle.utils import comm
 
 # set_rng_state has its home in bridle.utils.seed with rng_state; importable from here as before
@@ -82,7 +83,7 @@ class PeriodicCheckpointer(HookBase):
 
     def _check_finite(self) -> None:
         t = self.trainer
-        if comm.get_world_size() > 1 and hasattr(t, "state_is_finite"):
+        if comm.get_world_size() > 1 and supports(t, StateFiniteness):
             # Every rank decides alike (a rank raising alone would leave the others waiting).
             counted = getattr(t, "_nonfinite_count", None)
             bad = (counted is not None and int(counted) > 0) or not t.state_is_finite()
@@ -92,9 +93,9 @@ class PeriodicCheckpointer(HookBase):
                     f"Loss or model state became non-finite (on at least one rank) at or before iteration {t.iter + 1}."
                 )
             return
-        if hasattr(t, "check_finite"):
+        if supports(t, ChecksFinite):
             t.check_finite()
-        if hasattr(t, "state_is_finite") and not t.state_is_finite():
+        if supports(t, StateFiniteness) and not t.state_is_finite():
             raise FloatingPointError(
                 f"The model or optimizer state became non-finite at or before iteration {t.iter + 1}."
             )
@@ -102,7 +103,7 @@ class PeriodicCheckpointer(HookBase):
     def _save(self, name: str) -> str:
         self._check_finite()
         self.trainer.rng_states = comm.all_gather_object(rng_state())
-        if hasattr(self.trainer, "rank_state"):  # each rank's data position and bad-item counts
+        if supports(self.trainer, PerRankState):  # each rank's data position and bad-item counts
             self.trainer.rank_states = comm.all_gather_object(self.trainer.rank_state())
         self.checkpointer.save(name, iteration=self.trainer.iter + 1)  # iterations done
         comm.synchronize()
@@ -147,7 +148,7 @@ class PeriodicWriter(HookBase):
 
     def _write(self) -> None:
         t = self.trainer
-        if hasattr(t, "data_bad"):  # unreadable items, summed over ranks
+        if supports(t, DataAccounting):  # unreadable items, summed over ranks
             bad = t.data_bad
             if comm.get_world_size() > 1:
                 dev = t.device if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -243,7 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 # ---------------------------------------------------------------------------- the recipe study
-STUDY_DOC = """The audio demo's recipe study (README "Demos"): one variant of the BRIDLE schedule, scored by
+STUDY_DOC = """The audio demo's recipe study (docs/demos.md): one variant of the BRIDLE schedule, scored by
 the demo's linear probe on a selection split, never on the test split.
 
     python tools/demo_study.py [--fresh] NAME [KEY VALUE ...]
