@@ -14,6 +14,7 @@ import torch
 
 from bridle.checkpoint import load_checkpoint_file
 from rel_helpers import REPO, make_cfg
+from state_compare import max_state_diff
 from toy_plugin import toy_opts
 
 # Runs a schedule in-process like tools/train_net.py, SIGKILLing itself at KILL =
@@ -81,17 +82,6 @@ def _run(env, out, resume, kill=None):
     return r
 
 
-def _max_diff(a, b):
-    if isinstance(a, torch.Tensor):
-        return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
-    if isinstance(a, dict):
-        assert set(a) == set(b)
-        return max([_max_diff(a[k], b[k]) for k in a] or [0.0])
-    if isinstance(a, (list, tuple)):
-        return max([_max_diff(x, y) for x, y in zip(a, b)] or [0.0])
-    return 0.0
-
-
 @pytest.mark.slow
 def test_sigkill_anywhere_then_resume_equals_uninterrupted(toy_plugin, tmp_path):
     ref = str(tmp_path / "ref")
@@ -111,7 +101,7 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(toy_plugin, tmp_path)
     for phase in ("0_encoder_cold", "1_tokenizer"):
         a = load_checkpoint_file(os.path.join(ref, phase, "model_final.pth"))
         b = load_checkpoint_file(os.path.join(out, phase, "model_final.pth"))
-        dm, do = _max_diff(a["model"], b["model"]), _max_diff(a["optimizer"], b["optimizer"])
+        dm, do = max_state_diff(a["model"], b["model"]), max_state_diff(a["optimizer"], b["optimizer"])
         print(f"{phase}: max |model diff| {dm:.3g}, max |optimizer diff| {do:.3g}")
         assert dm <= 1e-6 and do <= 1e-6, (phase, dm, do)
 
@@ -154,8 +144,8 @@ def test_in_process_resume_is_exact_whatever_the_global_rng(toy_plugin, tmp_path
     res.resume_or_load(resume=True)
     assert res.start_iter == 3
     res.train()
-    assert _max_diff(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()) == 0.0
-    assert _max_diff(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]) == 0.0
+    assert max_state_diff(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()) == 0.0
+    assert max_state_diff(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]) == 0.0
 
 
 def test_phase_restarted_from_scratch_has_same_init(toy_plugin, tmp_path):
@@ -165,7 +155,7 @@ def test_phase_restarted_from_scratch_has_same_init(toy_plugin, tmp_path):
     a = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra)).model_without_ddp.state_dict()
     torch.rand(100)  # whatever ran before in this process
     b = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra)).model_without_ddp.state_dict()
-    assert _max_diff(a, b) == 0.0
+    assert max_state_diff(a, b) == 0.0
 
 
 class _RandomItems(torch.utils.data.Dataset):

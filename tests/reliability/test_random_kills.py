@@ -19,11 +19,11 @@ import sys
 import time
 
 import pytest
-import torch
 
 from bridle.checkpoint import load_checkpoint_file
 from bridle.engine.signals import EXIT_INTERRUPTED
 from rel_helpers import REPO, make_cfg
+from state_compare import state_diffs
 from toy_plugin import toy_opts
 
 # tools/train_net.py with three probes, set by environment variables (inherited by the ranks;
@@ -185,24 +185,6 @@ def _group_alive(pgid):
     return True
 
 
-def _diffs(a, b, prefix=""):
-    """{key: max |a - b|} over every tensor of two nested states (same keys required)."""
-    if isinstance(a, torch.Tensor):
-        return {prefix: (a.double() - b.double()).abs().max().item() if a.numel() else 0.0}
-    out = {}
-    if isinstance(a, dict):
-        assert set(a) == set(b), (prefix, set(a) ^ set(b))
-        for k in a:
-            out.update(_diffs(a[k], b[k], f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), prefix
-        for i, (x, y) in enumerate(zip(a, b)):
-            out.update(_diffs(x, y, f"{prefix}[{i}]"))
-    else:
-        assert a == b, (prefix, a, b)
-    return out
-
-
 def _compare_finals(ref, out, phases):
     """Per phase: (max |model diff|, max |optimizer diff|, max |codebook diff|); asserts <= 1e-6."""
     worst = {}
@@ -212,7 +194,7 @@ def _compare_finals(ref, out, phases):
         assert a["iteration"] == b["iteration"]
         # Every rank's data position and bad-item counts.
         assert a["trainer"]["rank_states"] == b["trainer"]["rank_states"]
-        dm, do = _diffs(a["model"], b["model"]), _diffs(a["optimizer"], b["optimizer"])
+        dm, do = state_diffs(a["model"], b["model"]), state_diffs(a["optimizer"], b["optimizer"])
         dc = {k: v for k, v in dm.items() if k.startswith("tokenizer.quantizer.")}
         worst[phase] = (max(dm.values()), max(do.values()), max(dc.values()))
         bad = {k: v for k, v in {**dm, **{"optimizer." + k: v for k, v in do.items()}}.items() if v > 1e-6}
@@ -367,8 +349,8 @@ def test_resume_after_batches_without_readable_items(toy_plugin, tmp_path):
     assert res.start_iter == 4 and res.empty_batches > 0  # the checkpoint came after empty batches
     res.train()
     assert (res.data_seen, res.data_bad, res.empty_batches) == (full.data_seen, full.data_bad, full.empty_batches)
-    assert max(_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
-    assert max(_diffs(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]).values()) == 0.0
+    assert max(state_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
+    assert max(state_diffs(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]).values()) == 0.0
 
 
 def test_bad_data_stop_checkpoint_then_resume_is_exact(toy_plugin, tmp_path):
@@ -404,4 +386,4 @@ def test_bad_data_stop_checkpoint_then_resume_is_exact(toy_plugin, tmp_path):
     res.resume_or_load(resume=True)
     res.train()
     assert (res.data_seen, res.data_bad, res.empty_batches) == (full.data_seen, full.data_bad, full.empty_batches)
-    assert max(_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
+    assert max(state_diffs(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()).values()) == 0.0
