@@ -1,6 +1,5 @@
-"""Scaffold of a Bridle modality plugin (the library side of tools/new_plugin.py): an
-installable package ``bridle-NAME`` that trains through tools/train_net.py as soon as it is
-installed.
+"""Scaffold of a Bridle modality plugin (run by tools/new_plugin.py): an installable package
+``bridle-NAME`` that trains through tools/train_net.py as soon as it is installed.
 
 NAME (a lower-case identifier) names everything: the package ``bridle_NAME``, the entry point
 ``NAME`` (``BRIDLE_PLUGINS=NAME``), the config nodes ``INPUT.NAME`` / ``DATASETS.NAME`` and the
@@ -8,7 +7,7 @@ registry entries ``NAME_conv`` (PATCH_EMBED), ``NAME_span`` (MASK_GENERATOR),
 ``NAME_manifest`` (DATASET) and ``NAME_noise`` (TRANSFORM). The modality is a multichannel
 1-D signal ``[CHANNELS, LENGTH]`` stored one ``.npy`` per item and listed in CSV manifests
 (``path,label``); a small synthetic data set is written to ``example_data/`` so the configs
-run at once.
+run at once. Replace the pieces you need; docs/DESIGN.md gives every contract.
 """
 
 import argparse
@@ -463,10 +462,11 @@ def scaffold(name: str, directory: str = ".", channels: int = 3, length: int = 2
     return root
 
 
-def main(argv=None, description: Optional[str] = None) -> str:
-    """tools/new_plugin.py: write the package and print the next steps; returns its path."""
+def main(argv=None, usage: Optional[str] = None) -> str:
+    """tools/new_plugin.py: write the package and print the next steps; returns its path.
+    ``usage``: the tool's examples, shown before this module's description in --help."""
     p = argparse.ArgumentParser(
-        description=__doc__ if description is None else description,
+        description=(usage + "\n" if usage else "") + __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", help="modality name, a lower-case identifier (package bridle_NAME)")

@@ -1,6 +1,5 @@
 #!/usr/bin/env python
-"""Scaffold a Bridle modality plugin: an installable package that trains through
-tools/train_net.py as soon as it is installed.
+"""Command line of bridle.scaffold: a new modality plugin package.
 
     python tools/new_plugin.py imu [--dir ~/src] [--channels 3] [--length 256]
     pip install -e ~/src/bridle-imu
@@ -11,13 +10,7 @@ tools/train_net.py as soon as it is installed.
         MODEL.WEIGHTS imu_encoder.pth
     pytest ~/src/bridle-imu/tests
 
-NAME (a lower-case identifier) names everything: the package ``bridle_NAME``, the entry point
-``NAME`` (``BRIDLE_PLUGINS=NAME``), the config nodes ``INPUT.NAME`` / ``DATASETS.NAME`` and the
-registry entries ``NAME_conv`` (PATCH_EMBED), ``NAME_span`` (MASK_GENERATOR),
-``NAME_manifest`` (DATASET) and ``NAME_noise`` (TRANSFORM). The modality is a multichannel
-1-D signal ``[CHANNELS, LENGTH]`` stored one ``.npy`` per item and listed in CSV manifests
-(``path,label``); a small synthetic data set is written to ``example_data/`` so the configs
-run at once. Replace the pieces you need; docs/DESIGN.md gives every contract.
+The package's layout follows in --help (bridle/scaffold.py).
 """
 
 import sys
@@ -25,5 +18,5 @@ import sys
 from bridle.scaffold import main
 
 if __name__ == "__main__":
-    main(description=__doc__)
+    main(usage=__doc__)
     sys.exit(0)

@@ -8,11 +8,19 @@ Every task of the job is one training process: ``--nodes N`` x ``--tasks-per-nod
 :func:`bridle.engine.launch.export_dist_env` and the env:// path of ``launch``.
 
 Time-out and preemption: Slurm sends ``SIGUSR2`` ``--signal-delay`` seconds before the time
-limit; the signal only *requests* a stop (:func:`bridle.engine.signals.request_stop`): every rank
-finishes the current step, the trainer writes a checkpoint and raises ``TrainingInterrupted``.
-Only then does rank 0 hand over to submitit, which calls :meth:`TrainJob.checkpoint` (the same
-job with ``--resume``), stores it and requeues the job, so the requeue never races the
-checkpoint write. The command line and its full description: tools/submit.py.
+limit (submitit's ``--signal=USR2@...``); SIGTERM / SIGINT / SIGUSR1 work too. The signal only
+*requests* a stop (:func:`bridle.engine.signals.request_stop`): every rank finishes the current
+step, the trainer writes a checkpoint and raises ``TrainingInterrupted``. Only then does rank 0
+hand over to submitit, which calls :meth:`TrainJob.checkpoint` (the same job with ``--resume``),
+stores it and requeues the job, so the requeue never races the checkpoint write. Rank 0 requeues
+when *any* rank got the signal (the ranks agree on it after the stop: the signal need not reach
+every rank before they agree to stop). The handler is installed before the task imports torch,
+so a signal during start-up is not lost (the run stops at its first step boundary, or before
+the first phase of a schedule). The requeued job resumes from the last checkpoint in OUTPUT_DIR
+-- a schedule in the phase it was in.
+A stop caused by SIGTERM alone (``scancel``, or a preemption that Slurm requeues itself) also
+stores the ``--resume`` submission but does not requeue. After ``--max-requeue`` time-outs
+submitit stops requeuing.
 
 This module imports only the standard library at import time, and :func:`main` pickles
 :class:`TrainJob` by value (``cloudpickle.register_pickle_by_value``): a task unpickles its job
@@ -187,11 +195,12 @@ class TrainJob:
 
 
 def parse_args(argv=None, epilog: Optional[str] = None):
-    """The command line of tools/submit.py (``epilog``: the text after the options in --help)."""
+    """The command line of tools/submit.py (``epilog``: the tool's examples, shown before this
+    module's description after the options in --help)."""
     p = argparse.ArgumentParser(
         description="Submit tools/train_net.py through submitit (Slurm, local or debug executor).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__ if epilog is None else epilog,
+        epilog=(epilog + "\n" if epilog else "") + __doc__,
     )
     p.add_argument("--config-file", required=True, metavar="FILE")
     p.add_argument("--nodes", type=int, default=1, help="machines")

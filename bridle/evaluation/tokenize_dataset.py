@@ -1,5 +1,5 @@
-"""Write the code ids of every item of a dataset: the trained tokenizer as a product (the
-library side of tools/tokenize_dataset.py).
+"""Write the code ids of every item of a dataset: the trained tokenizer as a product; run by
+tools/tokenize_dataset.py.
 
 The model config comes from the checkpoint (overridable by --config-file and KEY VALUE, e.g.
 to point at another dataset). Items are read with the eval transform ("eval" mode) and labels
@@ -75,11 +75,12 @@ def usage_per_level(counts: np.ndarray) -> list:
     return out
 
 
-def main(argv=None, description: Optional[str] = None) -> str:
+def main(argv=None, usage: Optional[str] = None) -> str:
     """tools/tokenize_dataset.py: tokenize DATASETS.<SPLIT>, write the .npz, print the usage;
-    returns the path written."""
+    returns the path written. ``usage``: the tool's examples, shown before this module's
+    description in --help."""
     p = argparse.ArgumentParser(
-        description=__doc__ if description is None else description,
+        description=(usage + "\n" if usage else "") + __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--weights", required=True, help="BRIDLE checkpoint holding the tokenizer")

@@ -1,5 +1,5 @@
-"""PNG plots of the runs under an output directory (matplotlib, no display needed); the
-library side of ``python tools/plot_metrics.py OUTPUT_DIR [--out DIR]``.
+"""PNG plots of the runs under an output directory (matplotlib, no display needed); run by
+tools/plot_metrics.py.
 
 Every ``metrics.json`` below OUTPUT_DIR is read (one JSON object per line, as the trainers
 write it). Two kinds of run are recognised:
@@ -198,11 +198,12 @@ def plot_output_dir(root: str, out: Optional[str] = None) -> List[str]:
     return written
 
 
-def main(argv=None, description: Optional[str] = None) -> List[str]:
+def main(argv=None, usage: Optional[str] = None) -> List[str]:
     """tools/plot_metrics.py: write the PNGs and print their paths; an unreadable or empty
-    OUTPUT_DIR ends the process with its message (exit code 1)."""
+    OUTPUT_DIR ends the process with its message (exit code 1). ``usage``: the tool's examples,
+    shown before this module's description in --help."""
     p = argparse.ArgumentParser(
-        description=__doc__ if description is None else description,
+        description=(usage + "\n" if usage else "") + __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("output_dir", help="a run's OUTPUT_DIR (or a directory holding several runs)")
