@@ -44,3 +44,37 @@ def run_train_net(args, env, timeout=240, check=True):
     if check:
         assert r.returncode == 0, f"train_net failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
+
+
+class Crash(Exception):
+    """Raised by :func:`crash_then_resume`'s hook: a process dying mid-run, in-process."""
+
+
+def crash_then_resume(root: str, extra: dict, crash_at: int, before_resume=None):
+    """Train an encoder phase of ``extra`` uninterrupted in ``root/a``; train it again in
+    ``root/b`` until it crashes before step index ``crash_at``; call ``before_resume`` (e.g. to
+    scramble process state), then rebuild the ``b`` run with ``--resume``. Returns ``(full,
+    resumed)``: ``resumed`` has loaded its checkpoint and is not trained yet."""
+    import pytest
+
+    from bridle.engine import HookBase
+    from bridle.trainers.pretrain import EncoderPhaseTrainer
+
+    class CrashAt(HookBase):
+        def before_step(self):
+            if self.trainer.iter == crash_at:
+                raise Crash()
+
+    full = EncoderPhaseTrainer(make_cfg(os.path.join(root, "a"), **extra))
+    full.resume_or_load(resume=False)
+    full.train()
+    part = EncoderPhaseTrainer(make_cfg(os.path.join(root, "b"), **extra))
+    part.register_hooks([CrashAt()])
+    part.resume_or_load(resume=False)
+    with pytest.raises(Crash):
+        part.train()
+    if before_resume is not None:
+        before_resume()
+    resumed = EncoderPhaseTrainer(make_cfg(os.path.join(root, "b"), **extra))
+    resumed.resume_or_load(resume=True)
+    return full, resumed

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bridle.checkpoint import load_checkpoint_file
-from rel_helpers import REPO, make_cfg
+from rel_helpers import REPO, crash_then_resume, make_cfg
 from state_compare import max_state_diff
 from toy_plugin import toy_opts
 
@@ -106,20 +106,15 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted(toy_plugin, tmp_path)
         assert dm <= 1e-6 and do <= 1e-6, (phase, dm, do)
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_in_process_resume_is_exact_whatever_the_global_rng(toy_plugin, tmp_path):
     """Crash at iteration 4, scramble every global RNG, resume: same final state (the
     DataLoader iterator no longer draws its base seed from the restored global RNG)."""
-    from bridle.engine import HookBase
-    from bridle.trainers.pretrain import EncoderPhaseTrainer
 
-    class CrashAt(HookBase):
-        def before_step(self):
-            if self.trainer.iter == 4:
-                raise _Crash()
+    def scramble():
+        torch.manual_seed(12345)
+        random.seed(1)
+        np.random.seed(2)
+        torch.rand(17)
 
     extra = {
         "TRAINER.NAME": "encoder",
@@ -128,20 +123,7 @@ def test_in_process_resume_is_exact_whatever_the_global_rng(toy_plugin, tmp_path
         "SOLVER.CHECKPOINT_PERIOD": 3,
         "MODEL.ENCODER.DROP_PATH": 0.1,
     }
-    full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
-    full.resume_or_load(resume=False)
-    full.train()
-    part = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
-    part.register_hooks([CrashAt()])
-    part.resume_or_load(resume=False)
-    with pytest.raises(_Crash):
-        part.train()
-    torch.manual_seed(12345)
-    random.seed(1)
-    np.random.seed(2)
-    torch.rand(17)
-    res = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
-    res.resume_or_load(resume=True)
+    full, res = crash_then_resume(str(tmp_path), extra, crash_at=4, before_resume=scramble)
     assert res.start_iter == 3
     res.train()
     assert max_state_diff(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()) == 0.0

@@ -22,7 +22,7 @@ import pytest
 
 from bridle.checkpoint import load_checkpoint_file
 from bridle.engine.signals import EXIT_INTERRUPTED
-from rel_helpers import REPO, make_cfg
+from rel_helpers import REPO, crash_then_resume, make_cfg
 from state_compare import state_diffs
 from toy_plugin import toy_opts
 
@@ -311,22 +311,10 @@ def test_random_kills_two_ranks_resume_exactly(toy_plugin, runner, tmp_path):
     _compare_finals(ref, out, phases)
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_after_batches_without_readable_items(toy_plugin, tmp_path):
     """Half the items unreadable, 2 per batch: some batches hold none and the loader draws
     another. A run resumed from a checkpoint written after such batches reads on where the
     uninterrupted run does and keeps its run-wide bad-item counts."""
-    from bridle.engine import HookBase
-    from bridle.trainers.pretrain import EncoderPhaseTrainer
-
-    class CrashAt(HookBase):
-        def before_step(self):
-            if self.trainer.iter == 5:
-                raise _Crash()
-
     extra = {
         "TRAINER.NAME": "encoder",
         "MODEL.TOKENIZER.COLD_START": True,
@@ -336,16 +324,7 @@ def test_resume_after_batches_without_readable_items(toy_plugin, tmp_path):
         "SOLVER.BATCH_SIZE_PER_GPU": 2,
         "DATALOADER.MAX_BAD_FRACTION": 0.9,
     }
-    full = EncoderPhaseTrainer(make_cfg(str(tmp_path / "a"), **extra))
-    full.resume_or_load(resume=False)
-    full.train()
-    part = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
-    part.register_hooks([CrashAt()])
-    part.resume_or_load(resume=False)
-    with pytest.raises(_Crash):
-        part.train()
-    res = EncoderPhaseTrainer(make_cfg(str(tmp_path / "b"), **extra))
-    res.resume_or_load(resume=True)
+    full, res = crash_then_resume(str(tmp_path), extra, crash_at=5)
     assert res.start_iter == 4 and res.empty_batches > 0  # the checkpoint came after empty batches
     res.train()
     assert (res.data_seen, res.data_bad, res.empty_batches) == (full.data_seen, full.data_bad, full.empty_batches)
