@@ -314,3 +314,37 @@ _C.TEST.EVAL_PERIOD = 0
 _C.TEST.EVALUATORS = ["accuracy"]
 # Samples per process at evaluation.
 _C.TEST.BATCH_SIZE_PER_GPU = 64
+# Online probes during pretraining (bridle/evaluation/online_probe.py, docs/online_probes.md): every
+# PERIOD iterations of an encoder phase (encoder_cold / encoder / joint) and at its end, the frozen
+# encoder's pooled features of a small labelled set give a kNN top-1 and a closed-form linear probe
+# (val part), plus label-free signals on the val items: masked-token accuracy (fixed masks), the
+# tokenizer's code perplexity per level and the features' effective rank. Logged as probe/* in
+# metrics.json and TensorBoard. No effect on training (its own RNG and loader, RNG states restored).
+_C.TEST.ONLINE_PROBE = CN()
+# Run the online probes.
+_C.TEST.ONLINE_PROBE.ENABLED = False
+# Probe every this many iterations of an encoder phase (0 = only at the phase end).
+_C.TEST.ONLINE_PROBE.PERIOD = 500
+# DATASET registry entries of the labelled probe set's train and val parts ("" = DATASETS.TRAIN /
+# DATASETS.VAL after OPTS), built in mode "eval" with splits "train" and "val" (a regular dataset
+# even when training reads shards).
+_C.TEST.ONLINE_PROBE.TRAIN = ""
+_C.TEST.ONLINE_PROBE.VAL = ""
+# KEY VALUE overrides of the run's config for building the probe set (e.g. the downstream data's
+# DATASETS.* keys, as the linear-probe run gets them).
+_C.TEST.ONLINE_PROBE.OPTS = []
+# At most this many items of each part (the first ones; 0 = all).
+_C.TEST.ONLINE_PROBE.MAX_ITEMS = 1000
+# Neighbours of the cosine kNN classifier (weighted vote as in Wu et al. 2018, arXiv 1805.01978).
+_C.TEST.ONLINE_PROBE.K = 20
+# Linear probe on the pooled features: "ridge" (closed form, to one-hot targets, lambda chosen by the
+# train part's leave-one-out accuracy) or "logistic" (multinomial, a few LBFGS steps).
+_C.TEST.ONLINE_PROBE.PROBE = "ridge"
+# Encoder output probed: 0 = the final normed tokens; k = after block k (layer-normed).
+_C.TEST.ONLINE_PROBE.LAYER = 0
+# Pooling of the tokens: "mean" (patch tokens) or "cls".
+_C.TEST.ONLINE_PROBE.POOL = "mean"
+# Val items used for the label-free signals (masked-token accuracy, code perplexity); 0 = none.
+_C.TEST.ONLINE_PROBE.LABEL_FREE_ITEMS = 256
+# Seed of the probe's own masks (fixed over the run: every period sees the same masks).
+_C.TEST.ONLINE_PROBE.SEED = 0
