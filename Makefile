@@ -21,6 +21,9 @@ $(VENV)/.installed: $(PACKAGING)
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch, torchvision, torchaudio" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PKGS)
 	$(PY) -m pip install -q -e ".[dev]" $(addprefix -e ,$(PLUGINS))
+	@# HEAR 2021 validator (tests/plugins/audio/test_hear.py): plain `pip install hearvalidator` picks an old
+	@# release on Python >= 3.9; 2021.0.6 needs only torch and numpy at run time.
+	$(PY) -m pip install -q --no-deps --ignore-requires-python hearvalidator==2021.0.6
 	@touch $@
 
 setup: $(VENV)/.installed apt
