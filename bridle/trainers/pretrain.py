@@ -120,7 +120,10 @@ class PretrainTrainer(DefaultTrainer):
         return model
 
     def extra_hooks(self) -> list:
-        return [_InitCodebooks(), _GlobalStep()]
+        from bridle.evaluation.online_probe import build_online_probe
+
+        # TEST.ONLINE_PROBE: None (not registered) when disabled or in a tokenizer phase
+        return [_InitCodebooks(), _GlobalStep(), build_online_probe(self.cfg, self.phase)]
 
     def _handover_plan(self, state) -> Tuple[List[str], List[str]]:
         """(required, carried) key prefixes: required ones must be in the checkpoint and fit
