@@ -28,9 +28,10 @@ $(VENV)/.installed: $(PACKAGING)
 
 setup: $(VENV)/.installed apt
 
-# Debian packages that make real test audio (espeak-ng speech, sox tones, sound themes).
+# Debian packages that make real test audio (espeak-ng speech, sox tones, sound themes, fluidsynth +
+# the FluidR3 GM soundfont for the instruments demo).
 apt:
-	@missing=""; for b in espeak-ng sox; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in espeak-ng sox fluidsynth; do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$(cat requirements-apt.txt)) >/dev/null \
 	    || echo "warning: could not apt-get install $$(cat requirements-apt.txt | tr '\n' ' ')"; \
