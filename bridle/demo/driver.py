@@ -85,6 +85,16 @@ def load_cfg(config: str, opts: Sequence[str] = ()):
     return load_config(config, opts)
 
 
+def pretrain_opts(spec: DemoSpec) -> List[str]:
+    """The pretraining run's overrides: the spec's, and, when the pretraining config turns the
+    online probes on (TEST.ONLINE_PROBE.ENABLED), the downstream data as the probe set (its
+    labelled train and val splits, through TEST.ONLINE_PROBE.OPTS)."""
+    opts = list(spec.pretrain_opts)
+    if load_cfg(spec.pretrain_config, opts).TEST.ONLINE_PROBE.ENABLED and spec.downstream_opts:
+        opts += ["TEST.ONLINE_PROBE.OPTS", repr([str(o) for o in spec.downstream_opts])]
+    return opts
+
+
 # ---------------------------------------------------------------------------- the schedule's outputs
 def schedule_phases(pretrain_dir: str) -> List[tuple]:
     """[(k, phase, dir)] of a finished schedule, in order."""
@@ -300,7 +310,7 @@ def set_aside_stale_pretraining(spec: DemoSpec, pre: str) -> None:
         return
     from bridle.trainers.schedule import stale_finished_phases
 
-    stale = stale_finished_phases(load_cfg(spec.pretrain_config, list(spec.pretrain_opts) + ["OUTPUT_DIR", pre]))
+    stale = stale_finished_phases(load_cfg(spec.pretrain_config, pretrain_opts(spec) + ["OUTPUT_DIR", pre]))
     if not stale:
         return
     n = 1
@@ -325,7 +335,7 @@ def run_demo(
     pre = os.path.join(out, "pretrain")
     set_aside_stale_pretraining(spec, pre)
     cpu0 = children_cpu_seconds()
-    train_net(spec.pretrain_config, pre, spec.pretrain_opts, env, resume=True)
+    train_net(spec.pretrain_config, pre, pretrain_opts(spec), env, resume=True)
     t_pre = time.time() - t0
     cpu_pre = children_cpu_seconds() - cpu0
     ckpts = schedule_checkpoints(pre)

@@ -76,6 +76,11 @@ def check_config(cfg) -> None:
         errors.append(f"TEST.ONLINE_PROBE.OPTS: expected KEY VALUE pairs; got {len(p.OPTS)} words")
     if errors:
         raise ConfigValueError("Invalid config: " + "; ".join(errors) + ".")
+    if p.ENABLED and int(p.PERIOD) > 0 and int(p.PERIOD) % int(cfg.LOG_PERIOD):
+        logger.warning(
+            f"TEST.ONLINE_PROBE.PERIOD {p.PERIOD} is not a multiple of LOG_PERIOD {cfg.LOG_PERIOD}: each probe's "
+            "numbers are written with the next log boundary's iteration in metrics.json."
+        )
 
 
 def probe_config(cfg):

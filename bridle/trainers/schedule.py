@@ -52,10 +52,12 @@ RESUME_IGNORED_KEYS = ("OUTPUT_DIR", "DATALOADER.NUM_WORKERS", "LOG_PERIOD", "SO
 
 def _ignored_for(name: str):
     """What a finished phase ``name`` may differ in: RESUME_IGNORED_KEYS, the schedule list and
-    the other phases' PRETRAIN.PHASES settings (a later phase changed does not make it stale)."""
+    the other phases' PRETRAIN.PHASES settings (a later phase changed does not make it stale), and
+    TEST.ONLINE_PROBE (the online probes leave training unchanged)."""
     own = f"PRETRAIN.PHASES.{name.upper()}."
     return lambda key: (
         key in RESUME_IGNORED_KEYS
+        or key.startswith("TEST.ONLINE_PROBE.")
         or key == "PRETRAIN.SCHEDULE"
         or (key.startswith("PRETRAIN.PHASES.") and not key.startswith(own))
     )
