@@ -307,19 +307,14 @@ def _encoder_dims(state: StateDict) -> Tuple[int, int]:
     return int(ref.shape[-1]), (max(blocks) + 1 if blocks else 0)
 
 
-def export_encoder(
-    src_path: Union[str, os.PathLike],
-    dst_path: Union[str, os.PathLike],
-    timm_path: Optional[Union[str, os.PathLike]] = None,
-) -> dict:
-    """Write the encoder of ``src_path`` (full BRIDLE checkpoint, classifier checkpoint or
-    exported encoder) as an exported encoder file; with ``timm_path`` also write the plain
-    timm-layout state dict there. Returns the ``meta`` dict."""
+def encoder_export_parts(ckpt: dict, source: str = "<checkpoint>") -> Tuple[StateDict, str, dict]:
+    """(encoder state dict in timm layout, config YAML text, meta) of a checkpoint dict (full
+    BRIDLE checkpoint, classifier checkpoint, exported encoder or folder): what every export
+    writes. Raises when the dims of the stored config and of the weights disagree, or when
+    neither config nor meta gives the heads and the patch grid."""
     from bridle.config import get_cfg
     from bridle.modeling.vit import vit_dims
 
-    src_path = os.fspath(src_path)
-    ckpt = load_checkpoint_file(src_path)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in extract_encoder_state(ckpt).items()}
     embed_dim, depth = _encoder_dims(state)
     old_meta = ckpt.get("meta") or {}
@@ -330,7 +325,7 @@ def export_encoder(
         c_dim, c_depth, c_heads = vit_dims(cfg.MODEL.ENCODER)
         if (c_dim, c_depth) != (embed_dim, depth):
             raise ValueError(
-                f"{src_path}: the stored config describes an encoder of width {c_dim} and depth {c_depth} "
+                f"{source}: the stored config describes an encoder of width {c_dim} and depth {c_depth} "
                 f"(MODEL.ENCODER) but the weights have width {embed_dim} and depth {depth}."
             )
         num_heads = num_heads or c_heads
@@ -340,13 +335,13 @@ def export_encoder(
         backbone = old_meta.get("backbone")
     if not num_heads or not grid:
         raise ValueError(
-            f"{src_path} has no stored config (key 'cfg') or meta: the number of heads and the patch "
+            f"{source} has no stored config (key 'cfg') or meta: the number of heads and the patch "
             "grid of the encoder cannot be known. Export from a checkpoint written by a Bridle trainer."
         )
     grid = [int(g) for g in grid]
     if "pos_embed" in state and state["pos_embed"].shape[-2] - 1 != math.prod(grid):
         raise ValueError(
-            f"{src_path}: pos_embed has {state['pos_embed'].shape[-2] - 1} patch rows but the stored "
+            f"{source}: pos_embed has {state['pos_embed'].shape[-2] - 1} patch rows but the stored "
             f"config gives a patch grid {grid} ({math.prod(grid)} patches)."
         )
     meta = {
@@ -358,6 +353,20 @@ def export_encoder(
     }
     if backbone:
         meta["backbone"] = backbone  # MODEL.ENCODER.NAME: downstream configs need not repeat it
+    return state, text, meta
+
+
+def export_encoder(
+    src_path: Union[str, os.PathLike],
+    dst_path: Union[str, os.PathLike],
+    timm_path: Optional[Union[str, os.PathLike]] = None,
+) -> dict:
+    """Write the encoder of ``src_path`` (full BRIDLE checkpoint, classifier checkpoint,
+    exported encoder or folder) as an exported encoder FILE (the ``.pth`` layout; folders are
+    written by :func:`bridle.interop.hub.export_folder`); with ``timm_path`` also write the
+    plain timm-layout state dict there. Returns the ``meta`` dict."""
+    src_path = os.fspath(src_path)
+    state, text, meta = encoder_export_parts(load_checkpoint_file(src_path), src_path)
     dst_path = os.fspath(dst_path)
     os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)
     atomic_save({"model": state, "cfg": text, "meta": meta}, dst_path)
@@ -389,19 +398,26 @@ def _encoder_from_weights(state: StateDict, meta: dict) -> nn.Module:
 
 
 def load_encoder(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> nn.Module:
-    """The encoder of ``path`` (exported encoder or full checkpoint), rebuilt from the config
-    and meta stored in the file, with every weight loaded (strict), in eval mode.
-    ``model(x)`` returns the normed tokens [B, 1 + N, D] (cls first)."""
+    """The encoder of ``path`` (exported folder, exported encoder file or full checkpoint),
+    rebuilt from the config and meta stored with it, with every weight loaded (strict), in eval
+    mode. ``model(x)`` returns the normed tokens [B, 1 + N, D] (cls first).
+
+    The returned module carries ``model.cfg`` (the frozen config that rebuilt it: the input
+    keys of its plugin, ``MODEL.PATCH_EMBED.INPUT_SIZE`` / ``PATCH_SIZE``; None for a
+    checkpoint without a stored config) and ``model.export_config`` (a folder's config.json,
+    else None); ``model.grid_size`` / ``model.patch_embed.patch_size`` give the patch grid."""
     from bridle.config import get_cfg
     from bridle.modeling.vit import build_encoder
 
     ckpt = load_checkpoint_file(path, map_location=map_location)
     text = ckpt.get("cfg")
+    cfg = None
     if isinstance(text, str) and text.strip():
         cfg = cfg_from_checkpoint(ckpt, get_cfg())
         cfg.MODEL.ENCODER.DROP_PATH = 0.0
         cfg.MODEL.ENCODER.GRAD_CHECKPOINT = False
         model = build_encoder(cfg)
+        cfg.freeze()
     else:
         state = extract_encoder_state(ckpt)
         meta = dict(ckpt.get("meta") or {})
@@ -409,6 +425,54 @@ def load_encoder(path: Union[str, os.PathLike], map_location: Union[str, torch.d
         meta.setdefault("depth", _encoder_dims(state)[1])
         model = _encoder_from_weights(state, meta)
     load_encoder_weights(model, ckpt, strict_encoder=True)
+    model.cfg = cfg
+    model.export_config = ckpt.get("export")
     if isinstance(map_location, (str, torch.device)) and str(map_location) != "cpu":
         model.to(map_location)
     return model.eval()
+
+
+def load_classifier(
+    path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu"
+) -> Tuple[nn.Module, List[str]]:
+    """(classifier, label names) of an exported classifier folder or a fine-tuned checkpoint:
+    the MODEL.DOWNSTREAM_ARCHITECTURE model of the stored config (an EncoderClassifier),
+    every weight loaded, in eval mode (``model(x)`` -> logits [B, C]). Label names are the
+    folder's ``label_names`` (``class_<i>`` when none were exported). The model carries
+    ``.cfg`` and ``.export_config`` like :func:`load_encoder`'s."""
+    from bridle.config import get_cfg
+    from bridle.modeling.classifier import EncoderClassifier
+    from bridle.registry import META_ARCH
+
+    ckpt = load_checkpoint_file(path, map_location=map_location)
+    text = ckpt.get("cfg")
+    state = model_state_of(ckpt)
+    if not (isinstance(text, str) and text.strip()) or not any(k.startswith("head.") for k in state):
+        raise CheckpointError(
+            f"{os.fspath(path)}: not a classifier (expected a stored config and 'head.*' weights: a folder "
+            "exported from a fine-tuning / linear-probe checkpoint, or that checkpoint)."
+        )
+    cfg = cfg_from_checkpoint(ckpt, get_cfg())
+    cfg.MODEL.ENCODER.DROP_PATH = 0.0
+    cfg.MODEL.ENCODER.GRAD_CHECKPOINT = False
+    name = str(getattr(cfg.MODEL, "DOWNSTREAM_ARCHITECTURE", "EncoderClassifier") or "EncoderClassifier")
+    model = (META_ARCH.get(name) if name in META_ARCH else EncoderClassifier)(cfg)
+    cfg.freeze()
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    # A folder leaves out the encoder's final norm, which the classifier's pooling never reads.
+    unread = [k for k in missing if not (k.startswith("encoder.norm.") and getattr(model, "pool_before_norm", False))]
+    unexpected = [k for k in state if k not in own]
+    if unread or unexpected:
+        raise CheckpointError(
+            f"{os.fspath(path)}: the classifier weights do not match its config: missing {unread[:6]}, "
+            f"unexpected {unexpected[:6]}."
+        )
+    model.load_state_dict(state, strict=False)
+    export = ckpt.get("export") or {}
+    names = list(export.get("label_names") or [f"class_{i}" for i in range(int(model.num_classes))])
+    model.cfg = cfg
+    model.export_config = ckpt.get("export")
+    if isinstance(map_location, (str, torch.device)) and str(map_location) != "cpu":
+        model.to(map_location)
+    return model.eval(), names

@@ -74,11 +74,16 @@ def load_checkpoint_file(
     trust_pickle: bool = False,
 ) -> dict:
     """``torch.load(path, weights_only=True)`` into a dict; the only checkpoint loader of Bridle.
+    An exported folder (a directory, :mod:`bridle.checkpoint.folder`) is read as the same dict.
 
     Raises :class:`CheckpointError` (naming the file) when the file holds objects other than
     tensors and plain containers (unless ``trust_pickle`` or ``BRIDLE_TRUST_PICKLE=1``), or when
     it is truncated / not a checkpoint."""
     path = os.fspath(path)
+    if os.path.isdir(path):  # an exported folder (safetensors + config), see bridle.checkpoint.folder
+        from .folder import read_folder
+
+        return read_folder(path, map_location=map_location)
     if not os.path.isfile(path):
         raise MissingFileError(f"Checkpoint file '{path}' does not exist.")
     trusted = trust_pickle or trust_pickle_enabled()

@@ -7,7 +7,7 @@ Importing the package registers everything; :func:`add_config` declares the
 
 import bridle.data  # noqa: F401  (registers the core WeightedSampler the AudioSet recipes use)
 
-from . import datasets, masking, patch_embed, shards  # noqa: F401  (registration side effects)
+from . import adapter, datasets, masking, patch_embed, shards  # noqa: F401  (registration side effects)
 from .config import add_config
 from .dataset import AudioClipDataset
 from .features import AudioDecodeError, FbankParams, compute_fbank, fit_length, load_waveform, normalize

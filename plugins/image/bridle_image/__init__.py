@@ -9,7 +9,7 @@ Importing it registers:
 ``add_config`` declares ``INPUT.IMAGE.*`` and ``DATASETS.IMAGE.*``.
 """
 
-from . import digits_dataset, folder_dataset, masking, mixup, patch_embed, shards  # noqa: F401  (registration)
+from . import adapter, digits_dataset, folder_dataset, masking, mixup, patch_embed, shards  # noqa: F401  (registration)
 from .config import add_config
 from .transforms import build_image_transform
 

@@ -9,7 +9,7 @@ Importing it registers:
 ``add_config`` declares ``INPUT.VIDEO.*`` and ``DATASETS.VIDEO.*``. Item format: clip_dataset.py.
 """
 
-from . import kinetics, masking, patch_embed, shards, video_folder  # noqa: F401  (registration)
+from . import adapter, kinetics, masking, patch_embed, shards, video_folder  # noqa: F401  (registration)
 from .config import add_config
 from .transforms import ClipTransform
 
