@@ -175,3 +175,42 @@ def test_probe_numbers_against_references():
     assert abs(op.effective_rank(torch.eye(7)) - 7.0) < 1e-6
     assert abs(op.effective_rank(torch.ones(5, 4)) - 1.0) < 1e-6
     assert op.perplexities(torch.tensor([[0], [1], [2], [3]]), 8) == pytest.approx([4.0])
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_log_one_process_numbers(toy_plugin, tmp_path):
+    """Two ranks (gloo, tools/train_net.py --num-gpus 2): both ranks compute the same probe numbers,
+    and the phase end's numbers in metrics.json equal those one process computes from model_final.pth."""
+    import subprocess
+    import sys
+
+    from bridle.checkpoint import load_checkpoint_file
+    from bridle.evaluation.online_probe import OnlineProbe
+    from bridle.trainers.pretrain import EncoderPhaseTrainer
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = str(tmp_path / "ddp")
+    extra = {**ENCODER_COLD, **PROBE, "SOLVER.MAX_ITER": 4}
+    r = subprocess.run(
+        [sys.executable, os.path.join(repo, "tools", "train_net.py"), "--num-gpus", "2"] + toy_opts(out, **extra),
+        env=dict(toy_plugin, BRIDLE_DIST_BACKEND="gloo"),
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = []
+    for name in ("log.txt", "log.txt.rank1"):
+        with open(os.path.join(out, name)) as f:
+            lines.append([ln.split("Online probe ")[1].split(" (")[0] for ln in f if "Online probe at" in ln])
+    assert len(lines[0]) == 2 and lines[0] == lines[1], lines  # iterations 2 and 4, equal on both ranks
+    logged = {k[len("probe/") :]: v for k, v in _rows(out)[4].items() if k.startswith("probe/")}
+
+    one = EncoderPhaseTrainer(_cfg(str(tmp_path / "one"), **extra))
+    one.model_without_ddp.load_state_dict(load_checkpoint_file(os.path.join(out, "model_final.pth"))["model"])
+    hook = next(h for h in one._hooks if isinstance(h, OnlineProbe))
+    again = hook.compute()
+    for k, v in logged.items():
+        if k != "seconds":
+            assert again[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
