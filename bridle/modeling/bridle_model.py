@@ -104,6 +104,17 @@ class BridleModel(nn.Module):
         for p in self.tokenizer.parameters() if self.tokenizer.cold_start else []:
             p.requires_grad_(False)
 
+    @property
+    def global_step(self) -> int:
+        return self._global_step
+
+    @global_step.setter
+    def global_step(self, step: int) -> None:
+        # The joint phase's schedule is kept as a bool (tokenizer_step): under torch.compile the
+        # forward guards on its two values (two graphs), not on the step (a recompile per step).
+        self._global_step = int(step)
+        self.tokenizer_step = self._global_step % self.joint_period == 0
+
     def parameter_counts(self) -> Dict[str, int]:
         """Parameters per module (trainable or not), e.g. {"encoder": 85_800_000, ...}."""
         return {
@@ -191,7 +202,7 @@ class BridleModel(nn.Module):
         q = self.targets(x)
         out = self.masked_prediction(x, q.codes, q.soft_codes)
         out.update({f"targets/{k}": v for k, v in self._target_metrics(q).items()})
-        if self.phase == "joint" and self.global_step % self.joint_period == 0:
+        if self.phase == "joint" and self.tokenizer_step:
             tok = self.tokenizer_loss(x)
             for k, v in tok.items():
                 out[k] = v * self.joint_ratio if k.startswith("loss") else v

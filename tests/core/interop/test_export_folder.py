@@ -1,0 +1,128 @@
+"""Exported folders: no pickle, Bridle <-> folder round trip, timm equality (image and audio-shaped
+encoders), classifier with label names, the .pth layout kept, the model card's content."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import bridle
+from bridle.checkpoint import load_checkpoint_file, read_folder_config
+from bridle.errors import UserError
+from bridle.interop.hub import DEFAULT_LICENSE, export, export_folder, read_label_names
+from export_helpers import AUDIO, IMAGE, classifier_checkpoint, pretrain_checkpoint, tiny_cfg
+
+FILES = {"model.safetensors", "config.yaml", "config.json", "README.md"}
+
+
+def _x(cfg, b=2):
+    size = list(cfg.MODEL.PATCH_EMBED.INPUT_SIZE)
+    return torch.randn(b, *([3] if int(cfg.MODEL.PATCH_EMBED.IN_CHANS) == 3 else []), *size)
+
+
+@pytest.fixture(params=["image", "audio"])
+def exported(request, tmp_path):
+    cfg = tiny_cfg(IMAGE if request.param == "image" else AUDIO)
+    enc, _ = pretrain_checkpoint(cfg, tmp_path / "model_final.pth")
+    (tmp_path / "metrics.json").write_text(
+        '{"iteration": 6, "total_loss": 2.5}\n{"iteration": 7, "total_loss": 2.25}\n'
+    )
+    conf = export_folder(tmp_path / "model_final.pth", tmp_path / "enc", license="cc-by-4.0")
+    return cfg, enc, conf, tmp_path / "enc", request.param
+
+
+def test_folder_holds_no_pickle(exported):
+    _, _, conf, folder, _ = exported
+    assert set(os.listdir(folder)) == FILES
+    raw = (folder / "model.safetensors").read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])  # safetensors: a JSON header, then raw tensor bytes
+    assert "pos_embed" in header and "cls_token" in header
+    for name in FILES:  # neither a pickle (0x80 protocol byte) nor torch.save's zip
+        head = (folder / name).read_bytes()[:2]
+        assert head[:1] != b"\x80" and head != b"PK"
+    assert read_folder_config(folder) == json.loads((folder / "config.json").read_text())
+    assert conf["kind"] == "encoder" and conf["license"] == "cc-by-4.0"
+
+
+def test_roundtrip_bridle_folder(exported):
+    cfg, enc, conf, folder, modality = exported
+    loaded = bridle.load_encoder(str(folder))
+    x = _x(cfg)
+    with torch.no_grad():
+        assert torch.equal(enc(x), loaded(x))
+    assert loaded.cfg.MODEL.PATCH_EMBED.NAME == cfg.MODEL.PATCH_EMBED.NAME and loaded.cfg.is_frozen()
+    assert loaded.export_config["input"]["modality"] == modality
+    assert conf["grid_size"] == list(enc.grid_size)
+    # a folder is a checkpoint for every loader (MODEL.WEIGHTS, extract_features, re-export)
+    assert "encoder" == load_checkpoint_file(folder)["export"]["kind"]
+    again = export_folder(folder, folder.parent / "again")
+    assert again["timm"] == conf["timm"]
+
+
+def test_timm_loads_the_folder_with_equal_outputs(exported):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import load_file
+
+    cfg, enc, conf, folder, modality = exported
+    spec = json.loads((folder / "config.json").read_text())["timm"]
+    assert spec["kwargs"]["in_chans"] == (3 if modality == "image" else 1)
+    assert spec["kwargs"]["img_size"] == list(cfg.MODEL.PATCH_EMBED.INPUT_SIZE)
+    model = timm.create_model(spec["model_name"], pretrained=False, **spec["kwargs"]).eval()
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))  # strict: every key matches
+    x = _x(cfg)
+    xt = x if modality == "image" else x[:, None]  # timm: [B, 1, frames, mel]
+    with torch.no_grad():
+        tokens = enc(x)
+        assert (model.forward_features(xt) - tokens).abs().max() <= 1e-5
+        assert (model(xt) - tokens[:, 1:].mean(1)).abs().max() <= 1e-5  # = tools/extract_features.py
+
+
+def test_model_card(exported):
+    cfg, _, conf, folder, modality = exported
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0\n")
+    for text in (f"modality: {modality}", "width 64, depth 2", "encoder_cold", "`rq`", "total_loss | 2.25"):
+        assert text in card, text
+    assert ("hear-validator bridle_audio.hear" in card) == (modality == "audio")
+    assert "timm.create_model" in card and "bridle.load_encoder" in card
+    assert conf["metrics"]["metrics.json"]["total_loss"] == 2.25
+
+
+def test_classifier_exports_head_and_label_names(tmp_path):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import load_file
+
+    cfg = tiny_cfg(IMAGE)
+    clf = classifier_checkpoint(cfg, tmp_path / "clf.pth", num_classes=3)
+    (tmp_path / "labels.csv").write_text("index,mid,display_name\n0,/m/a,Cat\n1,/m/b,Dog\n2,/m/c,Bird\n")
+    names = read_label_names(str(tmp_path / "labels.csv"))
+    conf = export_folder(tmp_path / "clf.pth", tmp_path / "clf", label_names=names)
+    assert conf["kind"] == "classifier" and conf["label_names"] == ["Cat", "Dog", "Bird"]
+    model, labels = bridle.load_classifier(str(tmp_path / "clf"))
+    assert labels == ["Cat", "Dog", "Bird"]
+    x = _x(cfg, 4)
+    with torch.no_grad():
+        ref = clf(x)
+        assert torch.equal(model(x), ref)
+        t = timm.create_model(conf["timm"]["model_name"], pretrained=False, **conf["timm"]["kwargs"]).eval()
+        t.load_state_dict(load_file(str(tmp_path / "clf" / "model.safetensors")))
+        assert (t(x) - ref).abs().max() <= 1e-5
+    with pytest.raises(UserError, match="3 classes"):
+        export_folder(tmp_path / "clf.pth", tmp_path / "bad", label_names=["a", "b"])
+    # its encoder alone
+    enc = export_folder(tmp_path / "clf.pth", tmp_path / "enc", kind="encoder")
+    assert enc["kind"] == "encoder" and enc["license"] == DEFAULT_LICENSE
+
+
+def test_pth_destination_keeps_the_file_layout(tmp_path):
+    cfg = tiny_cfg(IMAGE)
+    enc, _ = pretrain_checkpoint(cfg, tmp_path / "p.pth")
+    layout, meta = export(tmp_path / "p.pth", tmp_path / "encoder.pth")
+    assert layout == "file" and meta["format"] == "bridle-encoder-v1"
+    x = _x(cfg)
+    with torch.no_grad():
+        assert torch.equal(bridle.load_encoder(str(tmp_path / "encoder.pth"))(x), enc(x))
+    with pytest.raises(UserError, match="encoder only"):
+        export(tmp_path / "p.pth", tmp_path / "t.pth", kind="tokenizer")
