@@ -196,6 +196,12 @@ _C.PRETRAIN.TEACHER_LAYER = 0
 # Encoder phases start the decoder from MODEL.WEIGHTS' decoder (as the authors); its head is
 # re-initialised only when its shape changed. False = a fresh decoder every encoder phase.
 _C.PRETRAIN.CARRY_DECODER = True
+# Masked views per sample in the encoder phases (encoder_cold, encoder, joint): the tokenizer's
+# codes are computed once per sample, the encoder and decoder train on NUM_MASKS independently
+# masked copies (batch B x NUM_MASKS views of B samples, one backward, loss averaged over views).
+# 1 = the authors' (one mask per sample). An integer >= 1; the tokenizer phase ignores it.
+# SOLVER.BATCH_SIZE_PER_GPU and epochs count samples, not views (docs/training.md).
+_C.PRETRAIN.NUM_MASKS = 1
 # Per-phase solver settings; values < 0 inherit from SOLVER. OPTS are extra KEY VALUE
 # overrides applied to that phase only.
 _C.PRETRAIN.PHASES = CN()

@@ -65,6 +65,7 @@ _RULES: List[tuple] = [
     ("DATALOADER.MAX_BAD_FRACTION", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("DIST.TIMEOUT_MINUTES", lambda v: v > 0, "a number of minutes > 0"),
     ("MODEL.MASK.RATIO", lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    ("PRETRAIN.NUM_MASKS", lambda v: not isinstance(v, bool) and int(v) == v >= 1, "an integer >= 1"),
     ("MODEL.ENCODER.DROP_PATH", lambda v: 0 <= v < 1, "a rate in [0, 1)"),
     ("MODEL.HEAD.NUM_CLASSES", lambda v: v >= 1, "a number of classes >= 1"),
     ("MODEL.HEAD.LABEL_SMOOTHING", lambda v: 0 <= v < 1, "a value in [0, 1)"),

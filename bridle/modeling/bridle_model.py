@@ -2,6 +2,8 @@
 
 ``phase`` decides what trains and what is a frozen teacher:
 - "encoder":   E + D learn to predict T's codes of the masked patches (masked CE); T frozen.
+               With PRETRAIN.NUM_MASKS = M > 1, E + D see M masked views of each sample against
+               one target (:meth:`BridleModel.masked_views`); the joint phase as well.
 - "tokenizer": T + TE learn L_cos(TE(z_q), E(x)) + L_cb with E a frozen teacher on the
                unmasked input; D unused.
 - "joint":     both losses, L_enc + ratio * L_tok, the tokenizer part every ``period`` steps.
@@ -17,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bridle.config.config import ConfigValueError
 from bridle.protocols import InitializableCodebook, supports
 from bridle.registry import META_ARCH
 
@@ -68,6 +71,11 @@ class BridleModel(nn.Module):
         self.num_masked = int(self.mask_generator.num_masked)
         if self.num_masked <= 0:
             raise ValueError("MODEL.MASK.RATIO masks no token: masked prediction needs masked tokens.")
+        # Masked views per sample in the encoder phases (data2vec 2.0's "multi-mask"): the target
+        # is computed once, the encoder and decoder see NUM_MASKS differently masked copies.
+        self.num_masks = cfg.PRETRAIN.NUM_MASKS
+        if isinstance(self.num_masks, bool) or not isinstance(self.num_masks, int) or self.num_masks < 1:
+            raise ConfigValueError(f"PRETRAIN.NUM_MASKS = {self.num_masks!r}: expected an integer >= 1.")
         self.joint_ratio = float(cfg.PRETRAIN.JOINT_RATIO)
         self.teacher_precision = str(cfg.PRETRAIN.TEACHER_PRECISION)
         if self.teacher_precision not in _TEACHER_DTYPES:
@@ -166,6 +174,22 @@ class BridleModel(nn.Module):
             acc = (logits.argmax(-1) == target).float().mean()
         return {"loss_mlm": loss, "mlm_acc": acc}
 
+    def masked_views(self, x: torch.Tensor, codes: torch.Tensor, soft_codes=None):
+        """The input and its targets repeated NUM_MASKS times along dim 0 (view v of sample i is row
+        v * B + i): :meth:`masked_prediction` draws one mask per row from the phase's generator
+        (one call for all B x M rows, so the RNG is consumed as a batch of B x M) and averages its
+        loss over every masked token of every view, i.e. over the views. The target (the
+        tokenizer's forward) and everything before the model (loading, augmentation, the
+        dataset's device transform) are paid once per sample; only the encoder and decoder run M
+        times (one forward, one backward). The multi-mask training of data2vec 2.0 (arXiv
+        2212.07525) and EAT (arXiv 2401.03497)."""
+        m = self.num_masks
+
+        def rep(t):
+            return t.repeat(m, *([1] * (t.dim() - 1)))
+
+        return rep(x), rep(codes), (rep(soft_codes) if soft_codes is not None else None)
+
     def teacher_features(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen encoder's normed tokens on the unmasked input, cls dropped, fp32, computed
         without autograd state in PRETRAIN.TEACHER_PRECISION."""
@@ -200,7 +224,10 @@ class BridleModel(nn.Module):
         if self.phase == "tokenizer":
             return self.tokenizer_loss(x)
         q = self.targets(x)
-        out = self.masked_prediction(x, q.codes, q.soft_codes)
+        if self.num_masks == 1:
+            out = self.masked_prediction(x, q.codes, q.soft_codes)
+        else:
+            out = self.masked_prediction(*self.masked_views(x, q.codes, q.soft_codes))
         out.update({f"targets/{k}": v for k, v in self._target_metrics(q).items()})
         if self.phase == "joint" and self.tokenizer_step:
             tok = self.tokenizer_loss(x)

@@ -130,6 +130,24 @@ def test_in_process_resume_is_exact_whatever_the_global_rng(toy_plugin, tmp_path
     assert max_state_diff(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]) == 0.0
 
 
+def test_in_process_resume_is_exact_with_several_masks(toy_plugin, tmp_path):
+    """PRETRAIN.NUM_MASKS 2 (issue #23): the B x 2 views' masks come from the restored global RNG
+    as one batch, so a resumed run ends as the uninterrupted one, whatever the RNG before resume."""
+    extra = {
+        "TRAINER.NAME": "encoder",
+        "MODEL.TOKENIZER.COLD_START": True,
+        "PRETRAIN.NUM_MASKS": 2,
+        "SOLVER.MAX_ITER": 7,
+        "SOLVER.CHECKPOINT_PERIOD": 3,
+        "MODEL.ENCODER.DROP_PATH": 0.1,
+    }
+    full, res = crash_then_resume(str(tmp_path), extra, crash_at=4, before_resume=lambda: torch.manual_seed(999))
+    assert res.start_iter == 3
+    res.train()
+    assert max_state_diff(full.model_without_ddp.state_dict(), res.model_without_ddp.state_dict()) == 0.0
+    assert max_state_diff(full.optimizer.state_dict()["state"], res.optimizer.state_dict()["state"]) == 0.0
+
+
 def test_phase_restarted_from_scratch_has_same_init(toy_plugin, tmp_path):
     from bridle.trainers.pretrain import EncoderPhaseTrainer
 
