@@ -3,6 +3,8 @@
 
     python tools/tokenize_dataset.py --weights output/run/1_tokenizer/model_final.pth \\
         --split train --output codes.npz [--config-file CFG] [KEY VALUE ...]
+    python tools/tokenize_dataset.py --weights output/demo/export/tokenizer --split train \\
+        --output output/codes --format shards
 
 (Named tokenize_dataset.py, not tokenize.py: a tools/tokenize.py would shadow the standard
 library's ``tokenize`` module for every script in tools/.)
