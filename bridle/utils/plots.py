@@ -9,7 +9,9 @@ write it). Two kinds of run are recognised:
   (``pretrain.png`` for OUTPUT_DIR itself or its ``pretrain/``)
   shows, on one iteration axis with the phases side by side: the losses per phase, the
   masked-prediction accuracy, the learning rate, and per codebook level the code usage (CUR),
-  perplexity and dead-code count over time;
+  perplexity and dead-code count over time; with online probes (TEST.ONLINE_PROBE, ``probe/*``
+  keys) a third row: the kNN and linear probe val top-1 across the phases (phases marked and
+  named), the held-out masked-token accuracy, and the effective rank of the pooled features;
 - a downstream run (its metrics hold ``val/...`` or ``test/...`` evaluations): all of them go
   into ``downstream.png``: val and test top-1 (or the first metric logged) over iterations,
   and the training loss.
@@ -115,14 +117,33 @@ def _finish(ax, title, ylabel=None):
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, fontsize=8)
 
 
+# online probe key -> (panel, legend label, colour): one colour per signal across the phases
+PROBE_KEYS = {
+    "probe/knn_top1": ("probe", "kNN", "C0"),
+    "probe/linear_top1": ("probe", "linear", "C1"),
+    "probe/masked_acc": ("masked", "masked-token acc", "C2"),
+    "probe/effective_rank": ("rank", "effective rank", "C3"),
+}
+
+
 def plot_schedule(phases: List[Tuple[str, Series]], path: str, title: str) -> str:
     plt = _plt()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-    ax_loss, ax_acc, ax_lr, ax_cur, ax_ppl, ax_dead = axes.ravel()
-    offset = 0
+    probes = any(k.startswith("probe/") for _, series in phases for k in series)
+    fig, axes = plt.subplots(3 if probes else 2, 3, figsize=(13, 9.75 if probes else 6.5))
+    ax_loss, ax_acc, ax_lr, ax_cur, ax_ppl, ax_dead = axes.ravel()[:6]
+    ax_probe, ax_masked, ax_rank = axes.ravel()[6:] if probes else (None, None, None)
+    offset, labelled = 0, set()
+    probe_axes = {"probe": ax_probe, "masked": ax_masked, "rank": ax_rank}
     for label, series in phases:
         end = max((pts[-1][0] for pts in series.values() if pts), default=0)
         for k in sorted(series):
+            if k.startswith("probe/") and not LEVEL_KEY.match(k):  # online probes (perplexity: its panel)
+                if k in PROBE_KEYS:
+                    panel, name, color = PROBE_KEYS[k]
+                    shown = None if k in labelled else name  # one legend entry per signal
+                    labelled.add(k)
+                    _line(probe_axes[panel], series[k], shown, offset, marker="o", ms=3, color=color)
+                continue
             if k.startswith("loss_"):
                 _line(ax_loss, series[k], f"{label}: {k}", offset)
             elif k.endswith("acc"):
@@ -137,6 +158,17 @@ def plot_schedule(phases: List[Tuple[str, Series]], path: str, title: str) -> st
         if offset:
             for ax in axes.ravel():
                 ax.axvline(offset, color="0.6", lw=0.8, ls=":")
+        if probes:  # name the phases on the probe panel
+            ax_probe.text(
+                offset + end / 2,
+                1.0,
+                label,
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                color="0.4",
+                transform=ax_probe.get_xaxis_transform(),
+            )
         offset += end
     _finish(ax_loss, "losses per phase")
     _finish(ax_acc, "masked-prediction accuracy")
@@ -144,6 +176,10 @@ def plot_schedule(phases: List[Tuple[str, Series]], path: str, title: str) -> st
     _finish(ax_cur, "code usage per level (CUR)")
     _finish(ax_ppl, "code perplexity per level")
     _finish(ax_dead, "dead codes per level")
+    if probes:
+        _finish(ax_probe, "online probe: val top-1 (kNN, linear)")
+        _finish(ax_masked, "online: masked-token accuracy (held-out)")
+        _finish(ax_rank, "online: effective rank of pooled features")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

@@ -86,3 +86,24 @@ def test_bad_input_names_the_file_and_line(tmp_path):
         plot_metrics.plot_output_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no metrics.json"):
         plot_metrics.plot_output_dir(str(tmp_path / "run" / "tb"))  # exists below, holds none
+
+
+def test_online_probe_row_across_phases(tmp_path):
+    """probe/* keys (TEST.ONLINE_PROBE) add a third row: the probe curve across the encoder phases."""
+    root = str(tmp_path)
+    _schedule(root)
+    plain = plot_metrics.main([root, "--out", str(tmp_path / "plain")])[0]
+    for k, phase in ((0, "encoder_cold"), (2, "encoder")):
+        path = os.path.join(root, "pretrain", f"{k}_{phase}", "metrics.json")
+        with open(path, "a") as f:
+            for it in (10, 20, 39):
+                rec = {"iteration": it, "probe/knn_top1": 0.3 + it / 100 + k / 10, "probe/linear_top1": 0.5 + it / 100}
+                rec.update({"probe/masked_acc": 0.1 + it / 200, "probe/effective_rank": 5 + it / 4})
+                rec["probe/perplexity/l0"] = 20.0
+                f.write(json.dumps(rec) + "\n")
+    with_probe = plot_metrics.main([root, "--out", str(tmp_path / "probe")])[0]
+    a, b = _image(plain), _image(with_probe)
+    assert b.shape[0] > a.shape[0] * 1.3 and b.shape[1] == a.shape[1]  # one more row of panels
+    series = dict(plot_metrics.find_runs(root)[0]["pretrain"])["2_encoder"]
+    assert [i for i, _ in series["probe/knn_top1"]] == [10, 20, 39]
+    assert [v for _, v in series["probe/knn_top1"]] == pytest.approx([0.6, 0.7, 0.89])
