@@ -371,6 +371,10 @@ def run_demo(
     # Compute, not wall time (a shared machine): user + sys CPU of the pretraining subprocess and the
     # processes it waited for (its data loaders), this invocation only (a resumed run counts its rest).
     report["pretrain_cpu_seconds"] = round(cpu_pre, 1)
+    say("The final encoder and tokenizer as folders (safetensors + config + model card)")
+    from bridle.interop.hub import export_run, print_export
+
+    report["export"] = export_run(out, ckpts["bridle"], ckpts["tokenizer"], report)  # OUTPUT_DIR/export/
     report = _relative(report, out)
     with open(os.path.join(out, "report.json.tmp"), "w") as f:
         json.dump(report, f, indent=2)
@@ -390,6 +394,7 @@ def run_demo(
         f"downstream {t_down:.0f} s). Report: {os.path.join(out, 'report.json')}; plots: "
         + (", ".join(os.path.relpath(p, out) for p in plots) or "none")
     )
+    print_export(report["export"])  # the exported folders and the commands that use them
     return report
 
 
