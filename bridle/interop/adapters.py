@@ -22,7 +22,9 @@ patch embedding fixes what the model reads; ``fn(cfg) -> adapter`` where the ada
 * ``timm_in_chans() -> int or None``: the channel count of timm's 2-D patch embedding for this
   input (None: timm has no equivalent, e.g. 3-D tubelets);
 * ``card_usage(folder) -> str``: extra Markdown for the model card's "How to use" section
-  (e.g. a plugin's benchmark API), may be "".
+  (e.g. a plugin's benchmark API), may be "";
+* optionally ``commands(folder) -> list of str``: shell commands that use an exported encoder
+  (the demos print them, e.g. a benchmark's validator).
 
 The core's entry "conv" (the plain ConvPatchEmbed) is the identity: the raw input is the model
 input, ``[C, *INPUT_SIZE]`` (or without C when IN_CHANS is 1).

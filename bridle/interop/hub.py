@@ -156,12 +156,23 @@ def _numbers(obj, prefix: str = "", depth: int = 0) -> Dict[str, float]:
     return out
 
 
-def run_metrics(src: str) -> Dict[str, Any]:
+def _report_numbers(rep: dict) -> Dict[str, float]:
+    keep = {k: rep[k] for k in ("results", "baseline") if k in rep}
+    if isinstance(rep.get("tokenizer_usage"), dict):
+        keep["tokenizer_usage"] = {
+            f"level{u.get('level')}": {k: u.get(k) for k in ("used", "usage", "perplexity")}
+            for u in rep["tokenizer_usage"].get("per_level", [])
+        }
+    return _numbers(keep)
+
+
+def run_metrics(src: str, report: Optional[dict] = None) -> Dict[str, Any]:
     """What the run that wrote ``src`` recorded, read from files next to it: ``metrics.json``
     (last values of its loss / accuracy keys), ``final_results.json`` (a downstream run's
-    evaluations) and ``report.json`` (a demo's report, looked up to two folders above)."""
+    evaluations) and ``report.json`` (a demo's report, looked up to two folders above; or
+    ``report``, a demo's report dict)."""
     if os.path.isdir(src):
-        return {}
+        return {"report.json": _report_numbers(report)} if report else {}
     d = os.path.dirname(os.path.abspath(src))
     out: Dict[str, Any] = {}
     m = _last_metrics(os.path.join(d, "metrics.json"))
@@ -171,16 +182,13 @@ def run_metrics(src: str) -> Dict[str, Any]:
     if isinstance(fr, dict):
         sel = fr.get("val_selected") or fr.get("last") or {}
         out["final_results.json"] = _numbers(sel)
+    if report:
+        out["report.json"] = _report_numbers(report)
+        return out
     for up in (d, os.path.dirname(d), os.path.dirname(os.path.dirname(d))):
         rep = _read_json(os.path.join(up, "report.json"))
         if isinstance(rep, dict):
-            keep = {k: rep[k] for k in ("results", "baseline") if k in rep}
-            if isinstance(rep.get("tokenizer_usage"), dict):
-                keep["tokenizer_usage"] = {
-                    f"level{u.get('level')}": {k: u.get(k) for k in ("used", "usage", "perplexity")}
-                    for u in rep["tokenizer_usage"].get("per_level", [])
-                }
-            out["report.json"] = _numbers(keep)
+            out["report.json"] = _report_numbers(rep)
             break
     return out
 
@@ -463,10 +471,12 @@ def export_folder(
     kind: Optional[str] = None,
     license: str = DEFAULT_LICENSE,
     label_names: Optional[Sequence[str]] = None,
+    report: Optional[dict] = None,
 ) -> dict:
     """Write the folder ``dst`` (created; files in it replaced) from ``src`` (a checkpoint file
     or a folder). ``kind``: "encoder" | "classifier" | "tokenizer" (default: classifier when
-    ``src`` has a head, else encoder). Returns the written config.json."""
+    ``src`` has a head, else encoder); ``report``: a demo's report dict for the card's metrics
+    (else report.json is looked up next to ``src``). Returns the written config.json."""
     from safetensors.torch import save as st_save
 
     import bridle
@@ -506,7 +516,7 @@ def export_folder(
         )
     )
     conf["source"] = (ckpt.get("export") or {}).get("source") or _source_info(src, ckpt)
-    metrics = run_metrics(src)
+    metrics = run_metrics(src, report)
     conf["metrics"] = metrics
     os.makedirs(dst, exist_ok=True)
     _write_bytes(os.path.join(dst, WEIGHTS_FILE), st_save(state, metadata={"format": "pt"}), "weights")
@@ -556,3 +566,75 @@ def export_tokenizer_main(argv=None, usage: str = "") -> dict:
     conf = export_folder(args.src, args.dst, kind="tokenizer", license=args.license)
     print(json.dumps({k: conf[k] for k in ("kind", "quantizer", "grid_size", "license")}))
     return conf
+
+
+def usage_commands(folder: str, conf: dict, python: str = "python") -> List[str]:
+    """Shell commands that use an exported folder (printed by the demos): the timm check,
+    features / codes of its training data, and the plugin's own (e.g. a benchmark validator)."""
+    from bridle.config import CfgNode
+
+    from .adapters import input_adapter
+
+    cmds: List[str] = []
+    if conf.get("timm"):
+        cmds.append(
+            f'{python} -c "import json, timm; from safetensors.torch import load_file; '
+            f"c = json.load(open('{folder}/config.json'))['timm']; "
+            "m = timm.create_model(c['model_name'], pretrained=False, **c['kwargs']); "
+            f"print(m.load_state_dict(load_file('{folder}/model.safetensors')))\""
+        )
+    if conf["kind"] == "tokenizer":
+        cmds.append(
+            f"{python} tools/tokenize_dataset.py --weights {folder} --split train "
+            f"--output {os.path.dirname(folder)}/codes --format npy"
+        )
+    else:
+        cmds.append(
+            f"{python} tools/extract_features.py --weights {folder} --split train "
+            f"--out {os.path.dirname(folder)}/features.npy"
+        )
+        try:
+            with open(os.path.join(folder, CONFIG_YAML)) as f:
+                cfg = CfgNode.load_cfg(f.read())
+            adapter = input_adapter(cfg)
+            extra = getattr(adapter, "commands", None)
+            if callable(extra):
+                cmds.extend(extra(folder))
+        except Exception as e:  # a plugin missing here: its commands are left out
+            logger.info(f"No plugin commands for {folder} ({type(e).__name__}: {e}).")
+    return cmds
+
+
+def export_run(out_dir: str, encoder_ckpt: str, tokenizer_ckpt: str = "", report: Optional[dict] = None) -> dict:
+    """A demo's final encoder and tokenizer as folders ``OUT_DIR/export/{encoder,tokenizer}``
+    (cards with ``report``'s numbers); returns report.json's ``export`` entry: the folders
+    (relative to ``out_dir``) and the commands that use them, or the error that stopped it."""
+    result: Dict[str, Any] = {}
+    commands: List[str] = []
+    for kind, src in (("encoder", encoder_ckpt), ("tokenizer", tokenizer_ckpt)):
+        if not src:
+            continue
+        dst = os.path.join(out_dir, "export", kind)
+        try:
+            conf = export_folder(src, dst, kind=kind, report=report)
+        except Exception as e:  # the report is still written; the error is in it and printed
+            result[f"{kind}_error"] = f"{type(e).__name__}: {e}"
+            logger.error(f"Export of the {kind} failed: {result[f'{kind}_error']}")
+            continue
+        result[kind] = os.path.relpath(dst, out_dir)
+        commands.extend(usage_commands(dst, conf))
+    result["commands"] = commands
+    return result
+
+
+def print_export(export_entry: dict) -> None:
+    """The demos' closing lines: where the folders are and the commands that use them."""
+    if not export_entry:
+        return
+    for kind in ("encoder", "tokenizer"):
+        if export_entry.get(kind):
+            print(f"  exported {kind}: {export_entry[kind]} (docs/using_a_trained_model.md)")
+        if export_entry.get(f"{kind}_error"):
+            print(f"  export of the {kind} FAILED: {export_entry[f'{kind}_error']}")
+    for c in export_entry.get("commands", []):
+        print(f"  $ {c}")

@@ -49,6 +49,10 @@ class AudioAdapter:
     def timm_in_chans(self) -> int:
         return 1
 
+    def commands(self, folder: str) -> list:
+        """Shell commands that check an exported audio encoder (printed by the demo)."""
+        return [f"hear-validator bridle_audio.hear --model {folder}"]
+
     def card_usage(self, folder: str) -> str:
         return "\n".join(
             [
