@@ -214,3 +214,26 @@ def test_two_gloo_ranks_log_one_process_numbers(toy_plugin, tmp_path):
     for k, v in logged.items():
         if k != "seconds":
             assert again[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+
+
+def test_training_on_shards_probes_a_regular_dataset(toy_plugin, tmp_path):
+    """Training reads a stream of shards; the probe set is a regular dataset (and a stream as the
+    probe set is a one-line user error)."""
+    from bridle.data.shards import ShardSink, encode_tensor_item
+    from bridle.errors import UserError
+    from bridle.evaluation.online_probe import OnlineProbe
+    from bridle.registry import DATASET
+
+    cfg = _cfg(str(tmp_path / "x"))
+    toy = DATASET.get("toy_signals")(cfg, "train", "pretrain")
+    sink = ShardSink(str(tmp_path / "s"), decoder="tensors", meta={"num_classes": 4}, max_count=20)
+    for i in range(len(toy)):
+        item = toy[i]
+        sink.write(encode_tensor_item({"input": item["input"], "label": item["label"], "index": torch.tensor(i)}))
+    sink.close()
+    shards = {"DATASETS.TRAIN": "shards", "DATASETS.SHARDS.TRAIN_INDEX": str(tmp_path / "s")}
+    t = _train(str(tmp_path / "run"), **ENCODER_COLD, **PROBE, **shards)
+    hook = next(h for h in t._hooks if isinstance(h, OnlineProbe))
+    assert [it for it, _ in hook.history] == [2, 4, 6] and hook.last_results["linear_top1"] >= 0.6
+    with pytest.raises(UserError, match="TEST.ONLINE_PROBE.TRAIN 'shards' is a stream"):
+        _train(str(tmp_path / "bad"), **ENCODER_COLD, **{**PROBE, "TEST.ONLINE_PROBE.TRAIN": ""}, **shards)
