@@ -126,3 +126,28 @@ def test_pth_destination_keeps_the_file_layout(tmp_path):
         assert torch.equal(bridle.load_encoder(str(tmp_path / "encoder.pth"))(x), enc(x))
     with pytest.raises(UserError, match="encoder only"):
         export(tmp_path / "p.pth", tmp_path / "t.pth", kind="tokenizer")
+
+
+def test_export_run_of_a_demo(tmp_path):
+    """The demos' export: OUTPUT_DIR/export/{encoder,tokenizer}, the report's numbers in the
+    card, the commands that use the folders (hear-validator for an audio encoder)."""
+    pytest.importorskip("bridle_audio")
+    from bridle.interop.hub import export_run, print_export
+
+    cfg = tiny_cfg(AUDIO)
+    final = tmp_path / "pretrain" / "3_encoder" / "model_final.pth"
+    final.parent.mkdir(parents=True)
+    pretrain_checkpoint(cfg, final, tokenizer=True)
+    report = {"results": {"linear_probe": {"bridle": {"test_top1": 0.75}}}}
+    entry = export_run(str(tmp_path), str(final), str(final), report)
+    assert entry["encoder"] == "export/encoder" and entry["tokenizer"] == "export/tokenizer"
+    assert not [k for k in entry if k.endswith("_error")]
+    cmds = "\n".join(entry["commands"])
+    assert "hear-validator bridle_audio.hear --model" in cmds and "tools/tokenize_dataset.py --weights" in cmds
+    assert "timm.create_model" in cmds and "tools/extract_features.py --weights" in cmds
+    card = (tmp_path / "export" / "encoder" / "README.md").read_text()
+    assert "results.linear_probe.bridle.test_top1 | 0.75" in card
+    assert bridle.load_tokenizer(str(tmp_path / "export" / "tokenizer"))(torch.randn(16000)).shape == (14, 2)
+    broken = export_run(str(tmp_path / "b"), str(tmp_path / "missing.pth"))
+    assert "encoder_error" in broken and "encoder" not in broken
+    print_export(entry)
