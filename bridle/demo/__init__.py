@@ -5,6 +5,7 @@ the data and a :class:`DemoSpec`; the thin tools/demo*.py scripts call the plugi
 from .driver import (  # noqa: F401
     REPO,
     DemoSpec,
+    DemoTask,
     base_parser,
     code_usage,
     demo_env,
@@ -20,6 +21,7 @@ from .driver import (  # noqa: F401
 __all__ = [
     "REPO",
     "DemoSpec",
+    "DemoTask",
     "base_parser",
     "code_usage",
     "demo_env",

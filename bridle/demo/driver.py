@@ -5,7 +5,10 @@ val-selected evaluation; nothing is selected on test), add a baseline without de
 (logistic regression on the raw model input), measure the final tokenizer's code usage over the
 whole pool, print a table, write ``OUTPUT_DIR/report.json`` and the plots.
 
-A plugin's demo builds its data, then calls :func:`run_demo` with a :class:`DemoSpec`.
+A plugin's demo builds its data, then calls :func:`run_demo` with a :class:`DemoSpec`. Data
+with several label sets on the same items (the video demo: which digit, which direction of
+motion) give the spec one :class:`DemoTask` each: the pretraining and the code usage are shared,
+the evaluation and the baselines run per task (report.json ``tasks.<name>``).
 The keys of report.json are documented in docs/demos.md ("The demos' report.json").
 """
 
@@ -16,8 +19,8 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence
 
 # The repository this package is installed from (editable): the demos run its tools/ (train_net,
 # tokenize_dataset in subprocesses) and read its configs/.
@@ -40,6 +43,18 @@ class DemoSpec:
     pretrain_opts: List[str] = field(default_factory=list)  # KEY VALUE: the unlabelled pool
     downstream_opts: List[str] = field(default_factory=list)  # KEY VALUE: labelled/val/test data
     notes: Dict[str, object] = field(default_factory=dict)  # data sizes etc., copied into the report
+    # Several label sets on the same data: name -> DemoTask, each evaluated (and baselined) on its
+    # own; report["tasks"][name], and the top-level "results"/"baseline" are the first task's.
+    tasks: Dict[str, "DemoTask"] = field(default_factory=dict)
+    # Further logistic-regression baselines: report key -> a function of the loader's input batch
+    # (e.g. one frame of a clip) whose flattened output is the feature vector.
+    baselines: Dict[str, Callable] = field(default_factory=dict)
+
+
+@dataclass
+class DemoTask:
+    task: str  # one line for the table's title
+    downstream_opts: List[str] = field(default_factory=list)  # KEY VALUE: this label set's data
 
 
 def say(msg: str) -> None:
@@ -141,8 +156,9 @@ def selected(results: dict, metric: str = "top1") -> dict:
     }
 
 
-def _features(cfg, split: str):
-    """The model's input of every item of ``split`` (eval transform, un-augmented), flattened."""
+def _features(cfg, split: str, features: Optional[Callable] = None):
+    """The model's input of every item of ``split`` (eval transform, un-augmented), or
+    ``features(input)``, flattened."""
     import numpy as np
     import torch
 
@@ -154,7 +170,8 @@ def _features(cfg, split: str):
         for batch in build_test_loader(cfg, dataset):
             if batch.get("empty"):
                 continue
-            xs.append(batch["input"].flatten(1).float().numpy())
+            x = batch["input"] if features is None else features(batch["input"])
+            xs.append(x.flatten(1).float().numpy())
             ys.append(batch["label"].numpy())
     y = np.concatenate(ys)
     if y.ndim == 2:  # one-hot / multi-hot targets (multi-label datasets): the class index
@@ -162,15 +179,16 @@ def _features(cfg, split: str):
     return np.concatenate(xs), y
 
 
-def raw_feature_baseline(config: str, opts: Sequence[str]) -> dict:
-    """Logistic regression (scikit-learn, standardised inputs) on the flattened model input of
-    the labelled train split; C picked on val among LOGREG_C; test accuracy at that C."""
+def raw_feature_baseline(config: str, opts: Sequence[str], features: Optional[Callable] = None) -> dict:
+    """Logistic regression (scikit-learn, standardised inputs) on the flattened model input (or
+    ``features`` of it) of the labelled train split; C picked on val among LOGREG_C; test
+    accuracy at that C."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     cfg = load_cfg(config, list(opts) + ["DATALOADER.NUM_WORKERS", "0"])
-    (xtr, ytr), (xva, yva), (xte, yte) = (_features(cfg, s) for s in ("train", "val", "test"))
+    (xtr, ytr), (xva, yva), (xte, yte) = (_features(cfg, s, features) for s in ("train", "val", "test"))
     best = None
     for c in LOGREG_C:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
@@ -266,16 +284,19 @@ def run_downstream(
 
 
 def print_table(report: dict) -> None:
-    print(f"  {'protocol':<14}{'encoder':<14}{'test':>7}{'val':>7}  (selected at iter; last test)")
-    for proto, by_enc in report["results"].items():
-        for enc, r in by_enc.items():
-            print(
-                f"  {proto:<14}{enc:<14}{r['test_top1']:>7.3f}{r['val_top1']:>7.3f}"
-                f"  ({r['selected_iteration']}; {r['last_test_top1']:.3f})"
-            )
-    b = report.get("baseline")
-    if b:
-        print(f"  {'logistic regression on raw input':<28}{b['test_top1']:>7.3f}{b['val_top1']:>7.3f}  (C {b['C']})")
+    for name, part in report.get("tasks", {"": report}).items():
+        if name:
+            print(f"  task '{name}': {part['task']}")
+        print(f"  {'protocol':<14}{'encoder':<14}{'test':>7}{'val':>7}  (selected at iter; last test)")
+        for proto, by_enc in part["results"].items():
+            for enc, r in by_enc.items():
+                print(
+                    f"  {proto:<14}{enc:<14}{r['test_top1']:>7.3f}{r['val_top1']:>7.3f}"
+                    f"  ({r['selected_iteration']}; {r['last_test_top1']:.3f})"
+                )
+        for key in [k for k in part if k.startswith("baseline")]:
+            b, what = part[key], "raw input" if key == "baseline" else key[len("baseline_") :].replace("_", " ")
+            print(f"  {'logistic regression on ' + what:<28}{b['test_top1']:>7.3f}{b['val_top1']:>7.3f}  (C {b['C']})")
     u = report.get("tokenizer_usage")
     if u:
         print(
@@ -343,7 +364,16 @@ def run_demo(
 
     say("Linear probe and fine-tuning on the labelled subset: iteration-1 / final BRIDLE encoder, random init")
     t1 = time.time()
-    results = run_downstream(spec, out, ckpts, env, encoders=encoders)
+    tasks = {
+        name: replace(spec, task=t.task, downstream_opts=list(t.downstream_opts)) for name, t in spec.tasks.items()
+    }
+    parts = {name: {"task": t.task} for name, t in tasks.items()}
+    for name, t in tasks.items():
+        say(f"Task '{name}': {t.task}")
+        parts[name]["results"] = run_downstream(t, os.path.join(out, name), ckpts, env, encoders=encoders)
+    results = (
+        next(iter(parts.values()))["results"] if parts else run_downstream(spec, out, ckpts, env, encoders=encoders)
+    )
     t_down = time.time() - t1
     report = {
         "demo": spec.name,
@@ -356,9 +386,16 @@ def run_demo(
         "notes": dict(spec.notes),
     }
     t2 = time.time()
+    if parts:
+        report["tasks"] = parts
     if not skip_baseline:
         say("Baseline without deep learning: logistic regression on the raw model input")
-        report["baseline"] = raw_feature_baseline(spec.finetune_config, spec.downstream_opts)
+        for part, t in [(report, spec)] if not parts else [(parts[n], t) for n, t in tasks.items()]:
+            part["baseline"] = raw_feature_baseline(t.finetune_config, t.downstream_opts)
+            for key, features in spec.baselines.items():
+                part[key] = raw_feature_baseline(t.finetune_config, t.downstream_opts, features)
+        if parts:
+            report.update({k: v for k, v in next(iter(parts.values())).items() if k.startswith("baseline")})
     if ckpts["tokenizer"]:
         say("Final tokenizer: code usage over the whole pretraining pool")
         report["tokenizer_usage"] = tokenizer_usage(ckpts["tokenizer"], spec.pretrain_opts, out)

@@ -1,0 +1,112 @@
+"""`make demo-video`: BRIDLE end to end on real video files made offline, in the setting where
+self-supervised pretraining is meant to help (many unlabelled clips, few labelled ones), with
+two label sets on the same clips: *appearance* (which digit) and *motion* (which of 8
+directions the digit moves in; no single frame tells it, see moving_digits.py).
+
+1. data (bridle_video/moving_digits.py): scikit-learn's 1797 real 8 x 8 handwritten digits,
+   split by index into pool / val / test images first (60 / 15 / 25 %), each upsampled to
+   16 x 16 and moved in a straight line (8 directions, 1-2 pixels per frame) across a 32 x 32
+   canvas that wraps around, 16 frames, written as H.264 mp4 files (PyAV) and read back by the
+   video plugin's datasets and decord: the unlabelled pool (``video_folder``, 2 clips per pool
+   image), a labelled subset of it (3 clips per (digit, direction) pair) and one val / test clip
+   per val / test image (``kinetics_csv`` files, one per label set and split);
+2. the BRIDLE schedule of configs/video/demo_pretrain.yaml on the pool;
+3. per label set: linear probe and fine-tuning on the labelled clips from the iteration-1 and the
+   final BRIDLE encoder and from a random init; logistic regression on the raw clip and on its
+   middle frame alone; the final tokenizer's code usage over the pool. Test accuracy is that of
+   the evaluation selected on val; nothing is selected on test. Table on stdout,
+   OUTPUT_DIR/report.json (``tasks.motion``, ``tasks.appearance``; the top-level ``results`` and
+   ``baseline*`` are the motion task's), OUTPUT_DIR/plots.
+
+Run by tools/demo_video.py (`make demo-video`); the driver is bridle/demo/driver.py.
+"""
+
+import os
+import shutil
+import time
+from typing import Dict, Optional, Sequence
+
+from bridle import demo as demo_lib
+from bridle.demo import REPO, say
+
+from . import moving_digits
+
+# name -> (label column of the clip manifest, classes); the first is the report's top-level task.
+TASKS = {"motion": ("direction", moving_digits.DIRECTIONS), "appearance": ("digit", 10)}
+
+
+def middle_frame(clips):
+    """[B, C, T, H, W] -> the middle frame [B, C, H, W]: the single-frame baseline's input."""
+    return clips[:, :, clips.shape[2] // 2]
+
+
+def prepare_data(
+    data: str, pool_clips_per_image: int, labelled_per_pair: int, max_images: int = 0
+) -> Dict[str, object]:
+    """Write the clips and label files once (kept when complete); returns the split sizes."""
+    import json
+
+    done = os.path.join(data, f"complete_{pool_clips_per_image}_{labelled_per_pair}_{max_images}.json")
+    if os.path.isfile(done):
+        print(f"data already in {data}")
+        with open(done) as f:
+            return json.load(f)
+    shutil.rmtree(data, ignore_errors=True)
+    sizes = moving_digits.build(
+        data, pool_clips_per_image=pool_clips_per_image, labelled_per_pair=labelled_per_pair, max_images=max_images
+    )
+    with open(done, "w") as f:
+        json.dump(sizes, f, indent=1)
+    print(
+        f"{sizes['pool_items']} unlabelled pool clips of {sizes['pool_images']} digit images "
+        f"({sizes['labelled_items']} of them also labelled), {sizes['val_items']} val and "
+        f"{sizes['test_items']} test clips of other digit images; in {data}"
+    )
+    return sizes
+
+
+def parser():
+    p = demo_lib.base_parser(__doc__, "output/demo_video")
+    p.add_argument("--pool-clips-per-image", type=int, default=2, help="unlabelled clips per pool digit image")
+    p.add_argument("--labelled-per-pair", type=int, default=3, help="labelled clips per (digit, direction) pair")
+    p.add_argument("--max-images", type=int, default=0, help="use only this many digit images (0: all 1797)")
+    return p
+
+
+def make_spec(args, out: str) -> demo_lib.DemoSpec:
+    if args.pool_clips_per_image < 1 or args.labelled_per_pair < 1:
+        raise SystemExit("--pool-clips-per-image and --labelled-per-pair must be >= 1")
+    say("Moving digits: writing the clips as H.264 mp4 files")
+    data = os.path.join(out, "data")
+    sizes = prepare_data(data, args.pool_clips_per_image, args.labelled_per_pair, args.max_images)
+    tasks = {}
+    for name, (label, classes) in TASKS.items():
+        csvs = [
+            x
+            for s in ("TRAIN", "VAL", "TEST")
+            for x in (f"DATASETS.VIDEO.{s}_CSV", os.path.join(data, f"{label}_{s.lower()}.csv"))
+        ]
+        tasks[name] = demo_lib.DemoTask(
+            task=f"{name}: {label} top-1 accuracy ({classes} classes, chance {1 / classes:.3f}), "
+            f"{sizes['labelled_items']} labelled clips, {sizes['test_items']} test clips of unseen digit images",
+            downstream_opts=csvs + ["MODEL.HEAD.NUM_CLASSES", str(classes)] + args.downstream_opts,
+        )
+    first = next(iter(tasks.values()))
+    return demo_lib.DemoSpec(
+        name="video",
+        task="moving digits: " + " / ".join(f"{n} ({TASKS[n][0]}, {TASKS[n][1]} classes)" for n in TASKS),
+        pretrain_opts=["DATASETS.VIDEO.FOLDER_ROOT", os.path.join(data, "pool")] + args.pretrain_opts,
+        downstream_opts=first.downstream_opts,  # the first task's (e.g. the online probes' labelled set)
+        notes=dict(sizes, directions=moving_digits.DIRECTIONS),
+        tasks=tasks,
+        baselines={"baseline_middle_frame": middle_frame},
+        **demo_lib.spec_configs(args.config_dir or os.path.join(REPO, "configs", "video")),
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parser().parse_args(argv)
+    out = os.path.abspath(args.output_dir)
+    t0 = time.time()
+    spec = make_spec(args, out)
+    demo_lib.run_demo(spec, out, skip_baseline=args.skip_baseline, t_data=time.time() - t0)

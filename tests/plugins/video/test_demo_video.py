@@ -1,0 +1,88 @@
+import json
+import os
+import subprocess
+import sys
+
+import decord
+import numpy as np
+import pytest
+
+from bridle.demo import driver as demo_lib
+from bridle_video import moving_digits
+
+REPO = demo_lib.REPO
+
+
+def test_every_frame_position_is_direction_free_and_the_canvas_wraps():
+    """The digit's position in any frame has the same (uniform) distribution for every
+    direction, so one frame says nothing about the motion; the rendering wraps around."""
+    image = np.zeros((4, 4), np.float32)
+    image[0, 0] = 1.0
+    frames = moving_digits.render(image, 8, np.array([[6.0, 7.0], [7.5, 0.0]]))
+    assert frames[0, 7, 6] == 255 and frames[0].sum() == 255  # integer position: one pixel
+    assert frames[1, 0, 7] == 128 and frames[1, 0, 0] == 128  # half a pixel past the right edge: wrapped
+    assert np.allclose(moving_digits.velocity(2, 1.5), [0.0, -1.5])  # "up" is -y in the image
+    jobs = moving_digits.make_clips(np.zeros(2000, int), range(2000), "pool", 1, 0, 32, 16)
+    first = np.array([p[0] for _, p in jobs]) % 32  # the first frame: the farthest from the middle
+    directions = np.array([c.direction for c, _ in jobs])
+    assert np.bincount(directions).tolist() == [250] * 8  # balanced
+    for d in range(8):  # mean position ~ canvas centre for every direction
+        assert np.abs(first[directions == d].mean(0) - 16.0).max() < 2.0
+
+
+@pytest.mark.slow
+def test_video_demo_end_to_end_tiny(tmp_path):
+    """`make demo-video` on a few clips with a tiny model and a few iterations: real mp4s that decord
+    reads, val/test digit images disjoint from the pool, and every report key for both label sets."""
+    pytest.importorskip("sklearn")
+    out = str(tmp_path / "demo")
+    tiny = ["MODEL.ENCODER.EMBED_DIM", "64", "MODEL.ENCODER.DEPTH", "1", "MODEL.ENCODER.NUM_HEADS", "2"]
+    common = ["SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False"]
+    phases = [f"PRETRAIN.PHASES.{p}.MAX_ITER" for p in ("ENCODER_COLD", "TOKENIZER", "ENCODER")]
+    subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "demo_video.py"), "--output-dir", out]
+        + ["--max-images", "240", "--pool-clips-per-image", "1", "--labelled-per-pair", "1"]
+        + ["--pretrain-opts", *tiny, *common, "SOLVER.BATCH_SIZE_PER_GPU", "8"]
+        + [x for p in phases for x in (p, "2")]
+        + ["--downstream-opts", *tiny, *common, "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "1"],
+        check=True,
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL,
+    )
+    data = os.path.join(out, "data")
+    clips = moving_digits.read_manifest(os.path.join(data, "clips.csv"))
+    images = {s: {c.image_index for c in clips if c.split == s} for s in ("pool", "val", "test")}
+    assert images["pool"] and images["val"] and images["test"]
+    assert not images["pool"] & images["val"] and not images["pool"] & images["test"]
+    assert not images["val"] & images["test"]
+    assert all(c.split == "pool" for c in clips if c.labelled)  # the labelled clips are pool clips
+    for c in clips[:3] + clips[-3:]:  # real H.264 files that decord decodes
+        frames = decord.VideoReader(os.path.join(data, c.path)).get_batch(list(range(16))).asnumpy()
+        assert frames.shape == (16, 32, 32, 3) and frames.max() > 100
+    for label in ("digit", "direction"):
+        with open(os.path.join(data, f"{label}_test.csv")) as f:
+            rows = [line.split() for line in f]
+        want = [(c.path, str(getattr(c, label))) for c in clips if c.split == "test"]
+        assert [tuple(r) for r in rows] == want
+
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    assert report["demo"] == "video" and report["schedule"] == ["encoder_cold", "tokenizer", "encoder"]
+    assert list(report["tasks"]) == ["motion", "appearance"]
+    assert report["results"] == report["tasks"]["motion"]["results"]
+    for name, task in report["tasks"].items():
+        for proto in ("linear_probe", "finetune"):
+            assert sorted(task["results"][proto]) == ["bridle", "bridle_iter1", "random_init"]
+            for r in task["results"][proto].values():
+                assert 0.0 <= r["test_top1"] <= 1.0 and r["selected_iteration"] in (1, 2)
+        for key in ("baseline", "baseline_middle_frame"):
+            assert 0.0 <= task[key]["test_top1"] <= 1.0
+        assert task["baseline"]["num_features"] == 3 * 8 * 32 * 32
+        assert task["baseline_middle_frame"]["num_features"] == 3 * 32 * 32
+    assert report["notes"]["pool_items"] == len(images["pool"]) == report["tokenizer_usage"]["items"]
+    assert report["notes"]["test_items"] == len(images["test"])
+    levels = report["tokenizer_usage"]["per_level"]
+    assert [x["level"] for x in levels] == [0, 1, 2, 3]
+    assert report["tokenizer_usage"]["tokens_per_item"] == 4 * 4 * 4
+    assert all(0 < x["usage"] <= 1 for x in levels)
