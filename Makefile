@@ -12,7 +12,7 @@ PLUGINS := $(patsubst %/setup.py,%,$(wildcard plugins/*/setup.py))
 # What `make lint` checks (ruff's settings are in pyproject.toml).
 LINT_PATHS := bridle plugins tools tests benchmarks
 
-.PHONY: setup test lint demo demo-image apt clean
+.PHONY: setup test lint demo demo-image demo-video apt clean
 
 $(VENV)/.installed: $(PACKAGING)
 	@# Reuse a torch stack the system Python already has (e.g. a GPU machine's CUDA build).
@@ -53,6 +53,10 @@ demo: setup
 # The image twin of `make demo`: scikit-learn's real handwritten digits (offline, no apt package).
 demo-image: setup
 	$(PY) tools/demo_image.py --output-dir output/demo_image
+
+# Video: moving handwritten digits written as H.264 clips; which digit and which direction (offline).
+demo-video: setup
+	$(PY) tools/demo_video.py --output-dir output/demo_video
 
 clean:
 	rm -rf output build *.egg-info plugins/*/*.egg-info
