@@ -237,7 +237,11 @@ class OnlineProbe(HookBase):
         self.label_free_items = int(p.LABEL_FREE_ITEMS)
         self.seed = derive_seed(int(p.SEED), "online_probe")
         self.batch_size = int(cfg.TEST.BATCH_SIZE_PER_GPU)
-        self.train_set, self.val_set = build_probe_datasets(cfg)
+        saved = rng_state()  # building a dataset may draw (a split permutation): training's draws stay the same
+        try:
+            self.train_set, self.val_set = build_probe_datasets(cfg)
+        finally:
+            set_rng_state(saved)
         self._batches: Optional[Dict[str, list]] = None
         self._masks: Optional[torch.Tensor] = None
         self.last_results: Optional[Dict[str, float]] = None
