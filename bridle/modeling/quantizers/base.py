@@ -10,9 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bridle.utils import comm
+
 from .kmeans import assign_nearest, fit_kmeans
 from .options import INIT_METHODS, QuantizerOptions
-from .utils import UsageWindow, all_reduce_sum_, broadcast_many_, l2norm, sample_rows, scale_grad, usage_metrics
+from .utils import UsageWindow, all_reduce_sum_, broadcast_many_, hashed_rows, l2norm, scale_grad, usage_metrics
 
 __all__ = ["QuantizerOutput", "CodebookQuantizer", "INIT_METHODS", "LOOKUPS"]
 
@@ -39,10 +41,15 @@ class QuantizerOutput:
 
 
 def _sync_host_state(module: "CodebookQuantizer", incompatible_keys: Any) -> None:
-    # Runs after load_state_dict (outside the training step): refresh the host mirrors of the
-    # loaded buffers (the usage window is loaded with them).
+    # Runs after load_state_dict (outside the training step): refresh the host mirror of the
+    # loaded ``initialized`` buffer (the one Python-side flag the forward reads).
     module._initialized = bool(module.initialized.item())
-    module._num_updates = int(module.num_updates.item())
+
+
+def _keep_codes(x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    # The branch of the compiled init taken once the codebook is initialised (a cond branch
+    # must not return one of its inputs).
+    return cb.clone()
 
 
 class CodebookQuantizer(nn.Module):
@@ -114,8 +121,9 @@ class CodebookQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
         self.register_buffer("_level_offsets", torch.arange(num_levels) * codebook_size, persistent=False)
+        # Host mirror of ``initialized``: under torch.compile a guard (it changes once, at the
+        # init), never a graph break; the step counter lives on the device only (num_updates).
         self._initialized = False
-        self._num_updates = 0
         self.register_load_state_dict_post_hook(_sync_host_state)
 
     @property
@@ -148,6 +156,8 @@ class CodebookQuantizer(nn.Module):
         return torch.rand(shape) * self.init_weight_multiplier
 
     def is_initialized(self) -> bool:
+        if not self._initialized and bool(self.initialized):  # initialised by a compiled forward
+            self._initialized = True
         return self._initialized
 
     def codebook_state_keys(self) -> List[str]:
@@ -247,30 +257,50 @@ class CodebookQuantizer(nn.Module):
             self._init_from(self._prepare(z.detach()))
 
     def _init_from(self, x: torch.Tensor) -> None:
-        L = self.num_levels
         cb = self.codebook.data
+        cb.copy_(self._init_codes(x, cb.float()))
+        self.window.reset()
+        self._mark_initialized()
+
+    def _init_codes(self, x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+        """The initialised codebook, fp32 ``[L, K, D]``, from the rows ``x [M, D]`` and the
+        current (random) codes ``cb`` (fp32 ``[L, K, D]``); a pure function of them (and of the
+        random draws of k-means), so that the compiled forward can run it inside ``torch.cond``."""
         residual = x
         cosine = self.metric == "cosine"
-        for level in range(L):
+        codes = []
+        for level in range(self.num_levels):
             if self.init in ("kmeans", "kmeans++"):
                 seeding = "random" if self.init == "kmeans" else "kmeans++"
                 km = fit_kmeans(residual, self.codebook_size, self.kmeans_iters, metric=self.metric, seeding=seeding)
                 directions, assign = l2norm(km.centroids), km.assignments
             else:
-                directions = l2norm(cb[level].float())
+                directions = l2norm(cb[level])
                 assign = (l2norm(residual) @ directions.t()).argmax(dim=1)
             if self.normalize_codes:
                 # EMA codebooks hold unit vectors; a learned codebook keeps its random draw
                 # (only its directions matter) unless k-means replaced it.
-                code = directions if (self.ema or self.init.startswith("kmeans")) else cb[level].float()
+                code = directions if (self.ema or self.init.startswith("kmeans")) else cb[level].clone()
             else:
                 code = self._code_lengths(residual, directions, assign)
             broadcast_many_([code])
-            cb[level].copy_(code)
+            codes.append(code.to(self.codebook.dtype).float())  # the value the buffer will hold
             idx = assign_nearest(residual, code, cosine=cosine)
             residual = residual - code.index_select(0, idx)
-        self.window.reset()
-        self._mark_initialized()
+        return torch.stack(codes)
+
+    def _init_in_graph(self, x: torch.Tensor) -> None:
+        """The first-batch init of a compiled training forward, as tensor ops: ``torch.cond`` on
+        the ``initialized`` buffer runs k-means only while it is False (one graph, no guard on a
+        Python flag, no recompilation after the first step). The eager forward branches on the
+        host mirror ``_initialized`` instead (``torch.cond`` would compile itself there)."""
+        cb = self.codebook.data
+        new = torch.cond(self.initialized, _keep_codes, self._init_codes, (x, cb.float()))
+        fresh = ~self.initialized
+        cb.copy_(new)
+        self.window.reset(fresh.expand(self.num_levels, self.codebook_size))
+        self.window.slot.masked_fill_(fresh, 0)
+        self.initialized.fill_(True)
 
     def _code_lengths(self, residual, directions, assign) -> torch.Tensor:
         """Codes with lengths for ``normalize_codes=False``: k-means codes become the mean of
@@ -289,20 +319,30 @@ class CodebookQuantizer(nn.Module):
             code = directions * (gain / n.clamp_min(1.0)).clamp_min(0.0)[:, None]
         return torch.where((n > 0)[:, None], code, fallback)
 
-    # Runs eagerly under torch.compile: its Python step counter (the restart period) would
-    # otherwise be a guard that recompiles the graph on every training step.
-    @torch.compiler.disable
     def _update(self, inputs: List[torch.Tensor], codes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Training-time state update from the (detached) level inputs and their codes;
         ``counts`` is made global in place. Returns the number of dead codes per level seen
-        before any restart (from the usage window)."""
+        before any restart (from the usage window).
+
+        Tensor ops only, with no branch on a tensor value and no host read, so that
+        ``torch.compile(fullgraph=True)`` captures the whole step: the EMA is applied where a
+        code got rows (``torch.where``), and the restart runs every forward with its mask
+        limited to the forwards where ``num_updates`` is a multiple of ``restart_period``."""
         L, K, D = self.num_levels, self.codebook_size, self.code_dim
+        # Restart candidates are formed before the collective so that rank 0's rows travel in
+        # the same all-reduce as the counts and the EMA sums (the other ranks add zeros).
+        cand = self._restart_candidates(inputs) if self.restart_dead_codes else None
+        reduced = [counts]
         if self.ema:
             sums = torch.zeros(L, K, D, device=counts.device)
             for level in range(L):
                 rows = l2norm(inputs[level]) if self.normalize_codes else inputs[level]
                 sums[level].index_add_(0, codes[:, level], rows)
-            all_reduce_sum_([counts, sums])
+            reduced.append(sums)
+        if cand is not None:
+            reduced.append(cand)
+        all_reduce_sum_(reduced)
+        if self.ema:
             mean = sums / counts.clamp_min(1.0)[..., None]
             cb = self.codebook.data
             if self.normalize_codes:  # NormEMA toward the normalised mean of the normalised rows
@@ -310,31 +350,43 @@ class CodebookQuantizer(nn.Module):
             else:
                 new = cb * self.decay + mean * (1.0 - self.decay)
             cb.copy_(torch.where((counts > 0)[..., None], new, cb))
-        else:
-            all_reduce_sum_([counts])
         self.window.push(counts)
         unused = self.window.counts < self.dead_code_threshold
         num_dead = unused.float().sum(dim=-1)
-        self._num_updates += 1
-        self.num_updates.fill_(self._num_updates)
-        if self.restart_dead_codes and self._num_updates % self.restart_period == 0:
+        self.num_updates.add_(1)
+        if cand is not None:
+            due = torch.remainder(self.num_updates, self.restart_period) == 0  # 0-d, on the device
             # Only codes that have existed for a whole window (and are unused in this batch).
-            dead = unused & (self.window.age >= self.dead_code_window) & (counts == 0)
-            self._restart(inputs, dead)
+            dead = unused & (self.window.age >= self.dead_code_window) & (counts == 0) & due
+            self._restart(cand, dead)
         return num_dead
 
-    def _restart(self, inputs: List[torch.Tensor], dead: torch.Tensor) -> None:
-        """Replace the ``dead [L, K]`` codes by random level inputs of this batch (rank 0's)
-        and reset their state (their window counts and age start from zero). Tensor ops only."""
-        K = self.codebook_size
-        rows = sample_rows(inputs[0], K, num_sets=self.num_levels)  # [L, K]
-        cand = torch.stack([r.index_select(0, i) for r, i in zip(inputs, rows)])  # [L, K, D]
-        cb = self.codebook.data
+    def _restart_candidates(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        """fp32 ``[L, K, D]``: for every code, a level input of this batch (unit length when
+        codes are unit), chosen by :func:`~bridle.modeling.quantizers.utils.hashed_rows` keyed
+        by ``num_updates``; rank 0's on rank 0, zeros on the other ranks (summed across ranks,
+        this is rank 0's). Pseudo-random without a generator: the same rows eagerly, compiled
+        and after a resume."""
+        rows = hashed_rows(inputs[0].shape[0], self.codebook_size, self.num_updates, num_sets=self.num_levels)
+        cand = torch.stack([r.index_select(0, i) for r, i in zip(inputs, rows)]).float()  # [L, K, D]
         if self.normalize_codes:
-            cand = l2norm(cand) * cb.float().norm(dim=-1).mean(dim=-1)[:, None, None]
-        new_cb = torch.where(dead[..., None], cand, cb.float())
-        broadcast_many_([new_cb])
-        cb.copy_(new_cb)
+            cand = l2norm(cand)
+        if comm.get_rank() != 0:
+            cand = torch.zeros_like(cand)
+        return cand
+
+    def _restart(self, candidates: torch.Tensor, dead: torch.Tensor) -> None:
+        """Replace the ``dead [L, K]`` codes by their ``candidates [L, K, D]`` (identical on
+        every rank) and reset their state (their window counts and age start from zero).
+        Unit-length candidates are scaled to the level's mean code length. Tensor ops only: with
+        no dead code this leaves the state unchanged."""
+        # .data: a learned codebook (an nn.Parameter) is written without bumping its autograd
+        # version (the forward already used it; a restarted code got no rows, hence no gradient).
+        cb = self.codebook.data
+        cand = candidates
+        if self.normalize_codes:
+            cand = cand * cb.float().norm(dim=-1).mean(dim=-1)[:, None, None]
+        cb.copy_(torch.where(dead[..., None], cand, cb.float()))
         self.window.reset(dead)
 
     # ------------------------------------------------------------------ forward
@@ -342,7 +394,10 @@ class CodebookQuantizer(nn.Module):
         lead = z.shape[:-1]
         with torch.autocast(device_type=z.device.type, enabled=False):
             x = self._prepare(z)
-            if self.training and not self._initialized:
+            if self.training and torch.compiler.is_compiling():
+                with torch.no_grad():
+                    self._init_in_graph(x.detach())
+            elif self.training and not self._initialized:
                 with torch.no_grad():
                     self._init_from(x.detach())
             codebook = self._effective_codebook()

@@ -23,6 +23,8 @@ __all__ = [
     "all_reduce_sum_",
     "broadcast_many_",
     "sample_rows",
+    "hashed_rows",
+    "hash32",
     "scale_grad",
     "usage_metrics",
     "UsageWindow",
@@ -109,6 +111,44 @@ def sample_rows(
     return torch.randint(m, (num_sets, num), device=x.device, generator=generator)
 
 
+#: 32-bit mask and the odd multiplier of :func:`hash32` (the constant of the "hash32" integer
+#: hash popularised by T. Mueller; below 2**31, so every product fits in int64).
+_M32 = 0xFFFFFFFF
+_HASH_MUL = 0x45D9F3B
+#: Spreads the set index before hashing (2**32 / golden ratio, as in Knuth's multiplicative hashing).
+_SET_STRIDE = 0x9E3779B9
+
+
+def hash32(x: torch.Tensor) -> torch.Tensor:
+    """A bijection of ``[0, 2**32)`` that scrambles the bits (xor-shift / multiply rounds) of an
+    int64 tensor, taken modulo ``2**32``. Integer ops only, so eager and compiled graphs give the
+    same values, and nothing here touches a random generator."""
+    x = x & _M32
+    x = x ^ (x >> 16)
+    x = (x * _HASH_MUL) & _M32
+    x = x ^ (x >> 16)
+    x = (x * _HASH_MUL) & _M32
+    return x ^ (x >> 16)
+
+
+def hashed_rows(num_rows: int, num: int, key: torch.Tensor, num_sets: int = 1) -> torch.Tensor:
+    """Pseudo-random row indices ``long [num_sets, num]`` into ``num_rows`` rows, a function of
+    the int64 ``key`` (a 0-d tensor, e.g. a step counter): distinct within a set when
+    ``num_rows >= num`` (the rows with the ``num`` largest hashes), drawn with replacement
+    otherwise. Counter-based (no generator state): the same key gives the same rows in eager
+    mode, under ``torch.compile`` and after a resume, with no host sync."""
+    if num_rows == 0:
+        raise ValueError("cannot sample rows from an empty tensor")
+    sets = torch.arange(num_sets, device=key.device, dtype=torch.long)
+    set_key = hash32(hash32(key.long()) + sets * _SET_STRIDE)  # [S]
+    if num_rows >= num:
+        rows = torch.arange(num_rows, device=key.device, dtype=torch.long)
+        # set_key + i is distinct for distinct rows (mod 2**32) and hash32 is a bijection: no ties.
+        return hash32(set_key[:, None] + rows[None, :]).topk(num, dim=1).indices
+    draws = torch.arange(num, device=key.device, dtype=torch.long)
+    return hash32(set_key[:, None] + draws[None, :]) % num_rows
+
+
 def usage_metrics(counts: torch.Tensor, num_dead: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Per-level code-usage metrics as 0-d fp32 tensors (no host sync).
 
@@ -182,7 +222,7 @@ class UsageWindow(nn.Module):
         """Add one forward's counts ``[L, K]`` (dropping the oldest forward once full)."""
         self.ring.index_copy_(0, self.slot, counts.to(self.ring.dtype)[None])
         self.slot.add_(1).remainder_(self.window)
-        torch.sum(self.ring, dim=0, out=self.counts)
+        self.counts.copy_(self.ring.sum(dim=0))
         self.age.add_(1)
 
     @torch.no_grad()

@@ -70,7 +70,7 @@ def test_rq_ema_moves_codes_toward_the_mean_of_their_rows():
     # usage = the counts of the window (one forward so far)
     counts = torch.bincount(codes, minlength=8).float()
     torch.testing.assert_close(q.usage[0], counts)
-    assert q._num_updates == 1
+    assert int(q.num_updates) == 1
 
 
 def test_vq_norm_ema_update_formula():
