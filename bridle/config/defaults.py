@@ -335,6 +335,7 @@ _C.TEST.ONLINE_PROBE.PERIOD = 500
 # DATASETS.VAL after OPTS), built in mode "eval" with splits "train" and "val" (a regular dataset
 # even when training reads shards).
 _C.TEST.ONLINE_PROBE.TRAIN = ""
+# (the val part: see TRAIN)
 _C.TEST.ONLINE_PROBE.VAL = ""
 # KEY VALUE overrides of the run's config for building the probe set (e.g. the downstream data's
 # DATASETS.* keys, as the linear-probe run gets them).

@@ -1,7 +1,7 @@
 """Do the online signals predict the real probe? (tools/probe_study.py)
 
-For a demo (``--demo image`` = the ``bridle_image.demo`` module, ``--demo audio`` = ``bridle_audio.demo``:
-any plugin module with ``parser()`` and ``make_spec(args, out)``), for each seed: pretrain the demo's
+For a demo (``--demo NAME``: the plugin module ``bridle_NAME.demo``, any module with ``parser()`` and
+``make_spec(args, out)`` as the plugins' demos have), for each seed: pretrain the demo's
 schedule with checkpoints and online probes every ``--period`` iterations
 (SOLVER.CHECKPOINT_PERIOD = TEST.ONLINE_PROBE.PERIOD, every checkpoint kept), then run the demo's
 offline linear probe (its linprobe config, val-selected val top-1; the test split is never looked
@@ -157,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None, usage: Optional[str] = None) -> d
     p = argparse.ArgumentParser(
         description=(usage + "\n" if usage else "") + __doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--demo", default="image", help="the plugin whose demo is studied: bridle_<DEMO>.demo")
+    p.add_argument("--demo", required=True, help="the plugin whose demo is studied: bridle_<DEMO>.demo")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument(
         "--period",
