@@ -209,23 +209,21 @@ class HearEncoder(nn.Module):
 
 # ----------------------------------------------------------------------------- loading
 def _stored_cfg(encoder: nn.Module, path: str):
-    """The config the encoder was built from: ``encoder.cfg`` when the loader attached it, else
-    the one stored in the exported file / full checkpoint, else a YAML file of an export folder."""
+    """The config the encoder was rebuilt from (``encoder.cfg``, set by :func:`bridle.load_encoder`;
+    else the one stored with the weights); it gives the fbank settings and the normalisation."""
     from bridle.checkpoint import cfg_from_checkpoint, load_checkpoint_file
     from bridle.config import get_cfg
 
     cfg = getattr(encoder, "cfg", None)
-    if cfg is not None and "INPUT" in cfg:
-        return cfg
-    if os.path.isfile(path):
-        return cfg_from_checkpoint(load_checkpoint_file(path), get_cfg())
-    yamls = sorted(f for f in os.listdir(path) if f.endswith((".yaml", ".yml")))
-    if "config.yaml" in yamls:
-        yamls = ["config.yaml"]
-    if len(yamls) != 1:
-        raise HearError(f"{path}: expected one config YAML next to the weights of the exported encoder; found {yamls}.")
-    with open(os.path.join(path, yamls[0])) as f:
-        return cfg_from_checkpoint({"cfg": f.read()}, get_cfg())
+    if cfg is None:
+        ckpt = load_checkpoint_file(path)
+        if not (isinstance(ckpt.get("cfg"), str) and ckpt["cfg"].strip()):
+            raise HearError(
+                f"{path}: no stored config, so its feature settings (INPUT.AUDIO) are unknown; export the "
+                "encoder from a checkpoint written by a Bridle trainer."
+            )
+        cfg = cfg_from_checkpoint(ckpt, get_cfg())
+    return cfg
 
 
 def load_model(model_file_path: str = "", hop_ms: Union[float, str, None] = None, chunk_batch_size=None) -> HearEncoder:

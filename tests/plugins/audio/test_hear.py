@@ -27,10 +27,10 @@ def _env(**extra):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exports(tmp_path_factory):
     """A tiny audio encoder (configs/audio/tiny_pretrain.yaml: width 64, depth 2, 128 frames x 32
     mel, patches 16 x 16) with perturbed weights, saved as a full BRIDLE checkpoint and exported
-    with tools/export_encoder.py."""
+    with tools/export_encoder.py as a folder and as a single .pth file."""
     from bridle.config import load_config
     from bridle.modeling.vit import build_encoder
 
@@ -45,11 +45,19 @@ def exported(tmp_path_factory):
     full = str(root / "pretrain.pth")
     model = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
     torch.save({"model": model, "cfg": cfg.dump(), "iteration": 0}, full)
-    dst = str(root / "encoder.pth")
+    out = {"folder": str(root / "encoder"), "pth": str(root / "encoder.pth")}
     tool = os.path.join(REPO, "tools", "export_encoder.py")
-    r = subprocess.run([sys.executable, tool, full, dst], cwd=REPO, env=_env(), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return dst
+    for dst in out.values():
+        r = subprocess.run([sys.executable, tool, full, dst], cwd=REPO, env=_env(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert os.path.isfile(os.path.join(out["folder"], "model.safetensors"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(exports):
+    """The exported folder (what `make demo` writes and the issue's validator command names)."""
+    return exports["folder"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +107,15 @@ def test_attributes_and_the_default_hop(model):
     assert model.native_hop_ms == 160.0  # 16 frames x 10 ms
     assert model.hop_ms == 40.0  # 160 / 4: the first integer division of the native hop to <= 50 ms
     assert model.window_frames == 128 and model.grid == (8, 2)
+
+
+def test_folder_and_pth_layouts_give_the_same_embeddings(exports, model):
+    from_pth = hear.load_model(exports["pth"])
+    audio = _noise(int(2.2 * 20480), batch=2, seed=11)
+    emb, ts = hear.get_timestamp_embeddings(audio, model)
+    emb_pth, ts_pth = hear.get_timestamp_embeddings(audio, from_pth)
+    assert torch.equal(ts, ts_pth) and torch.equal(emb, emb_pth)
+    assert torch.equal(hear.get_scene_embeddings(audio, model), hear.get_scene_embeddings(audio, from_pth))
 
 
 @pytest.mark.parametrize("windows", [0.4, 1.0, 3.6])
