@@ -9,7 +9,7 @@ from typing import List
 
 import torch
 
-from .core import Row, component, sync, time_fn
+from .core import Row, component, cpu_seconds, sync, time_fn
 
 
 # ----------------------------------------------------------------------------- quantizer
@@ -154,10 +154,11 @@ def time_training_step(
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     trainer.run_step()  # the first step (compilation, allocator warm-up) is timed apart
     sync(device)
     first_s = time.perf_counter() - start
+    first_cpu_s = cpu_seconds() - cpu_start
     sec = time_fn(trainer.run_step, device, args.iters, max(0, args.warmup - 1))
     trainer.storage.flush()
     flops = 0.0
@@ -179,6 +180,7 @@ def time_training_step(
         "ms": round(sec * 1e3, 2),
         "samples_per_s": round(args.batch_size / sec, 1),
         "first_step_s": round(first_s, 2),
+        "first_step_cpu_s": round(first_cpu_s, 2),
         "gflop_per_sample": round(flops / 1e9, 2),
         "achieved_tflops": round(tflops, 3),
         "trained_params_m": round(trained / 1e6, 2),
@@ -223,14 +225,17 @@ def bench_tokenizer_phase(args: argparse.Namespace) -> List[Row]:
 
 @component("graph_breaks")
 def bench_graph_breaks(args: argparse.Namespace) -> List[Row]:
-    """torch._dynamo.explain of the training forward of each BRIDLE phase and fine-tuning:
-    graphs, graph breaks and their first reasons (what torch.compile cannot capture)."""
+    """torch._dynamo.explain of the training forward of each BRIDLE phase and fine-tuning
+    (graphs, graph breaks and their first reasons: what torch.compile cannot capture), then
+    torch.compile(fullgraph=True) over 3 training forwards: whether it compiles as one graph
+    and how many times (the joint phase: twice, with and without its tokenizer step)."""
     from bridle.modeling.bridle_model import BridleModel
     from bridle.registry import META_ARCH
 
     device = torch.device(args.device)
     rows: List[Row] = []
-    for phase, cold in (("encoder", True), ("tokenizer", False), ("encoder", False), ("finetune", False)):
+    phases = (("encoder", True), ("tokenizer", False), ("encoder", False), ("joint", False), ("finetune", False))
+    for phase, cold in phases:
         cfg = (
             run_config(args.finetune_config, args.opts, "--finetune-config")
             if phase == "finetune"
@@ -249,7 +254,7 @@ def bench_graph_breaks(args: argparse.Namespace) -> List[Row]:
             model = BridleModel(cfg, phase).to(device).train()
             x = synthetic_input(cfg, args.batch_size, device)
             model.init_tokenizer_codebooks(x)
-            if phase == "tokenizer":
+            if phase in ("tokenizer", "joint"):
                 with torch.no_grad():
                     model.tokenizer.quantizer.init_codebook(model.tokenizer.features(x).float())
             batch = {"input": x}
@@ -260,6 +265,7 @@ def bench_graph_breaks(args: argparse.Namespace) -> List[Row]:
             where = b.user_stack[-1] if getattr(b, "user_stack", None) else None
             loc = f" at {os.path.basename(where.filename)}:{where.lineno}" if where is not None else ""
             reasons.append(f"{str(b.reason).splitlines()[0][:120]}{loc}")
+        fullgraph, compiles = _fullgraph_compiles(model, batch)
         rows.append(
             {
                 "component": "graph_breaks",
@@ -267,11 +273,33 @@ def bench_graph_breaks(args: argparse.Namespace) -> List[Row]:
                 "graphs": ex.graph_count,
                 "graph_breaks": ex.graph_break_count,
                 "ops": ex.op_count,
+                "fullgraph": fullgraph,
+                "compiles_in_3_steps": compiles,
                 "reasons": " | ".join(dict.fromkeys(reasons))[:600],
             }
         )
     torch._dynamo.reset()
     return rows
+
+
+def _fullgraph_compiles(model: torch.nn.Module, batch: dict, steps: int = 3):
+    """("ok" or the error's first line, compilations) of ``torch.compile(model, fullgraph=True)``
+    (Dynamo's capture only: backend "eager") over ``steps`` training forwards at global steps
+    0, 1, 2 (models without a global_step ignore it)."""
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter, fullgraph=True)
+    try:
+        for step in range(steps):
+            if hasattr(model, "global_step"):
+                model.global_step = step
+            compiled(batch)
+    except Exception as e:  # a graph break or a recompile limit: fullgraph=True raises
+        return f"error: {str(e).strip().splitlines()[0][:200]}", counter.frame_count
+    finally:
+        torch._dynamo.reset()
+    return "ok", counter.frame_count
 
 
 def _finetune_args(parser: argparse.ArgumentParser) -> None:
