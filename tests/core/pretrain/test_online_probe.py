@@ -108,6 +108,9 @@ def test_probe_logged_every_period_and_training_unchanged(toy_plugin, tmp_path):
     assert torch.equal(before["torch"], after["torch"]) and before["python"] == after["python"]
     assert torch.equal(before["numpy"][1], after["numpy"][1]) and before["numpy"][2:] == after["numpy"][2:]
     assert with_probe.model_without_ddp.training and with_probe.model_without_ddp.encoder.training
+    hook.probe, hook.pool, hook.layer = "logistic", "cls", 1  # the other probe, pooling and layer
+    other = hook.compute()
+    assert other["linear_top1"] >= 0.6 and "linear_lambda" not in other and other["knn_top1"] != again["knn_top1"]
     for k, v in hook.history[-1][1].items():
         if k != "seconds":
             assert again[k] == v, k
