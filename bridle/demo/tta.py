@@ -99,6 +99,9 @@ def run_one(spec: DemoSpec, out: str, name: str, seed: int, env: dict) -> dict:
     pre = os.path.join(d, "pretrain")
     opts = list(spec.pretrain_opts) + variant_opts(load_cfg(spec.pretrain_config, spec.pretrain_opts), name)
     opts += ["SEED", str(seed)]
+    if "ONLINE_PROBE" in load_cfg(spec.pretrain_config, spec.pretrain_opts).TEST:
+        # monitoring, not pretraining: its cost grows with the schedule's length; off for every variant
+        opts += ["TEST.ONLINE_PROBE.ENABLED", "False"]
     cpu0 = children_cpu_seconds()
     train_net(spec.pretrain_config, pre, opts, env, overwrite=True)  # fresh: the CPU count is the whole run
     cpu = children_cpu_seconds() - cpu0
