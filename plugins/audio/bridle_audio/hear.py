@@ -116,6 +116,12 @@ class HearEncoder(nn.Module):
             )
         return hop
 
+    def train(self, mode: bool = True) -> "HearEncoder":
+        """The encoder stays in eval mode: embeddings are deterministic."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
     @property
     def window_seconds(self) -> float:
         return self.params.samples_for_frames(self.window_frames) / self.params.sample_rate
@@ -146,11 +152,12 @@ class HearEncoder(nn.Module):
         b, n = audio.shape
         frames = p.num_frames(n)
         num_cols = -(-frames // self.patch_frames)
-        cols_per_chunk = self.grid[0]
+        cols_per_chunk, num_patches = self.grid[0], self.grid[0] * self.grid[1]
         num_chunks = -(-num_cols // cols_per_chunk)
         chunk_samples = p.samples_for_frames(self.window_frames)
         chunk_stride = self.window_frames * p.shift_samples
-        device = next(self.encoder.parameters()).device
+        weight = next(self.encoder.parameters())
+        device, dtype = weight.device, weight.dtype
         mean = audio.mean(dim=1)  # each clip's whole mean, removed as the dataset does
         out = torch.empty(b, num_chunks * cols_per_chunk, self.scene_embedding_size, device=device)
         items: List[Tuple[int, int]] = [(i, c) for i in range(b) for c in range(num_chunks)]
@@ -166,7 +173,8 @@ class HearEncoder(nn.Module):
             lengths = lengths.to(audio.device)
             fb, valid = batched_fbank(segs, p, lengths, subtract_mean=False)
             x = normalize(fit_frames(fb, valid, self.window_frames), self.norm_mean, self.norm_std)
-            tokens = self.encoder(x.to(device))[:, 1:]  # patch tokens, time-major grid order
+            tokens = self.encoder(x.to(device=device, dtype=dtype))
+            tokens = tokens[:, tokens.shape[1] - num_patches :]  # after cls: the patches, time-major grid order
             columns = tokens.reshape(len(group), cols_per_chunk, self.grid[1], -1).mean(dim=2)
             for j, (i, c) in enumerate(group):
                 out[i, c * cols_per_chunk : (c + 1) * cols_per_chunk] = columns[j].float()
