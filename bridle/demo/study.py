@@ -15,7 +15,7 @@ import shutil
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .driver import REPO, DemoSpec, demo_env, schedule_checkpoints, selected, train_net
+from .driver import REPO, DemoSpec, demo_env, pretrain_opts, schedule_checkpoints, selected, train_net
 
 #: ``make_inputs(demo_dir) -> (spec, selection_opts)``: the demo's spec (its options, its data in
 #: ``demo_dir``) and the overrides that make val and test the selection split.
@@ -81,7 +81,7 @@ def main(
     os.makedirs(pre, exist_ok=True)
     if not args.fresh and not os.path.isdir(os.path.join(pre, "0_encoder_cold")):
         shutil.copytree(cold, os.path.join(pre, "0_encoder_cold"))
-    train_net(spec.pretrain_config, pre, spec.pretrain_opts + list(args.opts), env, resume=True)
+    train_net(spec.pretrain_config, pre, pretrain_opts(spec) + list(args.opts), env, resume=True)
     ckpts = schedule_checkpoints(pre)
     if args.fresh and ckpts["bridle_iter1"] != ckpts["bridle"]:
         score(f"{args.name}_iter1", ckpts["bridle_iter1"], spec, selection_opts, out, env)
