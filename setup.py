@@ -31,6 +31,7 @@ setup(
         "submitit>=1.4",  # Slurm jobs (tools/submit.py)
         "cloudpickle",  # ships the submitted job by value (submitit depends on it too)
         "webdataset>=0.2.48",  # tar shards (bridle/data/shards)
+        "safetensors>=0.4",  # exported folders' weights (bridle/checkpoint/folder.py, bridle/interop/hub.py)
     ],
     extras_require={
         "dev": [
