@@ -1,13 +1,10 @@
 #!/usr/bin/env python
-"""Export the tokenizer of a BRIDLE pretraining checkpoint as a folder (= tools/export_encoder.py
---tokenizer; bridle.interop.hub).
+"""Command line of bridle.interop.hub for tokenizers (= tools/export_encoder.py --tokenizer).
 
-    python tools/export_tokenizer.py output/run/pretrain/3_encoder/model_final.pth export/tokenizer
+python tools/export_tokenizer.py output/run/3_encoder/model_final.pth export/tokenizer [--license apache-2.0]
 """
 
-import sys
+from bridle.interop.hub import export_main
 
 if __name__ == "__main__":
-    from bridle.interop.hub import export_tokenizer_main
-
-    export_tokenizer_main(sys.argv[1:], __doc__)
+    export_main(usage=__doc__, tokenizer_only=True)

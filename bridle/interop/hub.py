@@ -163,7 +163,7 @@ def _report_numbers(rep: dict) -> Dict[str, float]:
             f"level{u.get('level')}": {k: u.get(k) for k in ("used", "usage", "perplexity")}
             for u in rep["tokenizer_usage"].get("per_level", [])
         }
-    return _numbers(keep)
+    return {k: v for k, v in _numbers(keep).items() if not k.endswith((".seconds", ".selected_iteration"))}
 
 
 def run_metrics(src: str, report: Optional[dict] = None) -> Dict[str, Any]:
@@ -197,9 +197,10 @@ def run_metrics(src: str, report: Optional[dict] = None) -> Dict[str, Any]:
 def _training_lines(cfg, ckpt: dict) -> List[str]:
     from bridle.config import flatten_cfg
 
-    lines = [f"- Trainer: `{cfg.TRAINER.NAME}`; seed {cfg.SEED}."]
+    trainer = str(cfg.TRAINER.NAME)
+    lines = [f"- Trainer: `{trainer}`; seed {cfg.SEED}."]
     schedule = list(getattr(cfg.PRETRAIN, "SCHEDULE", []))
-    if schedule and str(cfg.TRAINER.NAME) in ("schedule", "pretrain"):
+    if schedule and trainer not in ("finetune", "linear_probe"):
         parts = []
         for ph in schedule:
             node = cfg.PRETRAIN.PHASES.get(str(ph).upper())
@@ -549,23 +550,57 @@ def export(
     return "folder", export_folder(src, dst, kind=kind, license=license, label_names=label_names)
 
 
-def export_tokenizer_main(argv=None, usage: str = "") -> dict:
-    """tools/export_tokenizer.py SRC DST [--license L]: the tokenizer of SRC as a folder."""
+def export_main(argv=None, usage: str = "", tokenizer_only: bool = False) -> dict:
+    """tools/export_encoder.py (and, with ``tokenizer_only``, tools/export_tokenizer.py): parse
+    the command line, export, print a one-line JSON summary; returns the written config.json
+    (a folder) or meta (a .pth). ``usage``: the tool's examples, shown before this module's
+    description in --help."""
     import argparse
 
     from bridle.utils.logger import setup_logger
 
-    p = argparse.ArgumentParser(description=usage, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="pretraining checkpoint (or exported tokenizer folder)")
-    p.add_argument("dst", help="folder to write")
+    p = argparse.ArgumentParser(
+        description=(usage + "\n" if usage else "") + __doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("src", help="checkpoint (or exported folder) to read")
+    p.add_argument("dst", help="folder to write" + ("" if tokenizer_only else " (or a .pth: the single-file layout)"))
+    if not tokenizer_only:
+        p.add_argument("--tokenizer", action="store_true", help="export the tokenizer of a pretraining checkpoint")
+        p.add_argument("--encoder-only", action="store_true", help="export a classifier checkpoint's encoder only")
+        p.add_argument(
+            "--label-names", default="", metavar="FILE", help="classifier: JSON list, CSV or one name a line"
+        )
+        p.add_argument("--timm", default=None, metavar="DST_TIMM", help=".pth DST only: also write the timm state dict")
     p.add_argument(
         "--license", default=DEFAULT_LICENSE, help=f"license field of the model card (default: {DEFAULT_LICENSE})"
     )
     args = p.parse_args(argv)
     setup_logger("", 0, name="bridle")
-    conf = export_folder(args.src, args.dst, kind="tokenizer", license=args.license)
-    print(json.dumps({k: conf[k] for k in ("kind", "quantizer", "grid_size", "license")}))
-    return conf
+    try:
+        return _export_cli(args, tokenizer_only)
+    except Exception as e:  # one line for a user error (as train_net.py); a bug keeps its traceback
+        import sys
+
+        from bridle.errors import EXIT_USER_ERROR, report_user_error, user_error_message
+
+        msg = user_error_message(e)
+        if msg is None:
+            raise
+        report_user_error(msg, e)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _export_cli(args, tokenizer_only: bool) -> dict:
+    if tokenizer_only:
+        kind, names, timm_path = "tokenizer", None, None
+    else:
+        kind = "tokenizer" if args.tokenizer else "encoder" if args.encoder_only else None
+        names = read_label_names(args.label_names) if args.label_names else None
+        timm_path = args.timm
+    layout, out = export(args.src, args.dst, kind=kind, license=args.license, label_names=names, timm_path=timm_path)
+    keys = ("kind", "input_size", "grid_size", "license")
+    print(json.dumps(out if layout == "file" else {k: out[k] for k in keys}))
+    return out
 
 
 def usage_commands(folder: str, conf: dict, python: str = "python") -> List[str]:

@@ -32,7 +32,8 @@ class ImageAdapter:
         return {
             "modality": self.modality,
             "raw": "RGB image [3, H, W], float in [0, 1] (uint8 is divided by 255)",
-            "preprocessing": f"normalised with mean {self.mean.tolist()} and std {self.std.tolist()} "
+            "preprocessing": f"normalised with mean {[round(m, 4) for m in self.mean.tolist()]} and std "
+            f"{[round(v, 4) for v in self.std.tolist()]} "
             "(INPUT.IMAGE.MEAN / STD)",
             "trained_size": f"{self.input_size} (H, W); the datasets' eval transform resizes the short side to "
             "size / INPUT.IMAGE.EVAL_CROP_PCT and center-crops",
