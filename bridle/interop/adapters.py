@@ -24,7 +24,8 @@ patch embedding fixes what the model reads; ``fn(cfg) -> adapter`` where the ada
 * ``card_usage(folder) -> str``: extra Markdown for the model card's "How to use" section
   (e.g. a plugin's benchmark API), may be "";
 * optionally ``commands(folder) -> list of str``: shell commands that use an exported encoder
-  (the demos print them, e.g. a benchmark's validator).
+  (the demos print them, e.g. a benchmark's validator), and ``label_names() -> list or None``:
+  the class names of the config's labelled data (a classifier's export).
 
 The core's entry "conv" (the plain ConvPatchEmbed) is the identity: the raw input is the model
 input, ``[C, *INPUT_SIZE]`` (or without C when IN_CHANS is 1).

@@ -457,6 +457,11 @@ def _parts(ckpt: dict, src: str, kind: str, label_names: Optional[Sequence[str]]
     n = int(cfg.MODEL.HEAD.NUM_CLASSES)
     names = list(label_names) if label_names else ((ckpt.get("export") or {}).get("label_names"))
     if not names:
+        from .adapters import input_adapter
+
+        by_plugin = getattr(input_adapter(cfg), "label_names", None)  # optional: the plugin's label file
+        names = by_plugin() if callable(by_plugin) else None
+    if not names:
         names = dataset_label_names(cfg)
     if names and len(names) != n:
         raise UserError(f"label names: {len(names)} given but the classifier has {n} classes (MODEL.HEAD.NUM_CLASSES).")

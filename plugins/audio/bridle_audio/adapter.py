@@ -23,6 +23,7 @@ class AudioAdapter:
         self.params = FbankParams.from_config(cfg)
         self.mean, self.std = float(a.NORM_MEAN), float(a.NORM_STD)
         self.target_length = int(a.TARGET_LENGTH)
+        self.label_csv = str(cfg.DATASETS.AUDIO.LABEL_CSV)
         # zero padding in the log-mel domain, before normalisation (as the datasets pad)
         self.pad_value = float(normalize(torch.zeros(()), self.mean, self.std))
 
@@ -48,6 +49,14 @@ class AudioAdapter:
 
     def timm_in_chans(self) -> int:
         return 1
+
+    def label_names(self):
+        """Display names of DATASETS.AUDIO.LABEL_CSV (a classifier's classes), None without it."""
+        import os
+
+        from .manifest import read_label_csv
+
+        return read_label_csv(self.label_csv)[1] if self.label_csv and os.path.isfile(self.label_csv) else None
 
     def commands(self, folder: str) -> list:
         """Shell commands that check an exported audio encoder (printed by the demo)."""

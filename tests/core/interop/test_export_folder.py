@@ -151,3 +151,17 @@ def test_export_run_of_a_demo(tmp_path):
     broken = export_run(str(tmp_path / "b"), str(tmp_path / "missing.pth"))
     assert "encoder_error" in broken and "encoder" not in broken
     print_export(entry)
+
+
+def test_audio_classifier_label_names_from_the_plugin(tmp_path):
+    pytest.importorskip("bridle_audio")
+    csv = tmp_path / "class_labels_indices.csv"
+    csv.write_text("index,mid,display_name\n0,/m/0,zero\n1,/m/1,one\n")
+    cfg = tiny_cfg(AUDIO, "DATASETS.AUDIO.LABEL_CSV", str(csv))
+    clf = classifier_checkpoint(cfg, tmp_path / "clf.pth", num_classes=2)
+    conf = export_folder(tmp_path / "clf.pth", tmp_path / "clf")
+    model, names = bridle.load_classifier(str(tmp_path / "clf"))
+    assert conf["label_names"] == names == ["zero", "one"] and conf["timm"]["kwargs"]["in_chans"] == 1
+    x = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), clf(x))
