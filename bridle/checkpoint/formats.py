@@ -410,6 +410,8 @@ def load_encoder(path: Union[str, os.PathLike], map_location: Union[str, torch.d
     from bridle.modeling.vit import build_encoder
 
     ckpt = load_checkpoint_file(path, map_location=map_location)
+    if (ckpt.get("export") or {}).get("kind") == "tokenizer":
+        raise CheckpointError(f"{os.fspath(path)} is an exported tokenizer; load it with bridle.load_tokenizer.")
     text = ckpt.get("cfg")
     cfg = None
     if isinstance(text, str) and text.strip():

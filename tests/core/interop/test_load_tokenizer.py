@@ -125,3 +125,14 @@ def test_video_codes_of_any_length(tmp_path):
         kept = math.ceil(frames / 2)
         assert codes.shape == (math.ceil(kept / 2) * 2 * 2, 2)
         assert torch.equal(codes, tok(clip))
+
+
+def test_folders_of_the_wrong_kind_are_refused(audio_tok):
+    from bridle.errors import UserError
+
+    _, d = audio_tok
+    with pytest.raises(UserError, match="load_tokenizer"):
+        bridle.load_encoder(str(d / "tokenizer"))
+    export_folder(d / "model_final.pth", d / "encoder")
+    with pytest.raises(ValueError, match="holds no tokenizer"):
+        bridle.load_tokenizer(str(d / "encoder"))
