@@ -46,3 +46,31 @@ def test_encoder_checkpoints_and_correlations(tmp_path):
     assert rho["perplexity"] is None  # constant: no rank correlation
     md = probe_study.table({"per_seed": {0: rho}, "all": rho})
     assert "| knn | +1.00 | +1.00 |" in md and "| perplexity | n/a | n/a |" in md
+
+
+def test_demo_driver_passes_the_downstream_data_as_probe_set():
+    from bridle.config import load_config
+    from bridle.demo.driver import REPO, DemoSpec, pretrain_opts
+
+    cfgs = {f"{k}_config": os.path.join(REPO, "configs", "image", f"demo_{k}.yaml") for k in ("pretrain", "finetune")}
+    spec = DemoSpec(
+        "x",
+        "x",
+        linprobe_config="",
+        pretrain_opts=["SEED", "3"],
+        downstream_opts=["DATASETS.IMAGE.ROOT", "/d/l"],
+        **cfgs,
+    )
+    opts = pretrain_opts(spec)
+    cfg = load_config(spec.pretrain_config, opts)
+    assert cfg.SEED == 3 and cfg.TEST.ONLINE_PROBE.ENABLED
+    assert list(cfg.TEST.ONLINE_PROBE.OPTS) == ["DATASETS.IMAGE.ROOT", "/d/l"]
+    off = DemoSpec(
+        "x",
+        "x",
+        linprobe_config="",
+        pretrain_opts=["TEST.ONLINE_PROBE.ENABLED", "False"],
+        downstream_opts=["A", "b"],
+        **cfgs,
+    )
+    assert pretrain_opts(off) == ["TEST.ONLINE_PROBE.ENABLED", "False"]
