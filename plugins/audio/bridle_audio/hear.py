@@ -54,6 +54,8 @@ CHUNK_BATCH_ENV = "BRIDLE_HEAR_CHUNK_BATCH"
 #: Largest default hop between timestamps (ms): the tolerance of HEAR's onset-based tasks.
 MAX_DEFAULT_HOP_MS = 50.0
 DEFAULT_CHUNK_BATCH = 16
+#: Timestamps interpolated at a time (bounds the temporaries of long clips).
+INTERP_BLOCK = 2048
 
 
 class HearError(UserError, ValueError):
@@ -197,15 +199,17 @@ class HearEncoder(nn.Module):
         count = int(math.floor(duration / self.hop_ms + 1e-9)) + 1
         times = torch.arange(count, dtype=torch.float64) * self.hop_ms
         times = times[times <= duration]
-        if c == 1:
-            emb = cols.expand(b, times.shape[0], -1)
-        else:
-            pos = ((times - centres[0]) / self.native_hop_ms).clamp(0.0, c - 1.0)
-            lo = pos.floor().long().clamp(max=c - 2)
-            w = (pos - lo.double()).to(torch.float32).to(device)[None, :, None]
-            lo = lo.to(device)
-            emb = torch.lerp(cols[:, lo], cols[:, lo + 1], w)
-        return emb.contiguous(), times.to(torch.float32).to(device).expand(b, -1).contiguous()
+        pos = ((times - centres[0]) / self.native_hop_ms).clamp(0.0, max(c - 1.0, 0.0))
+        lo = pos.floor().long().clamp(max=max(c - 2, 0))
+        hi = (lo + 1).clamp(max=c - 1)
+        w = (pos - lo.double()).to(torch.float32)
+        emb = torch.empty(b, times.shape[0], cols.shape[2], device=device)
+        for s in range(0, times.shape[0], INTERP_BLOCK):  # bounded temporaries for long clips
+            sl = slice(s, s + INTERP_BLOCK)
+            torch.lerp(
+                cols[:, lo[sl].to(device)], cols[:, hi[sl].to(device)], w[sl].to(device)[None, :, None], out=emb[:, sl]
+            )
+        return emb, times.to(torch.float32).to(device).expand(b, -1).contiguous()
 
     def scene_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` float32: the mean of the column embeddings (module docstring)."""
