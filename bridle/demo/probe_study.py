@@ -7,7 +7,7 @@ schedule with checkpoints and online probes every ``--period`` iterations
 offline linear probe (its linprobe config, val-selected val top-1; the test split is never looked
 at) on every checkpoint of the encoder phases, and compute the Spearman rank correlation between
 each online signal logged at that checkpoint and the offline val top-1: per seed, and over the
-checkpoints of all seeds together.
+checkpoints of all seeds together, and within each encoder phase (mean over the (seed, phase) groups).
 
 Signals: ``knn`` (probe/knn_top1), ``linear`` (probe/linear_top1), ``masked_acc``
 (probe/masked_acc), ``perplexity`` (mean over levels of probe/perplexity/l*), ``effective_rank``
@@ -102,6 +102,19 @@ def correlations(points: List[dict]) -> Dict[str, Optional[float]]:
     return {s: spearman([p[s] for p in points], y) for s in SIGNALS}
 
 
+def within_phase(points: List[dict]) -> Dict[str, Optional[float]]:
+    """Per signal, the mean Spearman correlation over the (seed, phase) groups: the comparison a
+    user makes inside one encoder phase, where every signal has the same targets."""
+    groups: Dict[tuple, List[dict]] = {}
+    for p in points:
+        groups.setdefault((p["seed"], p["phase"]), []).append(p)
+    out = {}
+    for s in SIGNALS:
+        rhos = [r for g in groups.values() for r in [correlations(g)[s]] if r is not None]
+        out[s] = sum(rhos) / len(rhos) if rhos else None
+    return out
+
+
 def run_seed(mod, args, seed: int, out: str, env: dict) -> List[dict]:
     spec = mod.make_spec(mod.parser().parse_args(["--output-dir", out] + list(args.demo_args)), out)
     sd = os.path.join(out, f"seed{seed}")
@@ -140,15 +153,17 @@ def run_seed(mod, args, seed: int, out: str, env: dict) -> List[dict]:
 
 def table(study: dict) -> str:
     seeds = sorted(study["per_seed"])
-    head = "| signal | " + " | ".join(f"seed {s}" for s in seeds) + " | all seeds |"
-    lines = [head, "|" + "---|" * (len(seeds) + 2)]
+    head = "| signal | " + " | ".join(f"seed {s}" for s in seeds) + " | all seeds | within a phase (mean) |"
+    lines = [head, "|" + "---|" * (len(seeds) + 3)]
 
     def fmt(v):
         return "n/a" if v is None else f"{v:+.2f}"
 
     for s in SIGNALS:
         lines.append(
-            f"| {s} | " + " | ".join(fmt(study["per_seed"][k][s]) for k in seeds) + f" | {fmt(study['all'][s])} |"
+            f"| {s} | "
+            + " | ".join(fmt(study["per_seed"][k][s]) for k in seeds)
+            + f" | {fmt(study['all'][s])} | {fmt(study['within_phase'][s])} |"
         )
     return "\n".join(lines)
 
@@ -178,6 +193,7 @@ def main(argv: Optional[Sequence[str]] = None, usage: Optional[str] = None) -> d
         points += pts
     study = {"demo": args.demo, "period": args.period, "points": points, "per_seed": per_seed}
     study["all"] = correlations(points)
+    study["within_phase"] = within_phase(points)
     with open(os.path.join(out, "study.json"), "w") as f:
         json.dump(study, f, indent=1)
     md = table(study)

@@ -44,8 +44,12 @@ def test_encoder_checkpoints_and_correlations(tmp_path):
     rho = probe_study.correlations(pts)
     assert rho["knn"] == pytest.approx(1.0) and rho["linear"] == pytest.approx(-1.0)
     assert rho["perplexity"] is None  # constant: no rank correlation
-    md = probe_study.table({"per_seed": {0: rho}, "all": rho})
-    assert "| knn | +1.00 | +1.00 |" in md and "| perplexity | n/a | n/a |" in md
+    for p in pts:
+        p["seed"] = 0
+    within = probe_study.within_phase(pts)
+    assert within["knn"] is None  # two checkpoints per phase: too few for a rank correlation
+    md = probe_study.table({"per_seed": {0: rho}, "all": rho, "within_phase": within})
+    assert "| knn | +1.00 | +1.00 | n/a |" in md and "| perplexity | n/a | n/a | n/a |" in md
 
 
 def test_demo_driver_passes_the_downstream_data_as_probe_set():
