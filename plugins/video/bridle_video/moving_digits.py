@@ -99,15 +99,16 @@ def render(image: np.ndarray, canvas: int, positions: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: int = 25) -> None:
-    """H.264 (libx264, yuv420p, CRF 17, one thread: the same bytes every run) mp4 of gray uint8
-    frames [T, H, W] (PyAV)."""
+    """H.264 mp4 (PyAV, libx264, yuv420p) of gray uint8 frames [T, H, W], lossless (QP 0): the
+    same bytes every run. Lossy x264 (e.g. CRF 17) wrote different bytes, and decord decoded
+    different pixels, for a few clips in 50 when the same frames were encoded twice in one
+    process, which made the demo's data (and numbers) differ from one generation to the next."""
     import av
 
     with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream("libx264", rate=fps, options={"qp": "0"})
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "17"}
         stream.codec_context.thread_count = 1
         for frame in frames:
             rgb = np.ascontiguousarray(np.repeat(frame[:, :, None], 3, axis=2))

@@ -30,6 +30,17 @@ def test_every_frame_position_is_direction_free_and_the_canvas_wraps():
         assert np.abs(first[directions == d].mean(0) - 16.0).max() < 2.0
 
 
+def test_clips_are_the_same_bytes_every_time(tmp_path):
+    """The demo is deterministic only if its data are: the same frames give the same file."""
+    digits = moving_digits.upsampled_digits(16)
+    jobs = moving_digits.make_clips(np.arange(1797) % 10, range(12), "pool", 1, 1, 32, 16)
+    for n in range(2):
+        for k, (clip, positions) in enumerate(jobs):
+            moving_digits.write_mp4(str(tmp_path / f"{n}_{k}.mp4"), moving_digits.render(digits[k], 32, positions))
+    for k in range(len(jobs)):
+        assert (tmp_path / f"0_{k}.mp4").read_bytes() == (tmp_path / f"1_{k}.mp4").read_bytes()
+
+
 @pytest.mark.slow
 def test_video_demo_end_to_end_tiny(tmp_path):
     """`make demo-video` on a few clips with a tiny model and a few iterations: real mp4s that decord
