@@ -11,7 +11,8 @@ checkpoints of all seeds together, and within each encoder phase (mean over the 
 
 Signals: ``knn`` (probe/knn_top1), ``linear`` (probe/linear_top1), ``masked_acc``
 (probe/masked_acc), ``perplexity`` (mean over levels of probe/perplexity/l*), ``effective_rank``
-(probe/effective_rank), and, for reference, the training loss ``loss_mlm`` (negated: lower is better).
+(probe/effective_rank), and, for reference, the training loss ``loss_mlm`` (negated: lower is better)
+and the checkpoint's iteration itself (``global_iteration``: the schedule's phases concatenated).
 
 Everything is resumable: a finished pretraining or linear probe is reused. Writes
 ``OUT/study.json`` (every checkpoint's numbers and the correlations) and ``OUT/study.md`` (the table).
@@ -28,7 +29,8 @@ from typing import Dict, List, Optional, Sequence
 
 from .driver import ENCODER_PHASES, REPO, demo_env, pretrain_opts, schedule_phases, selected, train_net
 
-SIGNALS = ("knn", "linear", "masked_acc", "perplexity", "effective_rank", "loss_mlm")
+# global_iteration (phases concatenated): the baseline every signal must beat, "later is better"
+SIGNALS = ("knn", "linear", "masked_acc", "perplexity", "effective_rank", "loss_mlm", "global_iteration")
 _CKPT = re.compile(r"^model_(\d{7})\.pth$")
 
 
