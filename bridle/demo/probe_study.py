@@ -135,7 +135,7 @@ def run_seed(mod, args, seed: int, out: str, env: dict) -> List[dict]:
         with open(cost, "w") as f:
             json.dump({"pretrain_cpu_s": round(cpu, 1), "probe_cpu_s": round(probe_cpu, 1)}, f)
     for pt in points:
-        lp = os.path.join(sd, "linprobe", f"{pt['phase']}_{pt['iteration']:07d}")
+        lp = os.path.join(sd, "linprobe", f"lp_{pt['phase']}_{pt['iteration']:07d}")  # not a phase-dir name
         res = os.path.join(lp, "final_results.json")
         if not os.path.isfile(res):
             train_net(
