@@ -60,7 +60,7 @@ class AudioAdapter:
 
     def commands(self, folder: str) -> list:
         """Shell commands that check an exported audio encoder (printed by the demo)."""
-        return [f"hear-validator bridle_audio.hear --model {folder}"]
+        return [f"python -m bridle_audio.hear_validate --model {folder}"]
 
     def card_usage(self, folder: str) -> str:
         return "\n".join(
@@ -68,7 +68,8 @@ class AudioAdapter:
                 "Through the HEAR 2021 API (any clip length, scene and timestamp embeddings):",
                 "",
                 "```bash",
-                f"hear-validator bridle_audio.hear --model {folder}",
+                f"hear-validator bridle_audio.hear --model {folder}  # needs tensorflow importable, or:",
+                f"python -m bridle_audio.hear_validate --model {folder}  # the same check with a tensorflow stand-in",
                 "```",
                 "",
                 "```python",

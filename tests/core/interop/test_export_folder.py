@@ -143,7 +143,7 @@ def test_export_run_of_a_demo(tmp_path):
     assert entry["encoder"] == "export/encoder" and entry["tokenizer"] == "export/tokenizer"
     assert not [k for k in entry if k.endswith("_error")]
     cmds = "\n".join(entry["commands"])
-    assert "hear-validator bridle_audio.hear --model" in cmds and "tools/tokenize_dataset.py --weights" in cmds
+    assert "python -m bridle_audio.hear_validate --model" in cmds and "tools/tokenize_dataset.py --weights" in cmds
     assert "timm.create_model" in cmds and "tools/extract_features.py --weights" in cmds
     card = (tmp_path / "export" / "encoder" / "README.md").read_text()
     assert "results.linear_probe.bridle.test_top1 | 0.75" in card

@@ -100,6 +100,26 @@ def test_hearvalidator_accepts_the_module(exported, tmp_path):
     assert "Received timestamps of shape: (2, 101)" in r.stdout  # 4.0 s at the default 40 ms hop
 
 
+@pytest.mark.slow
+def test_hear_validate_runner_without_tensorflow(exported, capsys):
+    """`python -m bridle_audio.hear_validate --model FOLDER` (the command the demo prints) runs the
+    real validator in-process with a tensorflow stand-in registered for that process only."""
+    if importlib.util.find_spec("hearvalidator") is None:
+        pytest.skip("hearvalidator not installed (make setup)")
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("a real tensorflow is installed: the stand-in is not used")
+    from bridle_audio import hear_validate
+
+    try:
+        hear_validate.main(["--model", exported, "--device", "cpu"])
+        assert sys.modules["tensorflow"].__doc__.startswith("Stand-in")
+    finally:  # the stand-in and the validator that imported it leave with this test
+        sys.modules.pop("tensorflow", None)
+        sys.modules.pop("hearvalidator.validate", None)
+    out = capsys.readouterr().out
+    assert "Looks good!" in out and "Received timestamps of shape: (2, 101)" in out
+
+
 # ----------------------------------------------------------------------------- outputs
 def test_attributes_and_the_default_hop(model):
     assert model.sample_rate == 16000 and isinstance(model.sample_rate, int)
