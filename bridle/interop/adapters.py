@@ -1,5 +1,5 @@
-"""Input adapters: the modality-specific step from RAW input (what a user has: a waveform, an
-image, a clip of frames) to the MODEL input, and what an exported model's card and config.json
+"""Input adapters: the modality-specific step from RAW input (what a user has: a recording, a
+picture, a clip of frames) to the MODEL input, and what an exported model's card and config.json
 say about it. Plugins register one per patch embedding they provide.
 
 INPUT_ADAPTER entries are keyed by the PATCH_EMBED name (``MODEL.PATCH_EMBED.NAME``), since the
@@ -20,7 +20,7 @@ patch embedding fixes what the model reads; ``fn(cfg) -> adapter`` where the ada
 * ``describe() -> dict``: JSON-able description of the raw input and the preprocessing
   (config.json's ``input``, the model card's "Input" section);
 * ``timm_in_chans() -> int or None``: the channel count of timm's 2-D patch embedding for this
-  input (None: timm has no equivalent, e.g. 3-D tubelets);
+  input (None: timm has no equivalent, e.g. 3-D patches spanning frames);
 * ``card_usage(folder) -> str``: extra Markdown for the model card's "How to use" section
   (e.g. a plugin's benchmark API), may be "";
 * optionally ``commands(folder) -> list of str``: shell commands that use an exported encoder

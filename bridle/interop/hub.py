@@ -17,7 +17,7 @@ so the weights load into ``timm.create_model(config["timm"]["model_name"],
 global_pool="avg", fc_norm=False``: ``model(x)`` is then the mean of the normed patch tokens
 (what tools/extract_features.py computes) and ``model.forward_features(x)`` the tokens Bridle's
 encoder returns. A classifier's set ``global_pool="avg"`` (timm's fc_norm after the mean of the
-un-normed patch tokens, as Bridle's EncoderClassifier). 3-D (tubelet) patch embeddings and
+un-normed patch tokens, as Bridle's EncoderClassifier). 3-D patch embeddings (patches spanning frames) and
 BatchNorm linear probes have no timm equivalent (``timm`` is null).
 """
 

@@ -14,7 +14,7 @@ How raw input becomes the model input is the plugin's :mod:`INPUT_ADAPTER <bridl
   tokenized, and the tokens whose patch starts in the padding are dropped. A clip of exactly one
   window gives the tokens of the training data's eval path; a longer one the concatenation of
   its windows' tokens (each window is tokenized on its own, as the model was trained);
-* an input without (images) keeps its size: it is padded to a multiple of the patch size and
+* an input without a time axis keeps its size: it is padded to a multiple of the patch size and
   the tokenizer's position tables are recomputed for that patch grid (exact sin-cos
   recomputation, :func:`bridle.modeling.pos_embed.resize_pos_embed`); the model for a grid is
   built once and cached.
