@@ -27,6 +27,7 @@ setup(
         "tensorboard>=2.10",  # TensorboardWriter (torch.utils.tensorboard)
         "tqdm>=4.60",
         "scikit-learn>=1.0",  # the demo's logistic-regression baseline
+        "scipy",  # Spearman correlation of the online-probe study (bridle/demo/probe_study.py)
         "matplotlib>=3.5",  # tools/plot_metrics.py
         "submitit>=1.4",  # Slurm jobs (tools/submit.py)
         "cloudpickle",  # ships the submitted job by value (submitit depends on it too)

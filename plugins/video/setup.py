@@ -12,6 +12,8 @@ setup(
         "decord>=0.6",  # clip decoding
         "pytorchvideo>=0.1.5",  # clip transforms
         "av>=10",  # the benchmark component writes its synthetic H.264 clip (pytorchvideo needs it too)
+        "pillow",  # the video demo upsamples its digit strokes (bridle_video/moving_digits.py)
+        "scikit-learn>=1.0",  # the video demo's strokes: sklearn.datasets.load_digits
     ],  # and bridle itself
     entry_points={"bridle.plugins": ["video = bridle_video"]},
 )
