@@ -124,5 +124,6 @@ def test_compiled_step_is_one_graph_and_equals_eager(phase, cold, graphs):
     assert max(worst.values()) <= TOL, sorted(worst.items(), key=lambda kv: -kv[1])[:5]
     for step, (a, b) in enumerate(zip(ref, got)):
         assert a.keys() == b.keys(), step
-        bad = {k: _max_diff(a[k], b[k]) for k in a if _max_diff(a[k], b[k]) > max(TOL, 1e-6)}
+        # relative for the metrics: a perplexity is up to CODEBOOK_SIZE
+        bad = {k: _max_diff(a[k], b[k]) for k in a if _max_diff(a[k], b[k]) > TOL * max(1.0, a[k].abs().max().item())}
         assert not bad, (step, bad)
