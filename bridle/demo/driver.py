@@ -6,7 +6,7 @@ val-selected evaluation; nothing is selected on test), add a baseline without de
 whole pool, print a table, write ``OUTPUT_DIR/report.json`` and the plots.
 
 A plugin's demo builds its data, then calls :func:`run_demo` with a :class:`DemoSpec`. Data
-with several label sets on the same items (the video demo: which digit, which direction of
+with several label sets on the same items (e.g. which digit and which direction of
 motion) give the spec one :class:`DemoTask` each: the pretraining and the code usage are shared,
 the evaluation and the baselines run per task (report.json ``tasks.<name>``).
 The keys of report.json are documented in docs/demos.md ("The demos' report.json").

@@ -16,16 +16,8 @@ the raw model input (the demo's baseline) is measured once.
 Outputs in ``--out``: ``<variant>/seed<s>/row.json`` per run (a finished run is not redone),
 and ``tta.json``, ``tta.md`` (table) and ``tta.png`` (linear-probe accuracy vs CPU-seconds),
 also copied to ``--docs-dir`` when given. The demo is chosen by its plugin module
-(``--demo-module``, e.g. ``bridle_image.demo``), which provides ``parser()`` and
-``make_spec(args, out)`` as the demos do.
-
-Examples::
-
-    # the image demo's grid, both seeds, then the table and the plot into docs/img/
-    python tools/time_to_accuracy.py --demo-module bridle_image.demo --seeds 0 1 \\
-        --variants m1_e1_t1 m2_e0.5_t1 m4_e0.5_t1 m4_e0.25_t1 --docs-dir docs/img
-    # only rebuild the table and the plot from the finished runs
-    python tools/time_to_accuracy.py --demo-module bridle_image.demo --table-only --docs-dir docs/img
+(``--demo-module``, a plugin's demo module), which provides ``parser()`` and
+``make_spec(args, out)`` as the demos do. Usage examples: tools/time_to_accuracy.py.
 """
 
 import argparse
