@@ -12,7 +12,7 @@ PLUGINS := $(patsubst %/setup.py,%,$(wildcard plugins/*/setup.py))
 # What `make lint` checks (ruff's settings are in pyproject.toml).
 LINT_PATHS := bridle plugins tools tests benchmarks
 
-.PHONY: setup test lint demo demo-image demo-video apt clean
+.PHONY: setup test lint demo demo-image demo-instruments demo-video apt clean
 
 $(VENV)/.installed: $(PACKAGING)
 	@# Reuse a torch stack the system Python already has (e.g. a GPU machine's CUDA build).
@@ -57,6 +57,10 @@ demo-image: setup
 # Video: moving handwritten digits written as H.264 clips; which digit and which direction (offline).
 demo-video: setup
 	$(PY) tools/demo_video.py --output-dir output/demo_video
+
+# A second real-audio set the audio recipe was not tuned on: GM instrument families (fluidsynth + FluidR3 GM).
+demo-instruments: setup
+	$(PY) tools/demo_instruments.py --output-dir output/demo_instruments
 
 clean:
 	rm -rf output build *.egg-info plugins/*/*.egg-info
