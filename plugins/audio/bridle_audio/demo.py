@@ -204,11 +204,25 @@ def make_spec(args, out: str) -> demo_lib.DemoSpec:
         sys.exit("--labelled must be in [1, --pool]")
     say("Speaking digits with espeak-ng over background noise; manifests")
     data = prepare_data(os.path.join(out, "data"), args)
+    return manifest_spec(
+        "audio",
+        f"spoken-digit top-1 accuracy (10 classes, chance 0.10), {args.labelled} labelled clips, "
+        f"{args.test} test clips by unseen voices",
+        data,
+        args,
+        out,
+        demo_lib.spec_configs(args.config_dir or os.path.join(REPO, "configs", "audio")),
+    )
+
+
+def manifest_spec(name: str, task: str, data: dict, args, out: str, configs: dict) -> demo_lib.DemoSpec:
+    """The DemoSpec of an audio demo whose data are manifests: ``data`` pool / labelled / val / test
+    manifests and the label CSV, the fbank cache of un-augmented items in ``out``, the command line's
+    extra opts and item counts (``args``), ``configs`` its pretrain / finetune / linprobe files."""
     cache = ["DATASETS.AUDIO.FBANK_CACHE_DIR", os.path.join(out, "fbank_cache")]  # un-augmented items
     return demo_lib.DemoSpec(
-        name="audio",
-        task=f"spoken-digit top-1 accuracy (10 classes, chance 0.10), {args.labelled} labelled clips, "
-        f"{args.test} test clips by unseen voices",
+        name=name,
+        task=task,
         pretrain_opts=["DATASETS.AUDIO.TRAIN_MANIFEST", data["pool"], "DATASETS.AUDIO.LABEL_CSV", ""]
         + cache
         + args.pretrain_opts,
@@ -230,7 +244,7 @@ def make_spec(args, out: str) -> demo_lib.DemoSpec:
             "val_items": args.val,
             "test_items": args.test,
         },
-        **demo_lib.spec_configs(args.config_dir or os.path.join(REPO, "configs", "audio")),
+        **configs,
     )
 
 

@@ -40,7 +40,7 @@ from bridle import demo as demo_lib
 from bridle.demo import REPO, say
 from bridle.demo import study as demo_study
 
-from .demo import CLIP_SAMPLES, SAMPLE_RATE, coloured_noise, write_manifest
+from .demo import CLIP_SAMPLES, SAMPLE_RATE, coloured_noise, manifest_spec, write_manifest
 
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 # General MIDI level 1 instrument families (program = 8 * family + k, k = 0..7; 0-based
@@ -331,34 +331,15 @@ def make_spec(args, out: str) -> demo_lib.DemoSpec:
         sys.exit("--labelled must be in [1, --pool]")
     say("Rendering General-MIDI instrument clips with fluidsynth; manifests")
     data = prepare_data(os.path.join(out, "data"), args)
-    cache = ["DATASETS.AUDIO.FBANK_CACHE_DIR", os.path.join(out, "fbank_cache")]
     n = len(FAMILIES)
-    return demo_lib.DemoSpec(
-        name="audio_instruments",
-        task=f"GM instrument-family top-1 accuracy ({n} classes, chance {1 / n:.3f}), {args.labelled} labelled "
+    return manifest_spec(
+        "audio_instruments",
+        f"GM instrument-family top-1 accuracy ({n} classes, chance {1 / n:.3f}), {args.labelled} labelled "
         f"clips, {args.test} test clips by unseen instruments",
-        pretrain_opts=["DATASETS.AUDIO.TRAIN_MANIFEST", data["pool"], "DATASETS.AUDIO.LABEL_CSV", ""]
-        + cache
-        + args.pretrain_opts,
-        downstream_opts=[
-            "DATASETS.AUDIO.TRAIN_MANIFEST",
-            data["labelled"],
-            "DATASETS.AUDIO.VAL_MANIFEST",
-            data["val"],
-            "DATASETS.AUDIO.TEST_MANIFEST",
-            data["test"],
-            "DATASETS.AUDIO.LABEL_CSV",
-            data["labels"],
-        ]
-        + cache
-        + args.downstream_opts,
-        notes={
-            "pool_items": args.pool,
-            "labelled_items": args.labelled,
-            "val_items": args.val,
-            "test_items": args.test,
-        },
-        **configs(args.config_dir or os.path.join(REPO, "configs", "audio")),
+        data,
+        args,
+        out,
+        configs(args.config_dir or os.path.join(REPO, "configs", "audio")),
     )
 
 
