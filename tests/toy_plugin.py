@@ -49,3 +49,22 @@ def toy_opts(out_dir: str, **extra) -> list:
     for k, v in opts.items():
         out += [k, str(v)]
     return out
+
+
+def toy_cfg(**extra):
+    """The tiny toy config (``toy_opts``) as a mutable CfgNode, for in-process model tests."""
+    from bridle.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_list(toy_opts("/tmp/unused", **extra))
+    return cfg
+
+
+def toy_signals(n: int = 8, seed: int = 0):
+    """``[n, 64]`` toy items: sines of a few frequencies plus a little noise (seeded)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(64.0)
+    freqs = torch.randint(1, 5, (n, 1), generator=g).float()
+    return torch.sin(t * freqs / 4) + 0.05 * torch.randn(n, 64, generator=g)

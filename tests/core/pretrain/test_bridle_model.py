@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from bridle.config import get_cfg
 from bridle.modeling.bridle_model import BridleModel
-from toy_plugin import toy_opts
+from toy_plugin import toy_cfg, toy_signals
 
 
 @pytest.fixture(autouse=True)
@@ -13,17 +12,11 @@ def _toy_modality(toy_plugin):
     """These tests run on the third-party toy modality (tests/toy_plugin.py)."""
 
 
-def tiny_cfg(**extra):
-    cfg = get_cfg()
-    cfg.merge_from_list(toy_opts("/tmp/unused", **extra))
-    return cfg
+tiny_cfg = toy_cfg
 
 
 def batch(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(64.0)
-    freqs = torch.randint(1, 5, (n, 1), generator=g).float()
-    return {"input": torch.sin(t * freqs / 4) + 0.05 * torch.randn(n, 64, generator=g)}
+    return {"input": toy_signals(n, seed)}
 
 
 def make(phase, cold=False, **extra):

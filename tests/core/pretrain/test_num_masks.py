@@ -13,7 +13,7 @@ from bridle.config import get_cfg
 from bridle.config.config import ConfigValueError
 from bridle.config.validate import validate_config
 from bridle.modeling.bridle_model import BridleModel
-from toy_plugin import toy_opts
+from toy_plugin import toy_cfg, toy_opts, toy_signals
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = sorted(glob.glob(os.path.join(REPO, "configs", "*", "tiny_pretrain.yaml")))
@@ -24,17 +24,8 @@ def _toy_modality(toy_plugin):
     """The toy (third-party) modality of tests/toy_plugin.py."""
 
 
-def tiny_cfg(**extra):
-    cfg = get_cfg()
-    cfg.merge_from_list(toy_opts("/tmp/unused", **extra))
-    return cfg
-
-
-def signals(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(64.0)
-    freqs = torch.randint(1, 5, (n, 1), generator=g).float()
-    return torch.sin(t * freqs / 4) + 0.05 * torch.randn(n, 64, generator=g)
+tiny_cfg = toy_cfg
+signals = toy_signals
 
 
 def make(phase, cold=False, **extra):
