@@ -54,6 +54,10 @@ def add_config(cfg) -> None:
     # batch items (a loader batch holds BATCH_SIZE_PER_GPU x NUM_SAMPLE clips; 1 = off). Cuts
     # decoding per clip by this factor; unlike REPEATED_AUG it does not lengthen the epoch.
     v.NUM_SAMPLE = 1
+    # ------------------------------------------------------------------ masking
+    # MODEL.MASK.NAME "tube_random": fraction of the spatial positions hidden at every time step
+    # (tubes); random tokens elsewhere make up the rest of MODEL.MASK.RATIO.
+    v.MASK_TUBE_RATIO = 0.5
     # ------------------------------------------------------------------ evaluation
     # "eval": frames are resized so their short side is this, then cropped to [H, W].
     v.TEST_SHORT_SIDE_SIZE = 224

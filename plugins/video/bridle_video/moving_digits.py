@@ -81,10 +81,32 @@ def velocity(direction: int, speed: float) -> np.ndarray:
     return np.array([speed * math.cos(a), -speed * math.sin(a)])
 
 
-def render(image: np.ndarray, canvas: int, positions: np.ndarray) -> np.ndarray:
+BACKGROUNDS = ("none", "static", "flicker")
+
+
+def backdrop(kind: str, level: float, frames: int, canvas: int, seed: int) -> np.ndarray:
+    """float32 [frames, canvas, canvas] in [0, level]: what the digit moves over. "none": black;
+    "static": one random texture (uniform noise smoothed by a 3 x 3 box, wrapped), the same in
+    every frame (clutter that does not move); "flicker": a new such texture every frame."""
+    if kind not in BACKGROUNDS:
+        raise ValueError(f"background '{kind}': expected one of {', '.join(BACKGROUNDS)}")
+    out = np.zeros((frames, canvas, canvas), np.float32)
+    if kind == "none" or level <= 0:
+        return out
+    rng = np.random.RandomState(seed)
+    n = 1 if kind == "static" else frames
+    noise = rng.uniform(0.0, 1.0, size=(n, canvas, canvas)).astype(np.float32)
+    smooth = sum(np.roll(np.roll(noise, dy, axis=1), dx, axis=2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+    smooth = (smooth - smooth.min()) / max(float(smooth.max() - smooth.min()), 1e-6)
+    out[:] = level * smooth
+    return out
+
+
+def render(image: np.ndarray, canvas: int, positions: np.ndarray, background=None) -> np.ndarray:
     """uint8 [T, canvas, canvas]: ``image`` with its top-left corner at each (x, y) of ``positions``
     [T, 2], modulo the canvas (it wraps around), sub-pixel by bilinear weights of the four
-    integer placements."""
+    integer placements; over ``background`` [T, canvas, canvas] (float in [0, 1], the brighter
+    of the two wins) when given."""
     d = image.shape[0]
     out = np.zeros((len(positions), canvas, canvas), np.float32)
     for t, (x, y) in enumerate(positions):
@@ -95,6 +117,8 @@ def render(image: np.ndarray, canvas: int, positions: np.ndarray) -> np.ndarray:
             for dx, wx in ((0, 1.0 - fx), (1, fx)):
                 cols = (x0 + dx + np.arange(d)) % canvas
                 out[t][np.ix_(rows, cols)] += (wy * wx) * image
+    if background is not None:
+        out = np.maximum(out, background)
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -117,10 +141,18 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = 25) -> None:
 
 
 def make_clips(
-    targets: np.ndarray, images: Sequence[int], split: str, clips_per_image: int, seed: int, canvas: int, frames: int
+    targets: np.ndarray,
+    images: Sequence[int],
+    split: str,
+    clips_per_image: int,
+    seed: int,
+    canvas: int,
+    frames: int,
+    speed: Sequence[float] = SPEED,
 ) -> List[tuple]:
     """(Clip, positions [frames, 2]) for ``clips_per_image`` clips of each image in ``images``;
-    the directions cycle through seeded permutations (balanced), speed and start are uniform."""
+    the directions cycle through seeded permutations (balanced), speed (uniform in ``speed``,
+    pixels per frame) and start are uniform."""
     rng = np.random.RandomState(seed)
     order = [int(i) for _ in range(clips_per_image) for i in images]
     directions = np.concatenate([rng.permutation(DIRECTIONS) for _ in range(math.ceil(len(order) / DIRECTIONS))])
@@ -128,9 +160,9 @@ def make_clips(
     jobs = []
     for n, image_index in enumerate(order):
         direction = int(directions[n])
-        speed = float(rng.uniform(*SPEED))
+        v = float(rng.uniform(*speed))
         mid = rng.uniform(0.0, canvas, size=2)  # the middle frame's position; every frame's is uniform too
-        positions = mid[None, :] + steps[:, None] * velocity(direction, speed)[None, :]
+        positions = mid[None, :] + steps[:, None] * velocity(direction, v)[None, :]
         clip = Clip(
             path=f"{split}/{split}_{n:05d}.mp4",
             split=split,
@@ -138,7 +170,7 @@ def make_clips(
             image_index=image_index,
             digit=int(targets[image_index]),
             direction=direction,
-            speed=round(speed, 4),
+            speed=round(v, 4),
             x_mid=round(float(mid[0]), 3),
             y_mid=round(float(mid[1]), 3),
         )
@@ -202,12 +234,17 @@ def build(
     frames: int = 16,
     seed: int = 0,
     max_images: int = 0,
+    speed: Sequence[float] = SPEED,
+    background: str = "none",
+    background_level: float = 0.5,
 ) -> Dict[str, object]:
     """Write every clip under ``root`` ({pool,val,test}/*.mp4), ``clips.csv`` (the manifest: one
     row per clip with both labels, the digit image it shows and its trajectory) and, per label
     set (``digit``, ``direction``), the "kinetics_csv" files ``<label>_{train,val,test}.csv``
     (train = the labelled pool clips). ``max_images`` > 0: only that many digit images (small
-    test runs). Returns the split sizes."""
+    test runs); ``speed``: the (low, high) range of speeds in pixels per frame; ``background``,
+    ``background_level``: what the digit moves over (:func:`backdrop`, seeded per clip). Returns
+    the split sizes."""
     from sklearn.datasets import load_digits
 
     targets = load_digits().target
@@ -215,13 +252,14 @@ def build(
     split = split_images(len(digits), seed, max_images)
     jobs = []
     for k, (name, per_image) in enumerate((("pool", pool_clips_per_image), ("val", 1), ("test", 1))):
-        jobs += make_clips(targets, split[name], name, per_image, seed * 10 + k + 1, canvas, frames)
+        jobs += make_clips(targets, split[name], name, per_image, seed * 10 + k + 1, canvas, frames, speed)
     clips = [c for c, _ in jobs]
     pick_labelled([c for c in clips if c.split == "pool"], labelled_per_pair, seed * 10 + 4)
     for name in ("pool", "val", "test"):
         os.makedirs(os.path.join(root, name), exist_ok=True)
-    for clip, positions in jobs:
-        write_mp4(os.path.join(root, clip.path), render(digits[clip.image_index], canvas, positions))
+    for n, (clip, positions) in enumerate(jobs):
+        bg = backdrop(background, background_level, frames, canvas, seed * 1_000_003 + n)
+        write_mp4(os.path.join(root, clip.path), render(digits[clip.image_index], canvas, positions, bg))
     write_manifest(os.path.join(root, "clips.csv"), clips)
     sets = {
         "train": [c for c in clips if c.labelled],

@@ -41,6 +41,28 @@ def test_clips_are_the_same_bytes_every_time(tmp_path):
         assert (tmp_path / f"0_{k}.mp4").read_bytes() == (tmp_path / f"1_{k}.mp4").read_bytes()
 
 
+def test_backdrops_and_speed_range():
+    """The clutter the digit can move over: seeded, in [0, level], one texture for every frame
+    ("static") or a new one per frame ("flicker"); the digit stays on top (the brighter wins);
+    speeds are drawn from the given range."""
+    static = moving_digits.backdrop("static", 0.5, 4, 32, seed=3)
+    assert static.shape == (4, 32, 32) and static.min() == 0.0 and abs(static.max() - 0.5) < 1e-6
+    assert all(np.array_equal(static[0], static[t]) for t in range(4))
+    assert np.array_equal(static, moving_digits.backdrop("static", 0.5, 4, 32, seed=3))
+    assert not np.array_equal(static, moving_digits.backdrop("static", 0.5, 4, 32, seed=4))
+    flicker = moving_digits.backdrop("flicker", 0.3, 4, 32, seed=3)
+    assert not np.array_equal(flicker[0], flicker[1]) and flicker.max() <= 0.3 + 1e-6
+    assert not moving_digits.backdrop("none", 0.5, 2, 8, seed=0).any()
+    with pytest.raises(ValueError, match="background 'snow'"):
+        moving_digits.backdrop("snow", 0.5, 2, 8, seed=0)
+    image = np.ones((4, 4), np.float32)
+    frames = moving_digits.render(image, 32, np.array([[0.0, 0.0]] * 4), static)
+    assert (frames[:, :4, :4] == 255).all()  # the digit over the clutter
+    assert np.array_equal(frames[:, 10:, 10:], np.round(static[:, 10:, 10:] * 255).astype(np.uint8))
+    jobs = moving_digits.make_clips(np.zeros(200, int), range(200), "pool", 1, 0, 32, 16, speed=(3.0, 4.0))
+    assert all(3.0 <= c.speed <= 4.0 for c, _ in jobs)
+
+
 @pytest.mark.slow
 def test_video_demo_end_to_end_tiny(tmp_path):
     """`make demo-video` on a few clips with a tiny model and a few iterations: real mp4s that decord

@@ -42,3 +42,28 @@ def test_tube_mask_runs_without_host_sync(video_cfg):
 def test_tube_mask_needs_a_time_axis(video_cfg):
     with pytest.raises(ValueError, match="\\[time, \\*space\\]"):
         build_mask_generator(video_cfg, (196,))
+
+
+def test_tube_random_mask_tubes_then_random_tokens(video_cfg):
+    """MASK_TUBE_RATIO of the positions hidden at every step, random tokens elsewhere up to
+    MODEL.MASK.RATIO: exact counts, reproducible for a generator, different per sample."""
+    cfg = video_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.MASK.NAME, cfg.MODEL.MASK.RATIO, cfg.INPUT.VIDEO.MASK_TUBE_RATIO = "tube_random", 0.75, 0.5
+    grid = (8, 4, 4)
+    gen = build_mask_generator(cfg, grid)
+    assert gen.num_masked == 96 and gen.num_tube_positions == 8
+    mask = gen(32, generator=torch.Generator().manual_seed(0))
+    assert (mask.sum(1) == 96).all()
+    per_step = mask.view(32, 8, 16)
+    tubes = per_step.all(dim=1)  # positions hidden at every step
+    assert (tubes.sum(1) >= 8).all()  # the tubes (random tokens may complete another one, rarely)
+    assert (tubes.sum(1) == 8).float().mean() > 0.8
+    rest = per_step & ~tubes[:, None, :]
+    assert ((rest.sum(2) > 0).sum(1) >= 6).all()  # the other masked tokens: lone ones, spread over the steps
+    assert not torch.equal(mask[0], mask[1])
+    assert torch.equal(mask, gen(32, generator=torch.Generator().manual_seed(0)))
+    assert gen(2, device=torch.device("meta")).shape == (2, 128)  # no host sync
+    cfg.INPUT.VIDEO.MASK_TUBE_RATIO = 0.9
+    with pytest.raises(ValueError, match="MASK_TUBE_RATIO 0.9"):
+        build_mask_generator(cfg, grid)
