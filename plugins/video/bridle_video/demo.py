@@ -6,7 +6,8 @@ directions the digit moves in; no single frame tells it, see moving_digits.py).
 1. data (bridle_video/moving_digits.py): scikit-learn's 1797 real 8 x 8 handwritten digits,
    split by index into pool / val / test images first (60 / 15 / 25 %), each upsampled to
    16 x 16 and moved in a straight line (8 directions, 1-2 pixels per frame) across a 32 x 32
-   canvas that wraps around, 16 frames, written as H.264 mp4 files (PyAV) and read back by the
+   canvas that wraps around, over a static random texture of its own (``--background``), 16
+   frames, written as H.264 mp4 files (PyAV) and read back by the
    video plugin's datasets and decord: the unlabelled pool (``video_folder``, 2 clips per pool
    image), a labelled subset of it (3 clips per (digit, direction) pair) and one val / test clip
    per val / test image (``kinetics_csv`` files, one per label set and split);
@@ -32,6 +33,10 @@ from bridle.demo import REPO, say
 from . import moving_digits
 
 # name -> (label column of the clip manifest, classes); the first is the report's top-level task.
+# What the digits move over by default: a static random texture (clutter that does not move), chosen
+# on val (docs/demos.md): on a black canvas a random-init encoder already reads the direction from
+# 2-frame motion energy (linear probe 0.935), so pretraining had nothing to add there.
+BACKGROUND, BACKGROUND_LEVEL = "static", 0.5
 TASKS = {"motion": ("direction", moving_digits.DIRECTIONS), "appearance": ("digit", 10)}
 
 
@@ -41,19 +46,30 @@ def middle_frame(clips):
 
 
 def prepare_data(
-    data: str, pool_clips_per_image: int, labelled_per_pair: int, max_images: int = 0
+    data: str,
+    pool_clips_per_image: int,
+    labelled_per_pair: int,
+    max_images: int = 0,
+    background: str = "none",
+    background_level: float = 0.5,
 ) -> Dict[str, object]:
     """Write the clips and label files once (kept when complete); returns the split sizes."""
     import json
 
-    done = os.path.join(data, f"complete_{pool_clips_per_image}_{labelled_per_pair}_{max_images}.json")
+    look = "" if background == "none" else f"_{background}{background_level:g}"
+    done = os.path.join(data, f"complete_{pool_clips_per_image}_{labelled_per_pair}_{max_images}{look}.json")
     if os.path.isfile(done):
         print(f"data already in {data}")
         with open(done) as f:
             return json.load(f)
     shutil.rmtree(data, ignore_errors=True)
     sizes = moving_digits.build(
-        data, pool_clips_per_image=pool_clips_per_image, labelled_per_pair=labelled_per_pair, max_images=max_images
+        data,
+        pool_clips_per_image=pool_clips_per_image,
+        labelled_per_pair=labelled_per_pair,
+        max_images=max_images,
+        background=background,
+        background_level=background_level,
     )
     with open(done, "w") as f:
         json.dump(sizes, f, indent=1)
@@ -70,15 +86,27 @@ def parser():
     p.add_argument("--pool-clips-per-image", type=int, default=2, help="unlabelled clips per pool digit image")
     p.add_argument("--labelled-per-pair", type=int, default=3, help="labelled clips per (digit, direction) pair")
     p.add_argument("--max-images", type=int, default=0, help="use only this many digit images (0: all 1797)")
+    p.add_argument(
+        "--background",
+        choices=moving_digits.BACKGROUNDS,
+        default=BACKGROUND,
+        help="what the digits move over (moving_digits.backdrop): none (black), static (one random texture "
+        "per clip), flicker (a new texture every frame)",
+    )
+    p.add_argument("--background-level", type=float, default=BACKGROUND_LEVEL, help="brightest background pixel (0-1)")
     return p
 
 
 def make_spec(args, out: str) -> demo_lib.DemoSpec:
     if args.pool_clips_per_image < 1 or args.labelled_per_pair < 1:
         raise SystemExit("--pool-clips-per-image and --labelled-per-pair must be >= 1")
+    if not 0.0 <= args.background_level <= 1.0:
+        raise SystemExit(f"--background-level {args.background_level}: expected a value in [0, 1]")
     say("Moving digits: writing the clips as H.264 mp4 files")
     data = os.path.join(out, "data")
-    sizes = prepare_data(data, args.pool_clips_per_image, args.labelled_per_pair, args.max_images)
+    sizes = prepare_data(
+        data, args.pool_clips_per_image, args.labelled_per_pair, args.max_images, args.background, args.background_level
+    )
     tasks = {}
     for name, (label, classes) in TASKS.items():
         csvs = [
@@ -97,7 +125,12 @@ def make_spec(args, out: str) -> demo_lib.DemoSpec:
         task="moving digits: " + " / ".join(f"{n} ({TASKS[n][0]}, {TASKS[n][1]} classes)" for n in TASKS),
         pretrain_opts=["DATASETS.VIDEO.FOLDER_ROOT", os.path.join(data, "pool")] + args.pretrain_opts,
         downstream_opts=first.downstream_opts,  # the first task's (e.g. the online probes' labelled set)
-        notes=dict(sizes, directions=moving_digits.DIRECTIONS),
+        notes=dict(
+            sizes,
+            directions=moving_digits.DIRECTIONS,
+            background=args.background,
+            background_level=args.background_level if args.background != "none" else 0.0,
+        ),
         tasks=tasks,
         baselines={"baseline_middle_frame": middle_frame},
         **demo_lib.spec_configs(args.config_dir or os.path.join(REPO, "configs", "video")),

@@ -13,7 +13,8 @@ Each clip has two labels:
   across frames does.
 
 The digit (upsampled bicubically to ``digit_size``) moves ``speed`` pixels per frame, a speed
-drawn uniformly from ``SPEED``, at sub-pixel positions (bilinear). The images are split by index
+drawn uniformly from ``SPEED``, at sub-pixel positions (bilinear), over a background
+(:func:`backdrop`: black, a static random texture, or one that changes every frame). The images are split by index
 *before* any clip is made (:func:`split_images`), so the val and test clips show digit images
 that no pool or labelled clip shows.
 """
