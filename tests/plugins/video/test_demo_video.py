@@ -119,3 +119,24 @@ def test_video_demo_end_to_end_tiny(tmp_path):
     assert [x["level"] for x in levels] == [0, 1, 2, 3]
     assert report["tokenizer_usage"]["tokens_per_item"] == 4 * 4 * 4
     assert all(0 < x["usage"] <= 1 for x in levels)
+
+
+def test_proxy_study_scores_trained_iteration1_and_random_encoders(tmp_path):
+    """python -m bridle_video.proxy_study on a few clips, a tiny model and 2 iterations per phase:
+    one row with val top-1 in [0, 1] for each encoder and label set, appended to results.jsonl."""
+    pytest.importorskip("sklearn")
+    out = str(tmp_path / "proxy")
+    tiny = ["MODEL.ENCODER.EMBED_DIM", "64", "MODEL.ENCODER.DEPTH", "1", "MODEL.ENCODER.NUM_HEADS", "2"]
+    tiny += ["SOLVER.WARMUP_ITERS", "1", "SOLVER.BATCH_SIZE_PER_GPU", "8", "PRETRAIN.PHASES.TOKENIZER.MAX_ITER", "2"]
+    cmd = [sys.executable, "-m", "bridle_video.proxy_study", "tiny", "--out", out, "--max-images", "200"]
+    cmd += ["--background", "static", "--schedule", "encoder_cold,tokenizer,encoder", "--iters", "2", "--e2iters", "2"]
+    subprocess.run(
+        cmd + tiny, check=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL
+    )
+    with open(os.path.join(out, "results.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 1 and rows[0]["name"] == "tiny" and rows[0]["background"] == "static"
+    for which in ("trained", "iter1", "random"):
+        for label in ("direction", "digit"):
+            assert 0.0 <= rows[0][f"{which}_{label}"] <= 1.0
+    assert os.path.isfile(os.path.join(out, "tiny", "pretrain", "2_encoder", "model_final.pth"))
