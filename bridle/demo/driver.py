@@ -74,7 +74,8 @@ def train_net(
     config: str, out_dir: str, opts: Sequence[str], env: dict, resume: bool = False, overwrite: bool = False
 ) -> None:
     """tools/train_net.py in a subprocess; ``resume`` continues a run in ``out_dir``, ``overwrite``
-    replaces one (without either, a directory holding a run is refused)."""
+    replaces one (without either, a directory holding a run is refused). A failed run ends the
+    demo with one line naming it (SystemExit) under the run's own error message."""
     flags = ["--resume"] if resume else ["--overwrite"] if overwrite else []
     args = (
         [os.path.join(REPO, "tools", "train_net.py")]
@@ -83,7 +84,9 @@ def train_net(
         + list(opts)
     )
     print("$ " + " ".join(os.path.relpath(a, REPO) if a.startswith(REPO) else a for a in args), flush=True)
-    subprocess.run([sys.executable] + args, check=True, cwd=REPO, env=env)
+    code = subprocess.run([sys.executable] + args, cwd=REPO, env=env).returncode
+    if code != 0:  # its own one-line error is above; no traceback of this wrapper on top of it
+        raise SystemExit(f"bridle demo: tools/train_net.py for {os.path.relpath(out_dir, REPO)} exited with {code}.")
 
 
 def children_cpu_seconds() -> float:

@@ -67,8 +67,10 @@ def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
     """``["KEY: saved -> now", ...]`` for every key (but those :func:`_ignored_for` phase ``name``
     lists) in which the config a finished phase saved (``saved_yaml``) differs from ``pcfg``; MODEL.WEIGHTS
     compares as an absolute path, relative to the schedule directory when inside it.
-    A saved config that cannot be parsed is reported as one change; a missing one (a phase
-    directory written by hand or by an older version) cannot be checked: no change, a warning."""
+    A key the saved config lacks counts only when its value now is not its default (keys added
+    by a later version keep the old behaviour at their defaults). A saved config that cannot be
+    parsed is reported as one change; a missing one (a phase directory written by hand or by an
+    older version) cannot be checked: no change, a warning."""
     import yaml
 
     if not os.path.isfile(saved_yaml):
@@ -93,10 +95,20 @@ def config_changes(saved_yaml: str, pcfg, name: str = "") -> list:
         return v
 
     ignored = _ignored_for(name)
+    defaults = None
     changes = []
     for key in sorted(set(saved) | set(now)):
         if ignored(key):
             continue
+        if key not in saved:
+            # A key the saved config lacks was added by a later version of Bridle (or a plugin):
+            # at its default it keeps the behaviour the phase ran with, so it is no change.
+            if defaults is None:
+                from bridle.config import get_cfg
+
+                defaults = flatten_cfg(yaml.safe_load(get_cfg().dump()))
+            if key in defaults and now[key] == defaults[key]:
+                continue
         a, b = norm(saved, key, saved.get(key, "<absent>")), norm(now, key, now.get(key, "<absent>"))
         if a != b:
             changes.append(f"{key}: {a!r} -> {b!r}")

@@ -241,6 +241,33 @@ def test_resume_refuses_a_finished_phase_that_ran_another_config(toy_plugin, tmp
         other.train()
 
 
+def test_resume_accepts_a_phase_saved_before_a_key_existed(toy_plugin, tmp_path):
+    """A finished phase whose saved config.yaml lacks a key (written by an older Bridle, before
+    the key was added) is reused while the key is at its default, and refused once it is not."""
+    import yaml
+
+    from bridle.trainers.schedule import stale_finished_phases
+
+    def cfg_of(**extra):
+        cfg = get_cfg()
+        cfg.merge_from_list(
+            toy_opts(
+                str(tmp_path / "out"),
+                **{"TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra},
+            )
+        )
+        return cfg
+
+    TRAINER.get("schedule")(cfg_of()).train()
+    saved = tmp_path / "out" / "0_encoder_cold" / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["PRETRAIN"]["NUM_MASKS"]  # as a config written before PRETRAIN.NUM_MASKS existed
+    saved.write_text(yaml.safe_dump(old))
+    assert stale_finished_phases(cfg_of()) == []
+    stale = stale_finished_phases(cfg_of(**{"PRETRAIN.NUM_MASKS": 2}))
+    assert len(stale) == 1 and stale[0][1] == ["PRETRAIN.NUM_MASKS: '<absent>' -> 2"]
+
+
 def test_resume_accepts_a_run_directory_copied_elsewhere(toy_plugin, tmp_path):
     """A later phase's MODEL.WEIGHTS is the previous phase's checkpoint inside the run
     directory: a copied (or moved) run still resumes, its finished phases reused."""
