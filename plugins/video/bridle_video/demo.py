@@ -52,11 +52,14 @@ def prepare_data(
     max_images: int = 0,
     background: str = "none",
     background_level: float = 0.5,
+    speed: Sequence[float] = moving_digits.SPEED,
 ) -> Dict[str, object]:
     """Write the clips and label files once (kept when complete); returns the split sizes."""
     import json
 
     look = "" if background == "none" else f"_{background}{background_level:g}"
+    if tuple(speed) != tuple(moving_digits.SPEED):
+        look += "_speed{:g}-{:g}".format(*speed)
     done = os.path.join(data, f"complete_{pool_clips_per_image}_{labelled_per_pair}_{max_images}{look}.json")
     if os.path.isfile(done):
         print(f"data already in {data}")
@@ -70,6 +73,7 @@ def prepare_data(
         max_images=max_images,
         background=background,
         background_level=background_level,
+        speed=tuple(speed),
     )
     with open(done, "w") as f:
         json.dump(sizes, f, indent=1)

@@ -1,8 +1,8 @@
 """The video demo's cheap setting study (docs/demos.md, "The video demo"): one data look and one
 pretraining variant, scored on **val only** by a frozen-feature proxy of the linear probe.
 
-    python -m bridle_video.proxy_study NAME [--background static] [--schedule encoder_cold,tokenizer,encoder]
-        [--iters 600] [--e2iters 600] [KEY VALUE ...]
+    python -m bridle_video.proxy_study NAME [--background static] [--speed 1 2]
+        [--schedule encoder_cold,tokenizer,encoder] [--iters 600] [--e2iters 600] [KEY VALUE ...]
 
 1. the demo's moving digits (``bridle_video.demo.prepare_data``; one data folder per look, kept);
 2. ``tools/train_net.py`` with configs/video/demo_pretrain.yaml, the given schedule and phase
@@ -39,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=os.path.join(REPO, "output", "video_proxy"))
     p.add_argument("--background", choices=moving_digits.BACKGROUNDS, default="none")
     p.add_argument("--background-level", type=float, default=0.5)
+    p.add_argument("--speed", type=float, nargs=2, default=list(moving_digits.SPEED), help="pixels per frame: LOW HIGH")
     p.add_argument("--schedule", default="encoder_cold", help="comma-separated phases")
     p.add_argument("--iters", type=int, default=600, help="encoder_cold iterations")
     p.add_argument("--e2iters", type=int, default=600, help="iteration-2 encoder phase iterations")
@@ -86,8 +87,9 @@ def main(argv: Sequence[str] = None) -> Dict[str, object]:
     schedule: List[str] = [s for s in a.schedule.split(",") if s]
     torch.set_num_threads(1)
     look = "" if a.background == "none" else f"_{a.background}{a.background_level:g}"
+    look += "" if tuple(a.speed) == tuple(moving_digits.SPEED) else "_speed{:g}-{:g}".format(*a.speed)
     data = os.path.join(a.out, "data" + look + (f"_max{a.max_images}" if a.max_images else ""))
-    demo.prepare_data(data, 2, 3, a.max_images, background=a.background, background_level=a.background_level)
+    demo.prepare_data(data, 2, 3, a.max_images, a.background, a.background_level, a.speed)
     pre = os.path.join(a.out, a.name, "pretrain")
     opts = ["DATASETS.VIDEO.FOLDER_ROOT", os.path.join(data, "pool"), "DATALOADER.NUM_WORKERS", "0"]
     opts += ["PRETRAIN.SCHEDULE", "[" + ",".join(f"'{s}'" for s in schedule) + "]"]
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] = None) -> Dict[str, object]:
     encoders = {"trained": final, "random": ""}
     if len(schedule) > 1:
         encoders["iter1"] = os.path.join(pre, f"0_{schedule[0]}", "model_final.pth")
-    row: Dict[str, object] = {"name": a.name, "background": a.background, "schedule": schedule}
+    row: Dict[str, object] = {"name": a.name, "background": a.background, "speed": a.speed, "schedule": schedule}
     row.update(iters=a.iters, e2iters=a.e2iters, opts=list(a.opts))
     for which, weights in encoders.items():
         torch.manual_seed(0)
