@@ -210,19 +210,23 @@ def test_joint_phase_after_encoder_cold_and_after_a_tokenizer_phase(cold_ckpt, t
             assert torch.equal(prev[k], loaded[k]), k
 
 
+def _one_phase_cfg(out: str, **extra):
+    """A one-phase (encoder_cold) toy schedule of 2 iterations in ``out``."""
+    cfg = get_cfg()
+    cfg.merge_from_list(
+        toy_opts(
+            out, **{"TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra}
+        )
+    )
+    return cfg
+
+
 def test_resume_refuses_a_finished_phase_that_ran_another_config(toy_plugin, tmp_path):
     """--resume reuses finished phases only when they ran the config of this run."""
     from bridle.trainers.schedule import ScheduleRunner, stale_finished_phases
 
     def cfg_of(**extra):
-        cfg = get_cfg()
-        cfg.merge_from_list(
-            toy_opts(
-                str(tmp_path / "out"),
-                **{"TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra},
-            )
-        )
-        return cfg
+        return _one_phase_cfg(str(tmp_path / "out"), **extra)
 
     runner = TRAINER.get("schedule")(cfg_of())
     runner.train()
@@ -249,14 +253,7 @@ def test_resume_accepts_a_phase_saved_before_a_key_existed(toy_plugin, tmp_path)
     from bridle.trainers.schedule import stale_finished_phases
 
     def cfg_of(**extra):
-        cfg = get_cfg()
-        cfg.merge_from_list(
-            toy_opts(
-                str(tmp_path / "out"),
-                **{"TRAINER.NAME": "schedule", "PRETRAIN.SCHEDULE": "['encoder_cold']", "SOLVER.MAX_ITER": 2, **extra},
-            )
-        )
-        return cfg
+        return _one_phase_cfg(str(tmp_path / "out"), **extra)
 
     TRAINER.get("schedule")(cfg_of()).train()
     saved = tmp_path / "out" / "0_encoder_cold" / "config.yaml"
