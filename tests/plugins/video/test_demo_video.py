@@ -115,6 +115,11 @@ def test_video_demo_end_to_end_tiny(tmp_path):
         assert task["baseline_middle_frame"]["num_features"] == 3 * 32 * 32
     assert report["notes"]["pool_items"] == len(images["pool"]) == report["tokenizer_usage"]["items"]
     assert report["notes"]["test_items"] == len(images["test"])
+    for phase in ("0_encoder_cold", "2_encoder"):  # the online probe of the direction, at each phase's end
+        with open(os.path.join(out, "pretrain", phase, "metrics.json")) as f:
+            rows = [json.loads(line) for line in f]
+        probe = [r for r in rows if "probe/knn_top1" in r]
+        assert len(probe) == 1 and 0.0 <= probe[0]["probe/linear_top1"] <= 1.0, rows
     levels = report["tokenizer_usage"]["per_level"]
     assert [x["level"] for x in levels] == [0, 1, 2, 3]
     assert report["tokenizer_usage"]["tokens_per_item"] == 4 * 4 * 4
