@@ -92,6 +92,7 @@ def main(argv: Sequence[str] = None) -> Dict[str, object]:
     demo.prepare_data(data, 2, 3, a.max_images, a.background, a.background_level, a.speed)
     pre = os.path.join(a.out, a.name, "pretrain")
     opts = ["DATASETS.VIDEO.FOLDER_ROOT", os.path.join(data, "pool"), "DATALOADER.NUM_WORKERS", "0"]
+    opts += ["TEST.ONLINE_PROBE.ENABLED", "False"]  # scored offline below (the demo's probe set is not here)
     opts += ["PRETRAIN.SCHEDULE", "[" + ",".join(f"'{s}'" for s in schedule) + "]"]
     opts += [PHASE_ITERS["encoder_cold"], str(a.iters), PHASE_ITERS["encoder"], str(a.e2iters)] + list(a.opts)
     config = os.path.join(REPO, "configs", "video", "demo_pretrain.yaml")
