@@ -45,6 +45,14 @@ def middle_frame(clips):
     return clips[:, :, clips.shape[2] // 2]
 
 
+def data_look(background: str, background_level: float, speed: Sequence[float]) -> str:
+    """A name suffix for the data's look ("" for the black canvas at the default speeds)."""
+    look = "" if background == "none" else f"_{background}{background_level:g}"
+    if tuple(speed) != tuple(moving_digits.SPEED):
+        look += "_speed{:g}-{:g}".format(*speed)
+    return look
+
+
 def prepare_data(
     data: str,
     pool_clips_per_image: int,
@@ -57,9 +65,7 @@ def prepare_data(
     """Write the clips and label files once (kept when complete); returns the split sizes."""
     import json
 
-    look = "" if background == "none" else f"_{background}{background_level:g}"
-    if tuple(speed) != tuple(moving_digits.SPEED):
-        look += "_speed{:g}-{:g}".format(*speed)
+    look = data_look(background, background_level, speed)
     done = os.path.join(data, f"complete_{pool_clips_per_image}_{labelled_per_pair}_{max_images}{look}.json")
     if os.path.isfile(done):
         print(f"data already in {data}")

@@ -7,7 +7,8 @@ pretraining variant, scored on **val only** by a frozen-feature proxy of the lin
 1. the demo's moving digits (``bridle_video.demo.prepare_data``; one data folder per look, kept);
 2. ``tools/train_net.py`` with configs/video/demo_pretrain.yaml, the given schedule and phase
    lengths and the KEY VALUE overrides;
-3. the mean-pooled final tokens of the 240 labelled clips and the 270 val clips ("eval" views),
+3. the mean-pooled final tokens of the 240 labelled clips and the 270 val clips ("eval" views,
+   ``tools/extract_features.py``'s features),
    for the trained encoder, its iteration-1 encoder (when the schedule has more than one phase)
    and a random init of the same model (``torch.manual_seed(0)``); per label set (direction,
    digit) a logistic regression on standardised features, C in {0.01, 0.1, 1, 10} picked by val
@@ -24,12 +25,14 @@ import json
 import os
 from typing import Dict, List, Sequence
 
+import numpy as np
 import torch
 
 from bridle.demo.driver import REPO, demo_env, train_net
 
 from . import demo, moving_digits
 
+LABELS = ("direction", "digit")  # moving_digits' label columns: motion, appearance
 PHASE_ITERS = {"encoder_cold": "PRETRAIN.PHASES.ENCODER_COLD.MAX_ITER", "encoder": "PRETRAIN.PHASES.ENCODER.MAX_ITER"}
 
 
@@ -48,23 +51,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def pooled_features(cfg, encoder, csv: str):
-    """(features [N, D], labels [N]) of a kinetics_csv file, "eval" views, mean-pooled tokens."""
-    from bridle.data.batch import device_transform_of, prepare_batch
-    from bridle.data.build import build_dataset, build_test_loader
+def split_features(cfg, ckpt: dict, data: str, split: str) -> Dict[str, tuple]:
+    """``{label: (features [N, D], labels [N])}`` for both label sets of one split: the encoder's
+    mean-pooled "eval" features (bridle.evaluation.features.extract) are computed once, since the
+    label sets' csv files list the same clips in the same order."""
+    from bridle.evaluation.features import extract
 
+    rows = {}
+    for label in LABELS:
+        with open(os.path.join(data, f"{label}_{split}.csv")) as f:
+            rows[label] = [line.split() for line in f if line.strip()]
+    if [r[0] for r in rows[LABELS[0]]] != [r[0] for r in rows[LABELS[1]]]:
+        raise RuntimeError(f"{data}: the {split} csv files of {LABELS} list different clips.")
     c = cfg.clone()
     c.defrost()
-    c.DATASETS.TEST, c.DATASETS.VIDEO.TEST_CSV = "kinetics_csv", csv
-    ds = build_dataset(c, "kinetics_csv", "test", "eval")
-    feats, labels = [], []
-    with torch.no_grad():
-        for b in build_test_loader(c, ds):
-            batch = {k: v for k, v in b.items() if k in ("input", "num_samples")}
-            x = prepare_batch(batch, torch.device("cpu"), device_transform_of(ds))["input"]
-            feats.append(encoder(x)[:, 1:].mean(dim=1))
-            labels.append(b["label"])
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+    c.DATASETS.TEST, c.DATASETS.VIDEO.TEST_CSV = "kinetics_csv", os.path.join(data, f"{LABELS[0]}_{split}.csv")
+    feats, _, index, _ = extract(c, ckpt, "test")  # index: the readable clips
+    return {label: (feats, np.array([int(r[1]) for r in rows[label]])[index]) for label in LABELS}
 
 
 def proxy_top1(train, val) -> float:
@@ -86,8 +89,7 @@ def main(argv: Sequence[str] = None) -> Dict[str, object]:
         raise SystemExit(f"expected KEY VALUE pairs after NAME; got {len(a.opts)} words")
     schedule: List[str] = [s for s in a.schedule.split(",") if s]
     torch.set_num_threads(1)
-    look = "" if a.background == "none" else f"_{a.background}{a.background_level:g}"
-    look += "" if tuple(a.speed) == tuple(moving_digits.SPEED) else "_speed{:g}-{:g}".format(*a.speed)
+    look = demo.data_look(a.background, a.background_level, a.speed)
     data = os.path.join(a.out, "data" + look + (f"_max{a.max_images}" if a.max_images else ""))
     demo.prepare_data(data, 2, 3, a.max_images, a.background, a.background_level, a.speed)
     pre = os.path.join(a.out, a.name, "pretrain")
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] = None) -> Dict[str, object]:
     if not os.path.isfile(final):
         train_net(config, pre, opts, demo_env(), resume=os.path.isdir(pre))
 
-    from bridle.checkpoint import load_checkpoint_file, load_encoder_weights
+    from bridle.checkpoint import load_checkpoint_file
     from bridle.config import load_config
     from bridle.modeling.vit import build_encoder
 
@@ -111,15 +113,14 @@ def main(argv: Sequence[str] = None) -> Dict[str, object]:
     row: Dict[str, object] = {"name": a.name, "background": a.background, "speed": a.speed, "schedule": schedule}
     row.update(iters=a.iters, e2iters=a.e2iters, opts=list(a.opts))
     for which, weights in encoders.items():
-        torch.manual_seed(0)
-        enc = build_encoder(cfg)
         if weights:
-            load_encoder_weights(enc, load_checkpoint_file(weights), strict_encoder=True)
-        enc.eval()
-        for label in ("direction", "digit"):
-            train = pooled_features(cfg, enc, os.path.join(data, f"{label}_train.csv"))
-            val = pooled_features(cfg, enc, os.path.join(data, f"{label}_val.csv"))
-            row[f"{which}_{label}"] = round(proxy_top1(train, val), 3)
+            ckpt = load_checkpoint_file(weights)
+        else:  # a random init of the same encoder, seeded
+            torch.manual_seed(0)
+            ckpt = {"model": {f"encoder.{k}": v for k, v in build_encoder(cfg).state_dict().items()}}
+        train, val = split_features(cfg, ckpt, data, "train"), split_features(cfg, ckpt, data, "val")
+        for label in LABELS:
+            row[f"{which}_{label}"] = round(proxy_top1(train[label], val[label]), 3)
     print(json.dumps(row), flush=True)
     with open(os.path.join(a.out, "results.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
