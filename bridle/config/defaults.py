@@ -13,7 +13,9 @@ _C.VERSION = 1
 
 # Directory for checkpoints, metrics.json, TensorBoard events and the merged config.yaml.
 _C.OUTPUT_DIR = "./output"
-# Global random seed; < 0 picks one from the clock (it is logged either way).
+# Global random seed; < 0 picks one from the clock for the model's initialisation (it is logged
+# either way); the data order and every step's randomness then derive from seed 0, so a resume
+# still continues the same streams.
 _C.SEED = 0
 # Print a console metrics line (and write metrics.json / TensorBoard) every this many iterations.
 _C.LOG_PERIOD = 20

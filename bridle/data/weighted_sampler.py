@@ -165,9 +165,9 @@ def build_weighted_sampler(cfg, dataset, start_index: int = 0) -> WeightedSample
         raise ValueError(
             f"{type(dataset).__name__}.sample_weights() returned {weights.numel()} weights for {len(dataset)} items."
         )
-    seed = int(cfg.SEED)
-    if seed < 0:  # every rank must draw the same stream: share one random seed
-        seed = int(comm.broadcast_object(int(np.random.SeedSequence().generate_state(1)[0])))
+    # SEED < 0 draws from seed 0, as TrainingSampler (bridle/data/samplers.py): the stream must be
+    # the same on every rank and again after a resume, which a fresh random seed would not be.
+    seed = max(int(cfg.SEED), 0)
     total = int(cfg.DATALOADER.SAMPLES_PER_EPOCH) or None
     return WeightedSampler(
         weights,

@@ -72,3 +72,24 @@ def test_config_key_and_clear_error():
     cfg.DATALOADER.SAMPLES_PER_EPOCH = 11
     with pytest.raises(ValueError, match="WEIGHTED_SAMPLER_REPLACEMENT"):
         build_weighted_sampler(cfg, DS())
+
+
+def test_a_negative_seed_draws_the_same_stream_again_after_a_resume():
+    """SEED < 0 (a clock seed for the model) must not make the data stream differ between a run
+    and its resume: the sampler draws from seed 0, as TrainingSampler does."""
+
+    class DS:
+        def __len__(self):
+            return 40
+
+        def sample_weights(self):
+            return torch.arange(1, 41, dtype=torch.float64)
+
+    cfg = get_cfg()
+    cfg.SEED = -1
+    first = build_weighted_sampler(cfg, DS())
+    stream = [i for _, i in zip(range(100), iter(first))]
+    resumed = build_weighted_sampler(cfg, DS(), start_index=57)
+    assert [i for _, i in zip(range(43), iter(resumed))] == stream[57:]
+    cfg.SEED = 0
+    assert [i for _, i in zip(range(100), iter(build_weighted_sampler(cfg, DS())))] == stream
