@@ -11,6 +11,7 @@ import weakref
 from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -256,11 +257,16 @@ class SimpleTrainer(TrainerBase):
             return True
         bad = ~torch.isfinite(torch.stack([t.detach().float().reshape(()) for t in terms])).all()
         if self.nonfinite == "skip":
+            if comm.get_world_size() > 1:
+                # Every rank skips together: a rank whose own loss is finite holds the averaged
+                # (non-finite) gradients too, and stepping alone would split the replicas.
+                dev = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+                bad = comm.all_reduce_(bad.to(device=dev, dtype=torch.int32).reshape(1), "sum")[0] > 0
             if not bool(bad):
                 return True
             self.nonfinite_skipped += 1
             logger.warning(
-                f"Non-finite loss or gradient at iteration {self.iter + 1}: step skipped "
+                f"Non-finite loss or gradient (on at least one rank) at iteration {self.iter + 1}: step skipped "
                 f"({self.nonfinite_skipped} of at most SOLVER.NONFINITE_BUDGET {self.nonfinite_budget})."
             )
             self.storage.put_scalar("nonfinite_skipped", float(self.nonfinite_skipped), latest=True)

@@ -5,9 +5,12 @@ policy "stop"), nothing non-finite is ever saved, the message names the last goo
 import glob
 import os
 import re
+from datetime import timedelta
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn as nn
 
 from bridle.checkpoint import load_checkpoint_file
@@ -114,3 +117,39 @@ def test_skip_policy_within_and_beyond_budget(toy_plugin, tmp_path, monkeypatch)
         FloatingPointError, match=re.escape("3 non-finite steps skipped, more than SOLVER.NONFINITE_BUDGET 2")
     ):
         t.train()
+
+
+def _skip_worker(rank, init_file, out):
+    """One of two gloo ranks training the toy model under DDP; only rank 1's loss is NaN (its
+    third forward), so rank 0's own loss is finite while the averaged gradients are not."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2, timeout=timedelta(seconds=60)
+    )
+    try:
+        torch.set_num_threads(1)
+        from bridle.plugins import load_plugins
+
+        load_plugins(force=True)
+        _Trainer.nan_calls = (3,) if rank == 1 else ()
+        cfg = _cfg(out, **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2, "SOLVER.CHECKPOINT_PERIOD": 0})
+        t = _Trainer(cfg)
+        t.resume_or_load(resume=False)
+        t.train()
+        model = t.model.module if hasattr(t.model, "module") else t.model
+        torch.save({"skipped": t.nonfinite_skipped, "model": model.state_dict()}, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_skip_policy_skips_on_every_rank_together(toy_plugin, tmp_path):
+    """SOLVER.NONFINITE skip with two ranks: a non-finite loss on one rank drops the step on
+    both (without the shared decision rank 0 stepped on NaN gradients); the replicas end equal
+    and finite."""
+    out = str(tmp_path / "ddp")
+    mp.spawn(_skip_worker, args=(str(tmp_path / "init"), out), nprocs=2, join=True)
+    r0, r1 = (torch.load(os.path.join(out, f"rank{r}.pt")) for r in (0, 1))
+    assert r0["skipped"] == r1["skipped"] == 1
+    for k, v in r0["model"].items():
+        assert torch.isfinite(v).all(), k
+        torch.testing.assert_close(v, r1["model"][k], rtol=0, atol=0)
+    assert _all_finite(os.path.join(out, "model_final.pth"))
