@@ -259,7 +259,8 @@ _C.SOLVER.MAX_TO_KEEP = 2
 # torch.compile the model.
 _C.SOLVER.COMPILE = False
 # What a non-finite loss does: "stop" (checked without a per-step host sync at log and checkpoint
-# boundaries; nothing non-finite is saved) or "skip" (drop that step; one host sync per step).
+# boundaries; nothing non-finite is saved) or "skip" (drop that step on every rank, with the buffers
+# its forwards moved; one host sync per step).
 _C.SOLVER.NONFINITE = "stop"
 # SOLVER.NONFINITE "skip": the run stops once more than this many steps were skipped.
 _C.SOLVER.NONFINITE_BUDGET = 10

@@ -577,6 +577,7 @@ class DefaultTrainer(SimpleTrainer):
             last = self.last_good_checkpoint()
             return f"Stopped after {done} iterations; the last checkpoint is {last or 'none'}. {advice}"
         self.iter = done - 1  # the state after the last completed step
+        self.restore_state_before_step()  # undo the failed step's earlier micro-batches (ACCUM_STEPS > 1)
         try:
             path = ckpt.save_now()
         except (FloatingPointError, OSError) as e:

@@ -167,6 +167,12 @@ class SimpleTrainer(TrainerBase):
         # Every rank's rank_state(), gathered at checkpoint time (each rank reads its own data).
         self.rank_states: Optional[list] = None
         self._rank_state_before_step: Optional[dict] = None
+        # A forward updates buffers (EMA codebooks and their usage windows, BatchNorm statistics).
+        # Their values before the step are kept where a step can end without an update: with
+        # accumulation a later micro-batch can fail to load after the first ones ran forward
+        # (the last completed step's state is saved), and with SOLVER.NONFINITE skip a dropped
+        # step leaves no trace (restore_state_before_step).
+        self._buffers_before_step: Optional[List[torch.Tensor]] = None
 
     # -- data
     def _next_batch(self) -> dict:
@@ -200,6 +206,8 @@ class SimpleTrainer(TrainerBase):
         # Until this step completes, rank_state() is the state before it: a checkpoint written
         # when the step fails (too many unreadable items) holds the last completed step's.
         self._rank_state_before_step = self._rank_counters()
+        if self.accum_steps > 1 or self.nonfinite == "skip":
+            self._buffers_before_step = [b.detach().clone() for b in self.model.buffers()]
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         sums: Dict[str, torch.Tensor] = {}
@@ -236,6 +244,7 @@ class SimpleTrainer(TrainerBase):
             self.optimizer.step()
         else:
             self.optimizer.zero_grad(set_to_none=True)
+            self.restore_state_before_step()
             self._rank_state_before_step = None
             return  # skipped step: its (non-finite) losses are not recorded
         total_loss = sum(v for k, v in sums.items() if k.startswith("loss"))
@@ -243,7 +252,20 @@ class SimpleTrainer(TrainerBase):
         for k, v in sums.items():
             self.storage.put_scalar(k, v, is_loss=k.startswith("loss"))
         self.storage.put_scalar("data_time", data_time)
-        self._rank_state_before_step = None
+        self._rank_state_before_step = self._buffers_before_step = None
+
+    def restore_state_before_step(self) -> bool:
+        """After a step that ends without an update (a micro-batch could not be loaded, or
+        SOLVER.NONFINITE skip dropped it), put back the buffers its forwards changed, so the
+        model holds the last completed step's state. Parameters change only in the optimizer
+        step, after every micro-batch. True if anything was put back."""
+        saved, self._buffers_before_step = self._buffers_before_step, None
+        if saved is None:
+            return False
+        with torch.no_grad():
+            for b, v in zip(self.model.buffers(), saved):
+                b.copy_(v)
+        return True
 
     def _finite_step(self, sums: Dict[str, torch.Tensor]) -> bool:
         """Policy bookkeeping before the optimizer step: True to apply the step.

@@ -171,3 +171,55 @@ def test_audio_truncated_and_absurd_amplitude_are_skipped_and_named(tmp_path):
     batch = skip_none_collate([ds[(i, i)] for i in range(3)])
     assert int(batch["num_skipped"]) == 2 and batch["input"].shape[0] == 1
     assert [d.split(" (")[0] for d in batch["bad_items"]] == [loud, trunc]
+
+
+def test_bad_data_stop_in_a_later_micro_batch_resumes_the_tokenizer_phase_exactly(toy_plugin, tmp_path):
+    """SOLVER.ACCUM_STEPS 2 in the tokenizer phase: the budget is exceeded while loading the second
+    micro-batch of step 8, after the first one's forward already moved the EMA codebooks and the
+    dead-code window. The checkpoint written holds the state after 7 steps (not 7.5), and its
+    resume ends bit-equal to a run that never stopped (model, codebooks, windows, optimizer)."""
+    import re
+
+    from bridle.checkpoint import load_checkpoint_file
+    from bridle.engine import HookBase
+    from bridle.registry import TRAINER
+    from state_compare import max_state_diff
+
+    extra = {
+        "TRAINER.NAME": "tokenizer",
+        "DATASETS.TOY.CORRUPT_EVERY": 8,
+        "SOLVER.MAX_ITER": 8,
+        "SOLVER.CHECKPOINT_PERIOD": 0,
+        "SOLVER.ACCUM_STEPS": 2,
+        "SOLVER.BATCH_SIZE_PER_GPU": 4,
+    }
+    loose = {**extra, "DATALOADER.MAX_BAD_FRACTION": 0.2}
+    states = {}
+
+    class Record(HookBase):
+        def after_step(self):
+            states[self.trainer.iter + 1] = {k: v.clone() for k, v in self.trainer.model.state_dict().items()}
+
+    full = TRAINER.get("tokenizer")(make_cfg(str(tmp_path / "full"), **loose))
+    full.register_hooks([Record()])
+    full.resume_or_load(resume=False)
+    full.train()
+    out = str(tmp_path / "stopped")
+    t = _trainer("tokenizer", make_cfg(out, **extra))
+    loads = []
+    next_batch = t._next_batch
+    t._next_batch = lambda: loads.append(t.iter) or next_batch()
+    with pytest.raises(BadDataError, match=r"Wrote \S+ \(the state after 7 iterations\)") as e:
+        t.train()
+    assert loads[-2:] == [7, 7]  # it failed on step 8's second micro-batch
+    saved = load_checkpoint_file(re.search(r"Wrote (\S+) \(the state", str(e.value)).group(1))
+    assert saved["model"]["tokenizer.quantizer.window.slot"].item() > 0  # the usage window moved
+    assert max_state_diff(saved["model"], states[7]) == 0.0
+    r = TRAINER.get("tokenizer")(make_cfg(out, **loose))
+    r.resume_or_load(resume=True)
+    assert r.start_iter == 7
+    r.train()
+    a = load_checkpoint_file(os.path.join(str(tmp_path / "full"), "model_final.pth"))
+    b = load_checkpoint_file(os.path.join(out, "model_final.pth"))
+    assert max_state_diff(a["model"], b["model"]) == 0.0
+    assert max_state_diff(a["optimizer"], b["optimizer"]) == 0.0

@@ -153,3 +153,36 @@ def test_skip_policy_skips_on_every_rank_together(toy_plugin, tmp_path):
         assert torch.isfinite(v).all(), k
         torch.testing.assert_close(v, r1["model"][k], rtol=0, atol=0)
     assert _all_finite(os.path.join(out, "model_final.pth"))
+
+
+class _CountingModel(_Model):
+    """Counts its training forwards in a buffer, as an EMA codebook or BatchNorm moves its own."""
+
+    def __init__(self, nan_calls=()):
+        super().__init__(nan_calls)
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
+
+    def forward(self, batch):
+        self.forwards += 1
+        return super().forward(batch)
+
+
+class _CountingTrainer(_Trainer):
+    @classmethod
+    def build_model(cls, cfg):
+        return _CountingModel(cls.nan_calls)
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_a_skipped_step_leaves_no_trace_in_buffers(toy_plugin, tmp_path, monkeypatch, accum):
+    """SOLVER.NONFINITE skip drops the whole step: the buffers its forwards moved come back too."""
+    monkeypatch.setattr(_CountingTrainer, "nan_calls", (3 * accum, 6 * accum))  # steps 3 and 6
+    cfg = _cfg(
+        str(tmp_path / "k"),
+        **{"SOLVER.NONFINITE": "skip", "SOLVER.NONFINITE_BUDGET": 2, "SOLVER.ACCUM_STEPS": accum},
+    )
+    t = _CountingTrainer(cfg)
+    t.resume_or_load(resume=False)
+    t.train()
+    assert t.nonfinite_skipped == 2
+    assert int(t.model.forwards) == 8 * accum  # 10 steps, 2 dropped
