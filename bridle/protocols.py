@@ -32,6 +32,7 @@ __all__ = [
     "ReportsFailedKeys",
     "SampleWeights",
     "ClassCount",
+    "PrimedDecoder",
     # quantizer
     "QuantizerClass",
     "Quantizer",
@@ -161,6 +162,17 @@ class ReportsFailedKeys(Protocol):
     """Optional: (the first) keys of the items that could not be read, for error reports."""
 
     failed_keys: List[Any]
+
+
+@runtime_checkable
+class PrimedDecoder(Protocol):
+    """Optional (a SAMPLE_DECODER of the "shards" dataset whose item depends on the sample before
+    it in its loader slot's stream, e.g. the audio decoder's mixup partner): ``prime(sample)``
+    hands it that previous raw sample (None: missing from its shard) where the decoder did not
+    see it itself, i.e. a resumed stream's first sample and after a missing sample, so a resumed
+    run decodes every item as an uninterrupted one."""
+
+    def prime(self, sample: Optional[Dict[str, bytes]]) -> None: ...
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from bridle.config.config import ConfigValueError
 from bridle.errors import missing_file
+from bridle.protocols import PrimedDecoder, supports
 from bridle.registry import DATASET, SAMPLE_DECODER
 from bridle.utils import comm
 from bridle.utils.seed import derive_seed, seeded
@@ -218,6 +219,8 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
 
     def _decode(self, key: str, raw: Optional[Dict[str, bytes]]) -> Optional[dict]:
         if raw is None:
+            if supports(self.decoder, PrimedDecoder):
+                self.decoder.prime(None)  # the next sample's predecessor is missing
             return self._bad(key, EOFError("sample missing from its shard"))
         try:
             item = self.decoder(raw)
@@ -270,6 +273,8 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
                 break
             consumed -= size
             epoch += 1
+        if supports(self.decoder, PrimedDecoder) and (epoch or consumed):
+            self.decoder.prime(self._previous_raw(epoch, slot, num_slots, consumed))
         item_seed = derive_seed(self.seed, "items", rank)
         batch_no, in_batch = b0 + wid, 0  # this rank's batch number of the next batch of this worker
         pos_in_epoch, empty = consumed, 0
@@ -289,6 +294,16 @@ class ShardedDataset(RobustItemsMixin, IterableDataset):
                     f"samples: {len(self)} samples are too few for {world} ranks x {nw} workers."
                 )
             epoch, pos_in_epoch = epoch + 1, 0
+
+    def _previous_raw(self, epoch: int, slot: int, num_slots: int, pos: int) -> Optional[Dict[str, bytes]]:
+        """The raw sample before position ``pos`` of ``epoch`` in ``slot``'s stream (the last one
+        of the latest earlier epoch that has any when ``pos`` is 0); None if there is none."""
+        while pos == 0:
+            epoch -= 1
+            if epoch < 0:
+                return None
+            pos = self.slot_epoch_sizes(epoch, num_slots)[slot]
+        return next(self._epoch_stream(epoch, slot, num_slots, pos - 1), (None, None))[1]
 
     # -- random access (slow path)
     def _shard_headers(self, s: int) -> List[List[Tuple[str, int, int]]]:

@@ -10,8 +10,9 @@ the shard index's ``meta`` gives ``num_classes`` and ``multi_label``.
 
 The pipeline is the clip dataset's: decode -> mono -> 16 kHz -> [random window of a long clip]
 -> [roll + gain] -> [mixup] -> kaldi fbank -> pad / crop -> [SpecAugment] -> normalise. In a
-stream there is no random access, so waveform mixup ("finetune") mixes with the previous clip
-decoded by the same loader worker.
+stream there is no random access, so waveform mixup ("finetune") mixes with the previous sample
+of the same loader slot's stream (none when that one is unreadable); a resumed stream hands the
+decoder that sample first (``prime``, bridle.protocols.PrimedDecoder), so it mixes as before.
 """
 
 import functools
@@ -43,7 +44,12 @@ class AudioSampleDecoder(ClipPipeline):
         self.num_classes = int(meta.get("num_classes", 0) or 0)
         self.multi_label = bool(meta.get("multi_label", False))
         self.soft_labels = self.num_classes > 0 and (self.multi_label or self.mixup_prob > 0)
-        self._previous = None  # (encoded clip, labels) of the last sample: the mixup partner
+        self._previous: Optional[Dict[str, bytes]] = None  # the stream's previous raw sample: the mixup partner
+
+    def prime(self, sample: Optional[Dict[str, bytes]]) -> None:
+        """The previous sample of the stream where this decoder did not see it (a resumed stream's
+        first sample, a sample missing from its shard): the next sample's mixup partner."""
+        self._previous = sample if self.mixup_prob > 0 else None
 
     # ------------------------------------------------------------------ pieces
     def _labels(self, meta: dict) -> Optional[List[int]]:
@@ -89,24 +95,28 @@ class AudioSampleDecoder(ClipPipeline):
 
     # ------------------------------------------------------------------ one sample
     def __call__(self, sample: Dict[str, bytes]) -> dict:
+        partner = self._previous
+        self.prime(sample)  # the next sample's partner, whether or not this one decodes
         key, ext, meta = sample_payload(sample, AUDIO_FIELDS, "audio", AudioDecodeError)
         idx = self._labels(meta) if self.num_classes else None
-        mix = self.mixup_prob > 0 and float(torch.rand(())) < self.mixup_prob and self._previous is not None
+        mix = self.mixup_prob > 0 and float(torch.rand(())) < self.mixup_prob and partner is not None
         label = self._label_tensor(idx, key) if idx is not None else None
         wav = self._waveform(sample[ext], key)
         if mix:
-            other_data, other_idx = self._previous
-            try:
-                other = self._waveform(other_data, f"{key} (mixup partner)")
-            except AudioDecodeError:
+            try:  # an unreadable partner (skipped and counted as its own item): no mixup
+                _, other_ext, other_meta = sample_payload(partner, AUDIO_FIELDS, "audio", AudioDecodeError)
+                other_idx = self._labels(other_meta) if self.num_classes else None
+                other_label = (
+                    self._label_tensor(other_idx, key) if label is not None and other_idx is not None else None
+                )
+                other = self._waveform(partner[other_ext], f"{key} (mixup partner)")
+            except (AudioDecodeError, ValueError):
                 other = None
             if other is not None:
                 lam = sample_beta(self.mixup_alpha)
                 wav = mix_waveforms(wav, other, lam)
-                if label is not None and other_idx is not None:
-                    label = lam * label + (1.0 - lam) * self._label_tensor(other_idx, key)
-        if self.mixup_prob > 0:
-            self._previous = (sample[ext], idx)
+                if other_label is not None:
+                    label = lam * label + (1.0 - lam) * other_label
         index = torch.tensor(int(meta.get("index", -1)), dtype=torch.long)
         if self.device_transform is not None:
             return self._waveform_item(wav, index, label)
