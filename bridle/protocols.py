@@ -167,7 +167,7 @@ class ReportsFailedKeys(Protocol):
 @runtime_checkable
 class PrimedDecoder(Protocol):
     """Optional (a SAMPLE_DECODER of the "shards" dataset whose item depends on the sample before
-    it in its loader slot's stream, e.g. the audio decoder's mixup partner): ``prime(sample)``
+    it in its loader slot's stream, e.g. a mixup partner taken from the stream): ``prime(sample)``
     hands it that previous raw sample (None: missing from its shard) where the decoder did not
     see it itself, i.e. a resumed stream's first sample and after a missing sample, so a resumed
     run decodes every item as an uninterrupted one."""
