@@ -41,9 +41,16 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-    """In-place broadcast from ``src``; no-op in one process."""
+    """In-place broadcast from ``src``; no-op in one process. Inside a compiled graph it is the
+    functional collective (dynamo cannot trace ``dist.broadcast``; it remaps ``all_reduce``
+    itself), e.g. the quantizer's first-batch init under ``torch.cond``."""
     if is_dist() and get_world_size() > 1:
-        dist.broadcast(tensor, src=src)
+        if torch.compiler.is_compiling():
+            from torch.distributed import _functional_collectives as funcol
+
+            tensor.copy_(funcol.broadcast(tensor, src, dist.group.WORLD))
+        else:
+            dist.broadcast(tensor, src=src)
     return tensor
 
 
