@@ -1,7 +1,13 @@
 """INPUT_ADAPTER "spectrogram" (bridle.interop.adapters): mono waveforms -> normalised log-mel
 fbanks of their whole length (the recipe of :mod:`bridle_audio.features`, computed batched on the
 waveform's device by :func:`bridle_audio.device_fbank.batched_fbank`), for exported models and
-``bridle.load_tokenizer`` (which cuts them into windows of TARGET_LENGTH frames)."""
+``bridle.load_tokenizer`` (which cuts them into windows of TARGET_LENGTH frames).
+
+A long waveform's fbank is computed ``CHUNK_FRAMES`` frames at a time (kaldi's frames are
+independent windows, so the chunks give the whole-clip values; the clip's mean is taken over the
+whole clip first): the framing, FFT and mel temporaries, about ten times the waveform's size
+when computed at once, stay bounded, and memory beyond the input and the fbank does not grow
+with the clip's length."""
 
 from typing import Optional, Tuple
 
@@ -11,6 +17,9 @@ from bridle.interop.adapters import INPUT_ADAPTER
 
 from .device_fbank import batched_fbank
 from .features import FbankParams, normalize
+
+#: Fbank frames computed at a time for a long waveform (8192 x 10 ms = 82 s).
+CHUNK_FRAMES = 8192
 
 
 class AudioAdapter:
@@ -30,8 +39,19 @@ class AudioAdapter:
     def __call__(self, raw: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if raw.dim() != 2:
             raise ValueError(f"audio input: expected a mono waveform [S] (or a batch [B, S]); got {list(raw.shape)}.")
-        fb, frames = batched_fbank(raw.float(), self.params)  # each clip's mean removed
-        return normalize(fb, self.mean, self.std), frames
+        x, p = raw.float(), self.params
+        total = p.num_frames(x.shape[1])
+        if total <= CHUNK_FRAMES:
+            fb, frames = batched_fbank(x, p)  # each clip's mean removed
+            return normalize(fb, self.mean, self.std), frames
+        mean = x.sum(1, keepdim=True) / x.shape[1]  # batched_fbank's whole-clip mean
+        out = torch.empty(x.shape[0], total, p.num_mel_bins, device=x.device)
+        for f0 in range(0, total, CHUNK_FRAMES):
+            f = min(CHUNK_FRAMES, total - f0)
+            s0 = f0 * p.shift_samples
+            fb, _ = batched_fbank(x[:, s0 : s0 + p.samples_for_frames(f)] - mean, p, subtract_mean=False)
+            out[:, f0 : f0 + f] = normalize(fb[:, :f], self.mean, self.std)
+        return out, torch.full((x.shape[0],), total, dtype=torch.long, device=x.device)
 
     def describe(self) -> dict:
         p = self.params
