@@ -171,8 +171,10 @@ class SimpleTrainer(TrainerBase):
         # Their values before the step are kept where a step can end without an update: with
         # accumulation a later micro-batch can fail to load after the first ones ran forward
         # (the last completed step's state is saved), and with SOLVER.NONFINITE skip a dropped
-        # step leaves no trace (restore_state_before_step).
-        self._buffers_before_step: Optional[List[torch.Tensor]] = None
+        # step leaves no trace (restore_state_before_step). The copies are allocated once and
+        # refreshed in place every step; _buffers_saved: they hold this step's start.
+        self._buffer_copies: Optional[List[torch.Tensor]] = None
+        self._buffers_saved = False
 
     # -- data
     def _next_batch(self) -> dict:
@@ -207,7 +209,7 @@ class SimpleTrainer(TrainerBase):
         # when the step fails (too many unreadable items) holds the last completed step's.
         self._rank_state_before_step = self._rank_counters()
         if self.accum_steps > 1 or self.nonfinite == "skip":
-            self._buffers_before_step = [b.detach().clone() for b in self.model.buffers()]
+            self._save_buffers()
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         sums: Dict[str, torch.Tensor] = {}
@@ -252,19 +254,29 @@ class SimpleTrainer(TrainerBase):
         for k, v in sums.items():
             self.storage.put_scalar(k, v, is_loss=k.startswith("loss"))
         self.storage.put_scalar("data_time", data_time)
-        self._rank_state_before_step = self._buffers_before_step = None
+        self._rank_state_before_step, self._buffers_saved = None, False
+
+    def _save_buffers(self) -> None:
+        buffers = [b.detach() for b in self.model.buffers()]
+        copies = self._buffer_copies
+        like = [(b.shape, b.dtype, b.device) for b in buffers]
+        if copies is None or [(c.shape, c.dtype, c.device) for c in copies] != like:
+            self._buffer_copies = [b.clone() for b in buffers]
+        elif buffers:
+            torch._foreach_copy_(copies, buffers)
+        self._buffers_saved = True
 
     def restore_state_before_step(self) -> bool:
         """After a step that ends without an update (a micro-batch could not be loaded, or
         SOLVER.NONFINITE skip dropped it), put back the buffers its forwards changed, so the
         model holds the last completed step's state. Parameters change only in the optimizer
         step, after every micro-batch. True if anything was put back."""
-        saved, self._buffers_before_step = self._buffers_before_step, None
-        if saved is None:
+        if not self._buffers_saved:
             return False
-        with torch.no_grad():
-            for b, v in zip(self.model.buffers(), saved):
-                b.copy_(v)
+        self._buffers_saved = False
+        buffers = [b.detach() for b in self.model.buffers()]
+        if buffers:
+            torch._foreach_copy_(buffers, self._buffer_copies)
         return True
 
     def _finite_step(self, sums: Dict[str, torch.Tensor]) -> bool:
